@@ -1,0 +1,46 @@
+# The project's interface: `make demo`, `make test`, `make bench`.
+# Each target installs missing Debian packages first (scripts/install-deps.sh).
+
+BUILD      ?= build/release
+ASAN_BUILD ?= build/asan
+JOBS       ?= $(shell nproc)
+
+.PHONY: all deps build build-asan demo test test-cpp test-asan bench format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+# AddressSanitizer + UndefinedBehaviorSanitizer build of the C++ core and its tests.
+build-asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSTACKLESS_SANITIZE=ON >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+test: test-cpp test-asan
+
+test-cpp: build
+	@echo "== C++ tests (release build)"
+	@ctest --test-dir $(BUILD) -j$(JOBS) --output-on-failure
+
+test-asan: build-asan
+	@echo "== C++ tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	 ctest --test-dir $(ASAN_BUILD) -j$(JOBS) --output-on-failure
+
+bench: build
+	@BUILD_DIR=$(abspath $(BUILD)) bench/run_native.sh
+
+format:
+	@clang-format -i $$(git ls-files '*.hpp' '*.cpp')
+
+clean:
+	@rm -rf build

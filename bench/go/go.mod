@@ -1,0 +1,3 @@
+module stackless/bench/go
+
+go 1.19

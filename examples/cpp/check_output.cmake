@@ -1,0 +1,18 @@
+# Runs EXE and checks that it exits with 0 and that its standard output equals the file EXPECTED
+# or matches the regular expression REGEX.
+execute_process(COMMAND ${EXE} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT status EQUAL 0)
+  message(FATAL_ERROR "${EXE} exited with ${status}\nstdout:\n${out}\nstderr:\n${err}")
+endif()
+if(DEFINED EXPECTED)
+  file(READ ${EXPECTED} expected)
+  if(NOT out STREQUAL expected)
+    message(FATAL_ERROR "${EXE} printed:\n${out}\nexpected:\n${expected}")
+  endif()
+endif()
+if(DEFINED REGEX)
+  if(NOT out MATCHES "${REGEX}")
+    message(FATAL_ERROR "${EXE} printed:\n${out}\nwhich does not match:\n${REGEX}")
+  endif()
+endif()
+message(STATUS "output:\n${out}")

@@ -1,0 +1,175 @@
+// stackless::channel<T>: Stackless's synchronous rendezvous channel.
+//
+// A channel is a handle: copies refer to the same channel, and the channel lives while a handle
+// or a blocked tasklet refers to it. send() and receive() block until a partner arrives.
+// balance() < 0: receivers are waiting; > 0: senders are waiting. preference() says who runs on
+// when both sides are present: -1 (default) the receiver, 1 the sender, 0 neither (the waker
+// continues and the woken tasklet goes to the end of the run queue). schedule_all() makes both
+// go through the run queue.
+//
+// Values are moved into the receiving tasklet's own heap state, never accessed on another
+// tasklet's stack.
+#pragma once
+
+#include <cstddef>
+#include <exception>
+#include <iterator>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "stackless/detail/channel_core.hpp"
+#include "stackless/errors.hpp"
+#include "stackless/tasklet.hpp"
+
+namespace stackless {
+
+template <class T>
+class channel {
+  public:
+    using value_type = T;
+
+    channel() : core_(new detail::channel_core) {}
+    channel(const channel& other) noexcept : core_(other.core_) { core_->retain(); }
+    // A handle is never empty: "moving" one copies it.
+    channel(channel&& other) noexcept : core_(other.core_) { core_->retain(); }
+    channel& operator=(channel&& other) noexcept {
+        return *this = static_cast<const channel&>(other);
+    }
+    channel& operator=(const channel& other) noexcept {
+        other.core_->retain();
+        core_->release();
+        core_ = other.core_;
+        return *this;
+    }
+    ~channel() { core_->release(); }
+
+    // Sends a value; blocks until a receiver takes it.
+    template <class U = T>
+    void send(U&& value) {
+        detail::channel_core* core = core_;  // `this` may be gone once we have blocked
+        if (detail::tasklet_header* receiver = core->partner(+1)) {
+            receiver->value.template emplace<T>(std::forward<U>(value));
+            core->hand_over(+1);
+        } else {
+            detail::channel_core::current_value().template emplace<T>(std::forward<U>(value));
+            core->wait(+1);
+        }
+    }
+
+    // Receives a value; blocks until a sender provides one. An exception sent with
+    // send_exception() is raised here instead.
+    T receive() {
+        detail::channel_core* core = core_;
+        if (detail::tasklet_header* sender = core->partner(-1)) {
+            if (sender->value.holds_exception()) {
+                std::exception_ptr e = sender->value.take_exception();
+                core->hand_over(-1);
+                std::rethrow_exception(e);
+            }
+            T value = sender->value.template take<T>();
+            core->hand_over(-1);
+            return value;
+        }
+        detail::tempval& mine = core->wait(-1);
+        if (mine.holds_exception()) std::rethrow_exception(mine.take_exception());
+        return mine.template take<T>();
+    }
+
+    // Sends an exception: the receiver raises it from receive().
+    void send_exception(std::exception_ptr e) {
+        detail::channel_core* core = core_;
+        if (detail::tasklet_header* receiver = core->partner(+1)) {
+            receiver->value.set_exception(std::move(e));
+            core->hand_over(+1);
+        } else {
+            detail::channel_core::current_value().set_exception(std::move(e));
+            core->wait(+1);
+        }
+    }
+    template <class E>
+    void send_exception(E e) {
+        send_exception(std::make_exception_ptr(std::move(e)));
+    }
+
+    // Sends every element of `seq` in order; returns how many were sent.
+    template <class Range>
+    std::size_t send_sequence(Range&& seq) {
+        std::size_t count = 0;
+        for (auto&& item : seq) {
+            send(std::forward<decltype(item)>(item));
+            ++count;
+        }
+        return count;
+    }
+
+    int balance() const noexcept { return core_->balance(); }
+    int preference() const noexcept { return core_->preference(); }
+    // Raises std::invalid_argument unless preference is -1, 0 or 1.
+    void set_preference(int preference) { core_->set_preference(preference); }
+    bool schedule_all() const noexcept { return core_->schedule_all(); }
+    void set_schedule_all(bool on) noexcept { core_->set_schedule_all(on); }
+
+    // After close(), operations that would block raise channel_closed_error; those that find a
+    // waiting partner still complete. closed() is closing() with no tasklet waiting.
+    void close() noexcept { core_->close(); }
+    void open() noexcept { core_->open(); }
+    bool closing() const noexcept { return core_->closing(); }
+    bool closed() const noexcept { return core_->closed(); }
+
+    // The first tasklet blocked on the channel (empty handle if none); follow next().
+    tasklet queue() const { return tasklet::from_state(core_->head()); }
+    // Every tasklet blocked on the channel, first to last.
+    std::vector<tasklet> waiting() const {
+        std::vector<tasklet> out;
+        int n = balance() < 0 ? -balance() : balance();
+        tasklet t = queue();
+        for (int i = 0; i < n && t; ++i, t = t.next()) out.push_back(t);
+        return out;
+    }
+
+    // Range-for receives until the channel is closing and no sender is waiting.
+    class iterator {
+      public:
+        using value_type = T;
+        using difference_type = std::ptrdiff_t;
+        using iterator_category = std::input_iterator_tag;
+
+        explicit iterator(detail::channel_core* core) : core_(core) { advance(); }
+        iterator() = default;
+        T& operator*() { return *current_; }
+        iterator& operator++() {
+            advance();
+            return *this;
+        }
+        void operator++(int) { advance(); }
+        friend bool operator==(const iterator& a, const iterator& b) noexcept {
+            return a.core_ == b.core_;
+        }
+
+      private:
+        void advance() {
+            current_.reset();
+            if (core_->closing() && core_->balance() <= 0) {
+                core_ = nullptr;
+                return;
+            }
+            channel view(core_);
+            current_.emplace(view.receive());
+        }
+        detail::channel_core* core_ = nullptr;
+        std::optional<T> current_;
+    };
+    iterator begin() { return iterator(core_); }
+    iterator end() { return iterator(); }
+
+    friend bool operator==(const channel& a, const channel& b) noexcept {
+        return a.core_ == b.core_;
+    }
+
+  private:
+    explicit channel(detail::channel_core* core) noexcept : core_(core) { core_->retain(); }
+    detail::channel_core* core_;
+};
+
+}  // namespace stackless

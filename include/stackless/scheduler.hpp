@@ -1,0 +1,47 @@
+// The scheduler: one per OS thread, created on first use, with an implicit main tasklet for the
+// thread. The run queue is a ring whose head is the current tasklet; new tasklets go to its end.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "stackless/tasklet.hpp"
+
+namespace stackless {
+
+// Moves the current tasklet to the end of the run queue and runs the next one.
+void schedule();
+// Takes the current tasklet out of the run queue and runs the next one. The tasklet stays alive,
+// paused, until something inserts it again.
+void schedule_remove();
+// Runs the scheduler until no other tasklet is runnable. The caller leaves the run queue
+// meanwhile (it is "paused", as the article explains). An exception escaping a tasklet's
+// function ends that tasklet and is re-raised here.
+void run();
+
+tasklet getcurrent();
+tasklet getmain();
+// Runnable tasklets in this thread's run queue, the current one included.
+int getruncount();
+
+// Stack strategy of this thread's scheduler. See docs/design.md.
+struct scheduler_config {
+    std::size_t stack_size = 256 * 1024;  // usable bytes of each stack slot (plus a guard page)
+    std::size_t stack_slots = 256;        // tasklets that keep their stack in place (>= 2)
+};
+// Must be called on a thread before its scheduler exists (before any other call above on that
+// thread); raises stackless::error otherwise.
+void configure(const scheduler_config& config);
+
+// Counters of this thread's scheduler, for tests and benchmarks.
+struct scheduler_stats {
+    std::uint64_t switches = 0;      // context switches performed
+    std::uint64_t stacks_saved = 0;  // times a blocked tasklet's stack was copied to the heap
+    std::uint64_t stacks_restored = 0;
+    std::size_t saved_stack_bytes = 0;  // heap bytes currently holding saved stacks
+    std::size_t slots_mapped = 0;       // stack slots mapped so far
+    std::size_t live_tasklets = 0;      // started tasklets that have not ended
+};
+scheduler_stats stats();
+
+}  // namespace stackless

@@ -1,0 +1,175 @@
+// stackless::tasklet: a handle to a lightweight thread of execution.
+//
+// Lifetime: a tasklet is owned jointly by its handles, by the run queue while it is scheduled and
+// by a channel while it is blocked on it. Dropping every handle to a scheduled or blocked tasklet
+// is safe: it runs on, and is freed when it ends. Dropping the last handle to a started tasklet
+// that is paused (alive, neither scheduled nor blocked) kills it as Stackless does: it is put
+// back in the run queue with tasklet_exit pending, and unwinds the next time it runs. Tasklets
+// still alive when their thread's scheduler is destroyed (at thread exit) are killed then.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "stackless/detail/callable.hpp"
+#include "stackless/detail/tasklet_header.hpp"
+#include "stackless/errors.hpp"
+
+namespace stackless {
+
+// Per-tasklet switch hooks for code that keeps its own per-tasklet state, such as the CPython
+// binding's interpreter state. Called on the thread of the tasklet, with the tasklet's payload.
+// A tasklet without hooks pays one predictable branch per switch.
+struct tasklet_hooks {
+    void (*switched_out)(void* payload) noexcept = nullptr;
+    void (*switched_in)(void* payload) noexcept = nullptr;
+};
+
+class tasklet {
+  public:
+    // A new tasklet with no function bound (Stackless: `stackless.tasklet()`).
+    tasklet();
+    // A new tasklet bound to `f` but not yet runnable; `t(args...)` or `t.setup(args...)`
+    // binds the arguments and inserts it (Stackless: `stackless.tasklet(f)(args)`).
+    // (Only callables: `stackless::tasklet(f)(x);` as a statement would otherwise declare a
+    // tasklet named f; write `stackless::tasklet{f}(x);`.)
+    template <class F>
+    requires(!std::is_same_v<std::decay_t<F>, tasklet> &&
+             (std::is_class_v<std::decay_t<F>> ||
+              std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>)) explicit tasklet(F&& f)
+        : state_(detail::new_tasklet_state_with<detail::unbound_callable<std::decay_t<F>>>(
+              std::forward<F>(f))) {}
+
+    tasklet(const tasklet& other) noexcept : state_(other.state_) { acquire(); }
+    tasklet(tasklet&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+    tasklet& operator=(tasklet other) noexcept {
+        std::swap(state_, other.state_);
+        return *this;
+    }
+    ~tasklet() {
+        if (state_ != nullptr) detail::release_handle(state_);
+    }
+
+    // Binds a function, replacing any previous binding. Allowed when the tasklet is not alive, or
+    // when it is alive but neither current nor scheduled nor started.
+    template <class F>
+    tasklet& bind(F&& f) {
+        bind_callable(
+            std::make_unique<detail::unbound_callable<std::decay_t<F>>>(std::forward<F>(f)));
+        return *this;
+    }
+    // Binds a function and its arguments without inserting: the tasklet becomes alive and
+    // paused. Arguments are converted as by std::invoke.
+    template <class F, class... Args>
+    tasklet& bind(F&& f, Args&&... args) {
+        using bound = detail::bound_callable<std::decay_t<F>, std::tuple<std::decay_t<Args>...>>;
+        bind_callable(std::make_unique<bound>(
+            std::forward<F>(f), std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)));
+        return *this;
+    }
+    // Binds arguments for the bound function and inserts the tasklet in the run queue. The
+    // arguments' decayed types must equal the function's parameter types (they are matched at
+    // run time; std::invalid_argument otherwise). Raises tasklet_state_error if alive.
+    template <class... Args>
+    tasklet& setup(Args&&... args) {
+        std::tuple<std::decay_t<Args>...> packed(std::forward<Args>(args)...);
+        setup_erased(typeid(packed), &packed);
+        return *this;
+    }
+    template <class... Args>
+    tasklet& operator()(Args&&... args) {
+        return setup(std::forward<Args>(args)...);
+    }
+
+    // Appends the tasklet to the end of the run queue (no-op if it is there already).
+    tasklet& insert();
+    // Takes the tasklet out of the run queue; it stays alive, paused.
+    tasklet& remove();
+    // Switches to this tasklet now; the current one stays in the run queue.
+    void run();
+    // Switches to this tasklet now; the current one is paused (removed from the queue).
+    void switch_to();
+    // Raises tasklet_exit in the tasklet and, unless `pending`, switches to it at once. Unblocks
+    // it first if it is blocked on a channel. Does nothing if the tasklet has ended.
+    void kill(bool pending = false);
+    // Raises `e` in the tasklet, as kill() does with tasklet_exit.
+    void throw_exception(std::exception_ptr e, bool pending = false);
+    template <class E>
+    void raise_exception(E e, bool pending = false) {
+        throw_exception(std::make_exception_ptr(std::move(e)), pending);
+    }
+
+    bool alive() const;
+    bool blocked() const;
+    bool scheduled() const;  // in the run queue, or blocked on a channel
+    bool paused() const;     // alive, neither in the run queue nor blocked
+    bool is_current() const;
+    bool is_main() const;
+    bool block_trap() const;
+    void set_block_trap(bool trap);
+    // Neighbours in the chain the tasklet is linked into (run queue or channel); empty if none.
+    tasklet next() const;
+    tasklet prev() const;
+    // A number that identifies the thread the tasklet belongs to, unique in the process (not an
+    // OS thread id; 0 once that thread has ended).
+    std::uint64_t thread_id() const;
+
+    void set_hooks(const tasklet_hooks* hooks, void* payload);
+    void* payload() const;
+
+    explicit operator bool() const noexcept { return state_ != nullptr; }
+    friend bool operator==(const tasklet& a, const tasklet& b) noexcept {
+        return a.state_ == b.state_;
+    }
+    detail::tasklet_state* state() const noexcept { return state_; }
+    // A new handle to `s` (for the core and the bindings).
+    static tasklet from_state(detail::tasklet_state* s) noexcept {
+        tasklet t(adopt_tag{}, s);
+        t.acquire();
+        return t;
+    }
+    // Takes over a handle count that the caller already holds on `s`.
+    static tasklet adopt(detail::tasklet_state* s) noexcept { return tasklet(adopt_tag{}, s); }
+
+  private:
+    struct adopt_tag {};
+    tasklet(adopt_tag, detail::tasklet_state* s) noexcept : state_(s) {}
+    void acquire() noexcept {
+        if (state_ != nullptr)
+            detail::header_of(state_)->handles.fetch_add(1, std::memory_order_relaxed);
+    }
+    detail::tasklet_state* checked() const;
+    void bind_callable(std::unique_ptr<detail::callable> fn);
+    void setup_erased(const std::type_info& type, void* args);
+
+    detail::tasklet_state* state_;
+};
+
+namespace detail {
+void insert_new(tasklet_state* t);  // appends a tasklet this thread just created to the run queue
+}
+
+// Creates a tasklet running f(args...) and inserts it at the end of the run queue. Arguments are
+// converted as by std::invoke (the idiomatic C++ one-step form of `stackless.tasklet(f)(args)`).
+template <class F, class... Args>
+tasklet spawn(F&& f, Args&&... args) {
+    using bound = detail::bound_callable<std::decay_t<F>, std::tuple<std::decay_t<Args>...>>;
+    tasklet t = tasklet::adopt(detail::new_tasklet_state_with<bound>(
+        std::forward<F>(f), std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)));
+    detail::insert_new(t.state());
+    return t;
+}
+
+}  // namespace stackless
+
+template <>
+struct std::hash<stackless::tasklet> {
+    std::size_t operator()(const stackless::tasklet& t) const noexcept {
+        return std::hash<const void*>()(t.state());
+    }
+};

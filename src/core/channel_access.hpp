@@ -1,0 +1,65 @@
+// The waiting list of a channel, for the scheduler (which unblocks tasklets to raise exceptions in
+// them) and the channel operations.
+#pragma once
+
+#include "stackless/detail/channel_core.hpp"
+#include "tasklet_state.hpp"
+
+namespace stackless::detail {
+
+struct channel_access {
+    // Appends the current tasklet `t`, which has left the run queue, to the waiting list.
+    static void append(channel_core* ch, tasklet_state* t, int dir) noexcept {
+        t->next = nullptr;
+        t->prev = state_of(ch->tail_);
+        if (ch->tail_ != nullptr)
+            state_of(ch->tail_)->next = t;
+        else
+            ch->head_ = t;
+        ch->tail_ = t;
+        if (ch->balance_ == 0) ch->waiters_of_ = t->sched.load(std::memory_order_relaxed);
+        ch->balance_ += dir;
+        t->where = place::channel;
+        t->blocked_on = ch;
+        t->block_dir = static_cast<std::int8_t>(dir);
+    }
+
+    // Takes the first waiter off the list, for a partner that has exchanged the value with it.
+    // The partner holds a handle, so the channel stays.
+    static tasklet_state* pop_head(channel_core* ch) noexcept {
+        tasklet_state* t = state_of(ch->head_);
+        tasklet_state* after = t->next;
+        ch->head_ = after;
+        if (after != nullptr)
+            after->prev = nullptr;
+        else
+            ch->tail_ = nullptr;
+        ch->balance_ -= t->block_dir;
+        if (ch->balance_ == 0) ch->waiters_of_ = nullptr;
+        t->blocked_on = nullptr;
+        return t;
+    }
+
+    // Takes `t` off its channel's waiting list. Frees the channel if that was all that held it.
+    static void unlink(tasklet_state* t) noexcept {
+        channel_core* ch = t->blocked_on;
+        if (t->prev != nullptr)
+            t->prev->next = t->next;
+        else
+            ch->head_ = t->next;
+        if (t->next != nullptr)
+            t->next->prev = t->prev;
+        else
+            ch->tail_ = t->prev;
+        t->next = t->prev = nullptr;
+        t->where = place::none;
+        t->blocked_on = nullptr;
+        ch->balance_ -= t->block_dir;
+        if (ch->balance_ == 0) {
+            ch->waiters_of_ = nullptr;
+            if (ch->refs_ == 0) delete ch;
+        }
+    }
+};
+
+}  // namespace stackless::detail

@@ -1,0 +1,430 @@
+#include "scheduler.hpp"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <new>
+
+#include "channel_access.hpp"
+#include "sanitizer.hpp"
+#include "stackless/errors.hpp"
+
+namespace stackless::detail {
+
+namespace ctx = boost::context::detail;
+
+namespace {
+
+// initial-exec: the scheduler is looked up on every operation, and the general-dynamic model
+// would cost a __tls_get_addr call each time when the core is linked into a shared object.
+}  // namespace
+
+__attribute__((tls_model("initial-exec"))) constinit thread_local scheduler* current_scheduler =
+    nullptr;
+
+namespace {
+thread_local std::unique_ptr<scheduler> tls_owner;  // destroys the scheduler at thread exit
+thread_local scheduler_config tls_config;
+
+// Thread ids are never reused, unlike pthread ids, so a dead thread's tasklets cannot be mistaken
+// for a new thread's.
+std::atomic<std::uint64_t> next_thread_id{1};
+
+[[noreturn]] void fatal(const char* what) noexcept {
+    std::fprintf(stderr, "stackless: fatal: %s\n", what);
+    std::abort();
+}
+
+}  // namespace
+
+std::mutex& registry_mutex() {
+    static std::mutex mu;
+    return mu;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creation and teardown
+
+scheduler& scheduler::create_for_thread() {
+    tls_owner = std::make_unique<scheduler>(tls_config);
+    current_scheduler = tls_owner.get();
+    return *current_scheduler;
+}
+
+scheduler* scheduler::get_if_exists() noexcept {
+    return current_scheduler;
+}
+
+void scheduler::configure(const scheduler_config& config) {
+    if (current_scheduler != nullptr)
+        throw error("stackless::configure: this thread's scheduler already exists");
+    stack_pool check(config.stack_size, config.stack_slots);  // validates the values
+    tls_config = config;
+}
+
+scheduler::scheduler(const scheduler_config& config)
+    : eh_globals_(eh::thread_globals()),
+      thread_id_(next_thread_id.fetch_add(1, std::memory_order_relaxed)),
+      pool_(config.stack_size, config.stack_slots) {
+    main_ = new_state();
+    main_->is_main = true;
+    main_->state = life::started;
+    main_->resident = true;
+    running_ = main_;
+    ring_insert_end(main_);
+}
+
+scheduler::~scheduler() {
+    kill_survivors();
+    {
+        std::lock_guard lock(registry_mutex());
+        tasklet_state* t = all_;
+        while (t != nullptr) {
+            tasklet_state* next = t->all_next;
+            t->sched.store(nullptr, std::memory_order_release);
+            t->next = t->prev = nullptr;
+            t->where = place::none;
+            t->blocked_on = nullptr;
+            t->all_next = t->all_prev = nullptr;
+            if (t->state == life::started) t->state = life::dead;  // its stack goes with the pool
+            std::free(t->saved);
+            t->saved = nullptr;
+            t->slot = nullptr;
+            if (t->handles.load(std::memory_order_acquire) == 0) delete t;
+            t = next;
+        }
+        all_ = nullptr;
+    }
+    if (helper_stack_ != nullptr) munmap(helper_stack_, helper_stack_size_);
+    if (current_scheduler == this) current_scheduler = nullptr;
+    donate_free_states();
+}
+
+void scheduler::kill_survivors() noexcept {
+    if (running_ != main_) return;  // the thread ends inside a tasklet: nothing can be unwound
+    watchdogs_.clear();
+    // Tasklets that never started are not run: they just leave the queue.
+    for (tasklet_state* t = main_->next; t != main_;) {
+        tasklet_state* after = t->next;
+        ring_remove(t);
+        t = after;
+    }
+    // A tasklet that catches tasklet_exit and blocks again is killed again, a bounded number of
+    // times; what survives is abandoned with its stack.
+    for (int round = 0; round < 10; ++round) {
+        std::vector<tasklet> victims;
+        for (tasklet_state* t = all_; t != nullptr; t = t->all_next)
+            if (t->state == life::started && !t->is_main) victims.push_back(tasklet::from_state(t));
+        if (victims.empty()) break;
+        for (tasklet& v : victims) {
+            try {
+                kill(v.state(), false);
+            } catch (...) {
+                std::fputs("stackless: an exception escaped a tasklet killed at thread exit\n",
+                           stderr);
+            }
+        }
+    }
+    // Whatever the killed tasklets queued does not run either.
+    while (main_->next != main_) ring_remove(main_->next);
+}
+
+tasklet_state* scheduler::new_state() {
+    auto* t = new tasklet_state;
+    t->sched.store(this, std::memory_order_relaxed);
+    t->all_next = all_;
+    if (all_ != nullptr) all_->all_prev = t;
+    all_ = t;
+    return t;
+}
+
+void scheduler::maybe_free(tasklet_state* t) noexcept {
+    if (t->handles.load(std::memory_order_acquire) != 0 || t->where != place::none ||
+        t->state == life::started || t->is_main || t == dying_)
+        return;
+    if (t->all_prev != nullptr)
+        t->all_prev->all_next = t->all_next;
+    else
+        all_ = t->all_next;
+    if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+    delete t;
+}
+
+void scheduler::handle_unreferenced(tasklet_state* t) noexcept {
+    if (t->state == life::started && t->where == place::none && t != running_ && !t->is_main &&
+        !is_watchdog(t)) {
+        // Nobody can reach it any more: kill it the next time the scheduler gets to it.
+        t->exit_requested = true;
+        t->pending = std::make_exception_ptr(tasklet_exit{});
+        ring_insert_end(t);
+        return;
+    }
+    maybe_free(t);
+}
+
+bool scheduler::is_watchdog(const tasklet_state* t) const noexcept {
+    return std::find(watchdogs_.begin(), watchdogs_.end(), t) != watchdogs_.end();
+}
+
+scheduler_stats scheduler::stats() const noexcept {
+    scheduler_stats s = stats_;
+    s.slots_mapped = pool_.slots_mapped();
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Switching
+
+void scheduler::rethrow_pending(tasklet_state* t) {
+    std::exception_ptr e = std::move(t->pending);
+    t->pending = nullptr;
+    std::rethrow_exception(e);
+}
+
+// `next` has no stack in place: it starts now, or its stack is saved on the heap.
+__attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tasklet_state* next) {
+    const std::size_t size = pool_.stack_size();
+    stack_slot* running_slot = prev->slot;
+    stack_slot* home = next->slot;
+    if (home == nullptr) {
+        // First run: give it a slot, saving a suspended tasklet's stack if none is free.
+        stack_slot* s = pool_.take_free();
+        if (s == nullptr) {
+            s = pool_.pick_victim(running_slot);
+            evict(s->owner);
+        }
+        s->owner = next;
+        next->slot = s;
+        next->resident = true;
+        next->state = life::started;
+        ++stats_.live_tasklets;
+        sanitizer::unpoison(s->base, size);
+        next->ctx = ctx::make_fcontext(s->top, size, &scheduler::tasklet_entry);
+        jump(prev, next->ctx, true, s->base, size);
+    } else if (home != running_slot) {
+        if (home->owner != nullptr) evict(home->owner);
+        stack_pool::restore(next);
+        ++stats_.stacks_restored;
+        stats_.saved_stack_bytes -= home->top - static_cast<unsigned char*>(next->ctx);
+        jump(prev, next->ctx, false, home->base, size);
+    } else {
+        // Its home is the slot we are running on: copy it in from the helper's own stack.
+        helper_target_ = next;
+        bool fresh = helper_ctx_ == nullptr;
+        if (fresh) {
+            void* mem = mmap(nullptr, helper_stack_size_, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+            if (mem == MAP_FAILED) fatal("cannot map the stack-copy helper's stack");
+            helper_stack_ = static_cast<unsigned char*>(mem);
+            helper_ctx_ = ctx::make_fcontext(helper_stack_ + helper_stack_size_, helper_stack_size_,
+                                             &scheduler::helper_entry);
+        }
+        jump(prev, helper_ctx_, fresh, helper_stack_, helper_stack_size_);
+    }
+}
+
+ctx::transfer_t scheduler::resume_by_return(ctx::transfer_t t) {
+    return t;
+}
+
+void scheduler::make_runnable(tasklet_state* next) noexcept {
+    if (next->where == place::channel) channel_access::unlink(next);
+    ring_insert_end(next);
+}
+
+void scheduler::evict(tasklet_state* occupant) {
+    stack_slot* s = occupant->slot;
+    auto used = static_cast<std::size_t>(s->top - static_cast<unsigned char*>(occupant->ctx));
+    try {
+        stack_pool::save(occupant);
+    } catch (const std::bad_alloc&) {
+        fatal("out of memory while saving a tasklet's stack");
+    }
+    ++stats_.stacks_saved;
+    stats_.saved_stack_bytes += used;
+}
+
+void scheduler::make_resident_from_helper(tasklet_state* next) {
+    stack_slot* home = next->slot;
+    if (tasklet_state* occupant = home->owner) {
+        if (occupant == dying_) {
+            home->owner = nullptr;  // its stack is garbage now
+            occupant->resident = false;
+        } else
+            evict(occupant);
+    }
+    stack_pool::restore(next);
+    ++stats_.stacks_restored;
+    stats_.saved_stack_bytes -= home->top - static_cast<unsigned char*>(next->ctx);
+}
+
+void scheduler::helper_entry(ctx::transfer_t t) {
+    for (;;) {
+        *static_cast<fcontext_t*>(t.data) = t.fctx;
+        scheduler& s = *current_scheduler;
+        const void* from_bottom = nullptr;
+        std::size_t from_size = 0;
+        sanitizer::finish_switch(nullptr, &from_bottom, &from_size);
+        tasklet_state* next = s.helper_target_;
+        s.make_resident_from_helper(next);
+        void* fake_stack = nullptr;
+        sanitizer::start_switch(&fake_stack, next->slot->base, s.pool_.stack_size());
+        t = ctx::ontop_fcontext(next->ctx, &s.helper_ctx_, &scheduler::resume_by_return);
+    }
+}
+
+void scheduler::release_dying() noexcept {
+    tasklet_state* d = dying_;
+    dying_ = nullptr;
+    if (d->slot != nullptr && d->slot->owner == d) {
+        d->slot->owner = nullptr;
+        pool_.give_back(d->slot);
+    }
+    d->slot = nullptr;
+    d->ctx = nullptr;
+    d->resident = false;
+    maybe_free(d);
+}
+
+void scheduler::tasklet_entry(ctx::transfer_t t) {
+    *static_cast<fcontext_t*>(t.data) = t.fctx;
+    current_scheduler->tasklet_body();
+}
+
+void scheduler::tasklet_body() {
+    const void* from_bottom = nullptr;
+    std::size_t from_size = 0;
+    sanitizer::finish_switch(nullptr, &from_bottom, &from_size);
+    if (main_stack_size_ == 0 && from_size != 0) {
+        // Only main can start the first tasklet, so these are the bounds of the thread's stack.
+        main_stack_bottom_ = from_bottom;
+        main_stack_size_ = from_size;
+    }
+    after_switch();
+    tasklet_state* self = running_;
+    if (self->hooks != nullptr && self->hooks->switched_in != nullptr)
+        self->hooks->switched_in(self->payload);
+    std::exception_ptr escaped;
+    try {
+        raise_pending(self);
+        self->fn->invoke();
+        if (self->exit_requested)
+            throw error(
+                "a killed tasklet caught tasklet_exit and returned normally; "
+                "it must let tasklet_exit propagate");
+    } catch (const tasklet_exit&) {
+    } catch (...) {
+        escaped = std::current_exception();
+    }
+    self->fn.reset();
+    end_running(std::move(escaped));
+}
+
+void scheduler::end_running(std::exception_ptr escaped) {
+    tasklet_state* self = running_;
+    self->state = life::dead;
+    if (self->where == place::ring) ring_remove(self);
+    --stats_.live_tasklets;
+    tasklet_state* wake = watchdogs_.empty() ? main_ : watchdogs_.back();
+    tasklet_state* next = head_;
+    if (escaped) {
+        next = wake;
+        wake->pending = std::move(escaped);
+    } else if (next == nullptr) {
+        next = wake;
+        if (wake->where == place::channel && !wake->pending) {
+            wake->pending = std::make_exception_ptr(deadlock_error(
+                wake->block_dir < 0
+                    ? "Deadlock: the main tasklet is receiving without a sender available"
+                    : "Deadlock: the main tasklet is sending without a receiver available"));
+        }
+    }
+    dying_ = self;
+    switch_to(next);
+    fatal("a dead tasklet was resumed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling operations
+
+tasklet_state* scheduler::wake_for_empty_ring(tasklet_state* leaving) const noexcept {
+    tasklet_state* wake = watchdogs_.empty() ? main_ : watchdogs_.back();
+    if (wake != leaving && wake->where == place::none) return wake;
+    return nullptr;
+}
+
+void scheduler::schedule_remove() {
+    tasklet_state* self = running_;
+    if (self->handles.load(std::memory_order_relaxed) == 0 && !self->is_main &&
+        !is_watchdog(self)) {
+        // Nobody could ever insert it again: Stackless would collect and kill it.
+        self->exit_requested = true;
+        self->pending = std::make_exception_ptr(tasklet_exit{});
+        schedule();
+        return;
+    }
+    ring_remove(self);
+    tasklet_state* next = head_;
+    if (next == nullptr) {
+        next = wake_for_empty_ring(self);
+        if (next == nullptr) {
+            // The wake-up target is this tasklet itself (or blocked): stay runnable.
+            ring_insert_end(self);
+            raise_pending(self);
+            return;
+        }
+    }
+    switch_to(next);
+}
+
+void scheduler::run_watchdog() {
+    tasklet_state* self = running_;
+    if (self->where != place::ring) throw tasklet_state_error("run(): the caller is not runnable");
+    if (self->next == self) {
+        raise_pending(self);
+        return;  // nothing else to run
+    }
+    watchdogs_.push_back(self);
+    ring_remove(self);
+    auto unwind_watchdogs = [&] {
+        // Woken: watchdogs above us (run() calls of tasklets that did not get woken) are popped
+        // and made runnable, as Stackless does.
+        while (!watchdogs_.empty()) {
+            tasklet_state* popped = watchdogs_.back();
+            watchdogs_.pop_back();
+            if (popped == self) break;
+            if (popped->where == place::none) ring_insert_end(popped);
+        }
+    };
+    try {
+        switch_to(head_);
+    } catch (...) {
+        unwind_watchdogs();
+        throw;
+    }
+    unwind_watchdogs();
+}
+
+void scheduler::throw_into(tasklet_state* t, std::exception_ptr e, bool pending) {
+    if (t == running_) std::rethrow_exception(e);
+    if (!t->alive()) throw tasklet_state_error("cannot throw an exception into a dead tasklet");
+    t->pending = std::move(e);
+    if (!pending) {
+        switch_to(t);
+        return;
+    }
+    if (t->where == place::channel) channel_access::unlink(t);
+    if (t->where == place::none) ring_insert_end(t);
+}
+
+void scheduler::kill(tasklet_state* t, bool pending) {
+    if (!t->alive()) return;
+    if (t->is_main) throw tasklet_state_error("the main tasklet cannot be killed");
+    t->exit_requested = true;
+    throw_into(t, std::make_exception_ptr(tasklet_exit{}), pending);
+}
+
+}  // namespace stackless::detail

@@ -1,0 +1,227 @@
+// The per-thread scheduler: the run queue ring, the switch itself and the rules that pick the next
+// tasklet. Channels and the public API call into it; nothing here knows about values.
+#pragma once
+
+#include <boost/context/detail/fcontext.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <vector>
+
+#include "sanitizer.hpp"
+#include "stack_pool.hpp"
+#include "stackless/scheduler.hpp"
+#include "tasklet_state.hpp"
+
+namespace stackless::detail {
+
+class scheduler {
+  public:
+    // This thread's scheduler, created on first use.
+    static scheduler& get() {
+        if (current_scheduler != nullptr) [[likely]]
+            return *current_scheduler;
+        return create_for_thread();
+    }
+    static scheduler* get_if_exists() noexcept;
+    // The config the next scheduler created on this thread will use.
+    static void configure(const scheduler_config& config);
+
+    explicit scheduler(const scheduler_config& config);
+    ~scheduler();
+    scheduler(const scheduler&) = delete;
+    scheduler& operator=(const scheduler&) = delete;
+
+    tasklet_state* running() const noexcept { return running_; }
+    tasklet_state* head() const noexcept { return head_; }
+    tasklet_state* main_tasklet() const noexcept { return main_; }
+    int runcount() const noexcept { return runcount_; }
+    std::uint64_t thread_id() const noexcept { return thread_id_; }
+    scheduler_stats stats() const noexcept;
+
+    // Run queue ring. The head is the tasklet that runs (or runs next).
+    void ring_insert_end(tasklet_state* t) noexcept {
+        if (head_ == nullptr) {
+            t->next = t->prev = t;
+            head_ = t;
+            t->where = place::ring;
+            ++runcount_;
+        } else {
+            ring_insert_after(head_->prev, t);
+        }
+    }
+    void ring_insert_after(tasklet_state* pos, tasklet_state* t) noexcept {
+        t->prev = pos;
+        t->next = pos->next;
+        pos->next->prev = t;
+        pos->next = t;
+        t->where = place::ring;
+        ++runcount_;
+    }
+    void ring_remove(tasklet_state* t) noexcept {
+        if (t->next == t) {
+            head_ = nullptr;
+        } else {
+            t->prev->next = t->next;
+            t->next->prev = t->prev;
+            if (head_ == t) head_ = t->next;
+        }
+        t->next = t->prev = nullptr;
+        t->where = place::none;
+        --runcount_;
+    }
+
+    // Makes `next` runnable (unblocking or inserting it if needed), makes it the head and switches
+    // to it. Returns when the caller runs again, raising its pending exception if it has one.
+    inline void switch_to(tasklet_state* next);
+    inline void schedule();
+    void schedule_remove();
+    void run_watchdog();
+    // The running tasklet has just left the ring (blocked or removed) and the ring is empty:
+    // the tasklet to wake instead, or nullptr if that would deadlock.
+    tasklet_state* wake_for_empty_ring(tasklet_state* leaving) const noexcept;
+    void throw_into(tasklet_state* t, std::exception_ptr e, bool pending);
+    void kill(tasklet_state* t, bool pending);
+
+    // Registration of states created on this thread.
+    tasklet_state* new_state();
+    void maybe_free(tasklet_state* t) noexcept;
+
+    // Entry of a new tasklet's stack.
+    [[noreturn]] void tasklet_body();
+
+  private:
+    using fcontext_t = boost::context::detail::fcontext_t;
+
+    static scheduler& create_for_thread();
+    inline void transfer(tasklet_state* prev, tasklet_state* next);
+    void make_runnable(tasklet_state* next) noexcept;
+    void transfer_slow(tasklet_state* prev, tasklet_state* next);
+    inline void jump(tasklet_state* prev, fcontext_t to, bool fresh, const void* stack_bottom,
+                     std::size_t stack_size);
+    static boost::context::detail::transfer_t resume_by_return(
+        boost::context::detail::transfer_t t);
+    void after_switch() noexcept {
+        if (dying_ != nullptr) [[unlikely]]
+            release_dying();
+    }
+    void release_dying() noexcept;
+    void make_resident_from_helper(tasklet_state* next);
+    void evict(tasklet_state* occupant);
+    [[noreturn]] void end_running(std::exception_ptr escaped);
+
+  public:
+    // The last handle to `t` was dropped on this thread.
+    void handle_unreferenced(tasklet_state* t) noexcept;
+
+  private:
+    void kill_survivors() noexcept;
+    static void raise_pending(tasklet_state* t) {
+        if (t->pending) [[unlikely]]
+            rethrow_pending(t);
+    }
+    [[noreturn]] static void rethrow_pending(tasklet_state* t);
+    static void helper_entry(boost::context::detail::transfer_t t);
+    static void tasklet_entry(boost::context::detail::transfer_t t);
+
+    // Touched on every switch: kept together.
+    tasklet_state* running_ = nullptr;  // the tasklet whose code is executing
+    tasklet_state* head_ = nullptr;     // head of the run queue ring; == running_ normally
+    tasklet_state* dying_ = nullptr;    // ended; its slot is freed once we left its stack
+    eh::globals_layout* eh_globals_;    // this thread's C++ exception-handling record
+    scheduler_stats stats_;
+
+    tasklet_state* main_ = nullptr;
+    int runcount_ = 0;
+    std::vector<tasklet_state*> watchdogs_;  // tasklets inside run(), innermost last
+    tasklet_state* all_ = nullptr;           // every state of this scheduler
+    std::uint64_t thread_id_;
+
+    stack_pool pool_;
+    // A small stack of its own for copying a stack into the slot we are running on.
+    unsigned char* helper_stack_ = nullptr;
+    std::size_t helper_stack_size_ = 64 * 1024;
+    fcontext_t helper_ctx_ = nullptr;
+    tasklet_state* helper_target_ = nullptr;
+    bool is_watchdog(const tasklet_state* t) const noexcept;
+
+    // Stack bounds for the sanitizer's fiber-switch annotations.
+    const void* main_stack_bottom_ = nullptr;
+    std::size_t main_stack_size_ = 0;
+};
+
+// The switch path is inline: every call level between user code and the context switch costs
+// instructions on each switch, and the scheduling operations are little more than this.
+
+#define STACKLESS_ALWAYS_INLINE __attribute__((always_inline)) inline
+
+STACKLESS_ALWAYS_INLINE void scheduler::switch_to(tasklet_state* next) {
+    tasklet_state* prev = running_;
+    if (next->where != place::ring) [[unlikely]]
+        make_runnable(next);
+    head_ = next;
+    if (next == prev) [[unlikely]] {
+        raise_pending(prev);
+        return;
+    }
+    if (prev->hooks != nullptr) [[unlikely]]
+        if (prev->hooks->switched_out != nullptr) prev->hooks->switched_out(prev->payload);
+    eh::swap_out(eh_globals_, prev->eh);
+    eh::swap_in(eh_globals_, next->eh);
+    running_ = next;
+    ++stats_.switches;
+    transfer(prev, next);
+    // Running as `prev` again.
+    after_switch();
+    if (prev->hooks != nullptr) [[unlikely]]
+        if (prev->hooks->switched_in != nullptr) prev->hooks->switched_in(prev->payload);
+    raise_pending(prev);
+}
+
+STACKLESS_ALWAYS_INLINE void scheduler::transfer(tasklet_state* prev, tasklet_state* next) {
+    if (next->resident) [[likely]] {
+        // The bounds only matter to the sanitizer annotations (dead code otherwise).
+        const void* bottom = next->is_main ? main_stack_bottom_ : next->slot->base;
+        std::size_t size = next->is_main ? main_stack_size_ : pool_.stack_size();
+        jump(prev, next->ctx, false, bottom, size);
+    } else {
+        transfer_slow(prev, next);
+    }
+}
+
+STACKLESS_ALWAYS_INLINE void scheduler::jump(tasklet_state* prev, fcontext_t to, bool fresh,
+                                             const void* stack_bottom, std::size_t stack_size) {
+    namespace ctx = boost::context::detail;
+    void* fake_stack = nullptr;
+    sanitizer::start_switch(&fake_stack, stack_bottom, stack_size);
+    // The target stores our context where we point it to; see tasklet_entry and helper_entry.
+    // jump_fcontext enters the target with an indirect jmp, which leaves the CPU's return-stack
+    // predictor one entry off, so every return after a switch would mispredict. ontop_fcontext
+    // instead calls resume_by_return on the target's stack, and its `ret` enters the target,
+    // consuming the predictor entry that our call pushed. A fresh context has no frame to return
+    // into, so it is entered with jump_fcontext.
+    ctx::transfer_t t = fresh ? ctx::jump_fcontext(to, &prev->ctx)
+                              : ctx::ontop_fcontext(to, &prev->ctx, &resume_by_return);
+    const void* from_bottom = nullptr;
+    std::size_t from_size = 0;
+    sanitizer::finish_switch(fake_stack, &from_bottom, &from_size);
+    *static_cast<fcontext_t*>(t.data) = t.fctx;
+}
+
+STACKLESS_ALWAYS_INLINE void scheduler::schedule() {
+    tasklet_state* self = running_;
+    tasklet_state* next = self->next;
+    if (next == self) {
+        raise_pending(self);
+        return;
+    }
+    switch_to(next);
+}
+
+// Orders a handle dropped on another thread against the detaching of states when their thread
+// ends.
+std::mutex& registry_mutex();
+
+}  // namespace stackless::detail

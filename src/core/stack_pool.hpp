@@ -1,0 +1,53 @@
+// Stack slots. A started tasklet keeps its stack at fixed addresses in its home slot, because a
+// stack holds pointers into itself. Slots are shared: when a tasklet needs its slot and another
+// suspended tasklet occupies it, the occupant's used part is copied to the heap and copied back
+// when it runs again. With more slots than active tasklets nothing is copied at all.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace stackless::detail {
+
+struct tasklet_state;
+
+struct stack_slot {
+    unsigned char* base = nullptr;   // lowest usable byte; the guard page is below it
+    unsigned char* top = nullptr;    // one past the highest byte; stacks grow down
+    tasklet_state* owner = nullptr;  // whose stack is in the slot now
+};
+
+class stack_pool {
+  public:
+    stack_pool(std::size_t stack_size, std::size_t slot_count);
+    ~stack_pool();
+    stack_pool(const stack_pool&) = delete;
+    stack_pool& operator=(const stack_pool&) = delete;
+
+    std::size_t stack_size() const noexcept { return stack_size_; }
+    std::size_t slots_mapped() const noexcept { return slots_.size(); }
+
+    // A slot nobody owns, mapping a new one if the limit allows; nullptr if none.
+    stack_slot* take_free();
+    void give_back(stack_slot* slot) noexcept { free_.push_back(slot); }
+    // An owned slot other than `avoid`, chosen round-robin, whose owner is to be saved.
+    stack_slot* pick_victim(const stack_slot* avoid) noexcept;
+
+    // Copies the owner's used stack [ctx, top) to the heap and frees the slot.
+    static void save(tasklet_state* t);
+    // Copies a saved stack back into its home slot, which must be unowned.
+    static void restore(tasklet_state* t) noexcept;
+
+  private:
+    stack_slot* map_slot();
+
+    std::size_t stack_size_;
+    std::size_t slot_limit_;
+    std::size_t page_;
+    std::vector<stack_slot*> slots_;
+    std::vector<stack_slot*> free_;
+    std::size_t hand_ = 0;
+};
+
+}  // namespace stackless::detail

@@ -1,0 +1,236 @@
+// The public tasklet and scheduler API: argument checking and the state rules, on top of the
+// scheduler's mechanisms.
+#include <mutex>
+
+#include "scheduler.hpp"
+#include "stackless/scheduler.hpp"
+#include "stackless/tasklet.hpp"
+#include "tasklet_state.hpp"
+
+namespace stackless {
+
+namespace detail {
+
+tasklet_state* new_tasklet_state() {
+    tasklet_state* t = scheduler::get().new_state();
+    t->handles.store(1, std::memory_order_relaxed);
+    return t;
+}
+
+void* callable_space(tasklet_state* t, std::size_t size, std::size_t align) noexcept {
+    return t->fn.space(size, align);
+}
+
+void adopt_callable(tasklet_state* t, callable* fn, bool in_place) noexcept {
+    t->state = fn->ready() ? life::ready : life::bound;
+    t->fn.adopt(fn, in_place);
+}
+
+void insert_new(tasklet_state* t) {
+    scheduler::get().ring_insert_end(t);
+}
+
+tasklet_header* header_of(tasklet_state* t) noexcept {
+    return t;
+}
+
+void release_handle(tasklet_state* t) noexcept {
+    scheduler* mine = scheduler::get_if_exists();
+    if (mine != nullptr && t->sched.load(std::memory_order_acquire) == mine) {
+        if (t->handles.fetch_sub(1, std::memory_order_acq_rel) == 1) mine->handle_unreferenced(t);
+        return;
+    }
+    // Dropped on another thread, or after the tasklet's thread ended. The owner cannot be told
+    // safely, so it finds out at its thread's end, where every unreferenced state is freed.
+    std::lock_guard lock(registry_mutex());
+    if (t->handles.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+        t->sched.load(std::memory_order_acquire) == nullptr)
+        delete t;
+}
+
+}  // namespace detail
+
+using detail::life;
+using detail::place;
+using detail::scheduler;
+using detail::tasklet_state;
+
+namespace {
+
+// The scheduler of the calling thread, after checking that `t` belongs to it.
+scheduler& owner_of(tasklet_state* t) {
+    scheduler* s = t->sched.load(std::memory_order_acquire);
+    if (s == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
+    if (s != scheduler::get_if_exists())
+        throw wrong_thread_error("tasklet: it belongs to another thread");
+    return *s;
+}
+
+}  // namespace
+
+tasklet::tasklet() : state_(detail::new_tasklet_state()) {}
+
+tasklet_state* tasklet::checked() const {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    owner_of(state_);
+    return state_;
+}
+
+void tasklet::bind_callable(std::unique_ptr<detail::callable> fn) {
+    tasklet_state* t = checked();
+    scheduler& s = owner_of(t);
+    if (t->is_main) throw tasklet_state_error("tasklet.bind: cannot bind the main tasklet");
+    if (t == s.running())
+        throw tasklet_state_error("tasklet.bind: cannot rebind the current tasklet");
+    if (t->where != place::none) throw tasklet_state_error("tasklet.bind: tasklet is scheduled");
+    if (t->state == life::started)
+        throw tasklet_state_error("tasklet.bind: tasklet has started; kill it first");
+    detail::adopt_callable(t, fn.release(), false);
+    t->exit_requested = false;
+    t->pending = nullptr;
+}
+
+void tasklet::setup_erased(const std::type_info& type, void* args) {
+    tasklet_state* t = checked();
+    if (t->alive()) throw tasklet_state_error("tasklet.setup: tasklet is alive");
+    if (!t->fn) throw tasklet_state_error("tasklet.setup: the tasklet was not bound to a function");
+    std::unique_ptr<detail::callable> bound = t->fn->with_args(type, args);
+    bind_callable(std::move(bound));
+    insert();
+}
+
+tasklet& tasklet::insert() {
+    tasklet_state* t = checked();
+    scheduler& s = owner_of(t);
+    if (t->where == place::channel)
+        throw tasklet_state_error("tasklet.insert: you cannot run a blocked tasklet");
+    if (!t->alive())
+        throw tasklet_state_error("tasklet.insert: you cannot run an unbound (dead) tasklet");
+    if (t->where == place::none) s.ring_insert_end(t);
+    return *this;
+}
+
+tasklet& tasklet::remove() {
+    tasklet_state* t = checked();
+    scheduler& s = owner_of(t);
+    if (t->where == place::channel)
+        throw tasklet_state_error("tasklet.remove: you cannot remove a blocked tasklet");
+    if (t == s.running())
+        throw tasklet_state_error("tasklet.remove: the current tasklet cannot be removed");
+    if (t->where == place::ring) s.ring_remove(t);
+    return *this;
+}
+
+void tasklet::run() {
+    tasklet_state* t = checked();
+    scheduler& s = owner_of(t);
+    if (t->where == place::channel)
+        throw tasklet_state_error("tasklet.run: you cannot run a blocked tasklet");
+    if (!t->alive()) throw tasklet_state_error("tasklet.run: you cannot run a dead tasklet");
+    s.switch_to(t);
+}
+
+void tasklet::switch_to() {
+    tasklet_state* t = checked();
+    scheduler& s = owner_of(t);
+    if (t->where == place::channel)
+        throw tasklet_state_error("tasklet.switch: you cannot switch to a blocked tasklet");
+    if (!t->alive())
+        throw tasklet_state_error("tasklet.switch: you cannot switch to a dead tasklet");
+    tasklet_state* self = s.running();
+    if (t == self) return;
+    if (t->where == place::none) s.ring_insert_end(t);
+    s.ring_remove(self);  // the caller is paused; a handle (or getcurrent()) can insert it again
+    s.switch_to(t);
+}
+
+void tasklet::kill(bool pending) {
+    tasklet_state* t = checked();
+    owner_of(t).kill(t, pending);
+}
+
+void tasklet::throw_exception(std::exception_ptr e, bool pending) {
+    tasklet_state* t = checked();
+    owner_of(t).throw_into(t, std::move(e), pending);
+}
+
+bool tasklet::alive() const {
+    return checked()->alive();
+}
+bool tasklet::blocked() const {
+    return checked()->where == place::channel;
+}
+bool tasklet::scheduled() const {
+    return checked()->where != place::none;
+}
+bool tasklet::paused() const {
+    tasklet_state* t = checked();
+    return t->alive() && t->where == place::none;
+}
+bool tasklet::is_current() const {
+    tasklet_state* t = checked();
+    return t == owner_of(t).running();
+}
+bool tasklet::is_main() const {
+    return checked()->is_main;
+}
+bool tasklet::block_trap() const {
+    return checked()->block_trap;
+}
+void tasklet::set_block_trap(bool trap) {
+    checked()->block_trap = trap;
+}
+
+tasklet tasklet::next() const {
+    tasklet_state* t = checked();
+    return t->next != nullptr ? from_state(t->next) : tasklet(adopt_tag{}, nullptr);
+}
+tasklet tasklet::prev() const {
+    tasklet_state* t = checked();
+    return t->prev != nullptr ? from_state(t->prev) : tasklet(adopt_tag{}, nullptr);
+}
+
+std::uint64_t tasklet::thread_id() const {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    std::lock_guard lock(detail::registry_mutex());
+    scheduler* s = state_->sched.load(std::memory_order_acquire);
+    return s != nullptr ? s->thread_id() : 0;
+}
+
+void tasklet::set_hooks(const tasklet_hooks* hooks, void* payload) {
+    tasklet_state* t = checked();
+    t->hooks = hooks;
+    t->payload = payload;
+}
+void* tasklet::payload() const {
+    return checked()->payload;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+void schedule() {
+    scheduler::get().schedule();
+}
+void schedule_remove() {
+    scheduler::get().schedule_remove();
+}
+void run() {
+    scheduler::get().run_watchdog();
+}
+tasklet getcurrent() {
+    return tasklet::from_state(scheduler::get().running());
+}
+tasklet getmain() {
+    return tasklet::from_state(scheduler::get().main_tasklet());
+}
+int getruncount() {
+    return scheduler::get().runcount();
+}
+void configure(const scheduler_config& config) {
+    scheduler::configure(config);
+}
+scheduler_stats stats() {
+    return scheduler::get().stats();
+}
+
+}  // namespace stackless

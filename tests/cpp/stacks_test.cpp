@@ -1,0 +1,251 @@
+// Stack slots and stack saving: many more tasklets than slots, values on saved stacks survive
+// being copied out and back, configure() and stats().
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "stackless/stackless.hpp"
+#include "test_util.hpp"
+
+using namespace stackless;
+using stackless_test::expect_idle_scheduler;
+using stackless_test::in_fresh_thread;
+
+namespace {
+
+// One level of a recursion whose frames point at their parents: walking the chain after the
+// tasklet resumes only works if its stack came back at the same address with the same bytes.
+struct frame_link {
+    const frame_link* parent;
+    int id;
+    int level;
+    std::array<int, 16> data;
+};
+
+// Makes `p` escape, so the compiler cannot assume that schedule() leaves the memory alone (the
+// checks below would otherwise be folded away).
+[[gnu::noinline]] void escape(const void* p) {
+    asm volatile("" : : "g"(p) : "memory");
+}
+
+int expected_data(int id, int level, int i) {
+    return id * 1000 + level * 16 + i;
+}
+
+bool chain_intact(const frame_link* f, int id, int level) {
+    for (; f != nullptr; f = f->parent, --level) {
+        if (f->id != id || f->level != level) return false;
+        for (int i = 0; i < 16; ++i)
+            if (f->data[i] != expected_data(id, level, i)) return false;
+    }
+    return level == -1;
+}
+
+// Recurses to `depth`, yields `yields` times at the bottom, checks every frame on the way back.
+// Returns the number of checks that failed.
+[[gnu::noinline]] int dive(int id, int level, int depth, const frame_link* parent, int yields) {
+    frame_link me{parent, id, level, {}};
+    for (int i = 0; i < 16; ++i) me.data[i] = expected_data(id, level, i);
+    const std::string short_text = std::string("L").append(std::to_string(level));  // small: inline
+    const std::string long_text(64 + level, char('a' + id % 26));
+    const std::vector<int> numbers(level + 1, id);
+    volatile int scalar = id ^ level;
+    escape(&me);
+    escape(&short_text);
+    escape(&long_text);
+    escape(&numbers);
+
+    int failures = 0;
+    if (level == depth) {
+        for (int y = 0; y < yields; ++y) {
+            schedule();
+            if (!chain_intact(&me, id, level)) ++failures;
+        }
+    } else {
+        failures += dive(id, level + 1, depth, &me, yields);
+    }
+    if (!chain_intact(&me, id, level)) ++failures;
+    if (short_text != std::string("L").append(std::to_string(level))) ++failures;
+    if (long_text != std::string(64 + level, char('a' + id % 26))) ++failures;
+    if (numbers != std::vector<int>(level + 1, id)) ++failures;
+    if (scalar != (id ^ level)) ++failures;
+    return failures;
+}
+
+TEST(Stacks, ThousandTaskletsOnFourSlotsKeepTheirLocals) {
+    in_fresh_thread(scheduler_config{64 * 1024, 4}, [] {
+        constexpr int count = 1000, yields = 3;
+        const std::size_t baseline_live = stats().live_tasklets;
+        std::vector<int> failures(count, -1);
+        for (int id = 0; id < count; ++id)
+            spawn([&failures](int me) { failures[me] = dive(me, 0, 5 + me % 20, nullptr, yields); },
+                  id);
+        schedule();  // every tasklet starts, recurses and yields once; then main is back
+
+        scheduler_stats mid = stats();
+        EXPECT_EQ(mid.live_tasklets, baseline_live + count);
+        EXPECT_GT(mid.stacks_saved, 0u);
+        EXPECT_GT(mid.saved_stack_bytes, 0u);
+        EXPECT_LE(mid.slots_mapped, 4u);
+        EXPECT_GE(mid.slots_mapped, 1u);
+
+        stackless::run();
+        for (int id = 0; id < count; ++id) ASSERT_EQ(failures[id], 0) << "tasklet " << id;
+
+        scheduler_stats end = stats();
+        EXPECT_EQ(end.live_tasklets, baseline_live);
+        EXPECT_EQ(end.saved_stack_bytes, 0u);
+        EXPECT_LE(end.slots_mapped, 4u);
+        EXPECT_GE(end.stacks_saved, std::uint64_t(2 * count));  // at least twice per tasklet
+        EXPECT_EQ(end.stacks_restored, end.stacks_saved);       // every saved stack came back
+        expect_idle_scheduler();
+    });
+}
+
+TEST(Stacks, LargeStackContentsSurviveSaving) {
+    in_fresh_thread(scheduler_config{64 * 1024, 2}, [] {
+        constexpr int count = 40, yields = 5;
+        int bad = 0;
+        for (int id = 0; id < count; ++id)
+            spawn(
+                [&bad](int me) {
+                    unsigned char buffer[16 * 1024];
+                    for (std::size_t i = 0; i < sizeof buffer; ++i)
+                        buffer[i] = static_cast<unsigned char>(i * 7 + me);
+                    escape(buffer);
+                    for (int y = 0; y < yields; ++y) {
+                        schedule();
+                        for (std::size_t i = 0; i < sizeof buffer; ++i)
+                            if (buffer[i] != static_cast<unsigned char>(i * 7 + me)) {
+                                ++bad;
+                                break;
+                            }
+                    }
+                },
+                id);
+        stackless::run();
+        EXPECT_EQ(bad, 0);
+        scheduler_stats s = stats();
+        EXPECT_GT(s.stacks_saved, 0u);
+        EXPECT_EQ(s.saved_stack_bytes, 0u);
+        EXPECT_LE(s.slots_mapped, 2u);
+    });
+}
+
+TEST(Stacks, FewerTaskletsThanSlotsNeverSave) {
+    in_fresh_thread(scheduler_config{64 * 1024, 8}, [] {
+        int steps = 0;
+        for (int i = 0; i < 4; ++i)
+            spawn([&] {
+                for (int r = 0; r < 10; ++r) {
+                    ++steps;
+                    schedule();
+                }
+            });
+        stackless::run();
+        EXPECT_EQ(steps, 40);
+        scheduler_stats s = stats();
+        EXPECT_EQ(s.stacks_saved, 0u);
+        EXPECT_EQ(s.stacks_restored, 0u);
+        EXPECT_EQ(s.saved_stack_bytes, 0u);
+        EXPECT_LE(s.slots_mapped, 8u);
+        EXPECT_GE(s.slots_mapped, 1u);
+    });
+}
+
+TEST(Stacks, SlotsOfEndedTaskletsAreReused) {
+    in_fresh_thread(scheduler_config{64 * 1024, 4}, [] {
+        int ran = 0;
+        for (int batch = 0; batch < 100; ++batch) {
+            spawn([&] {
+                schedule();
+                ++ran;
+            });
+            spawn([&] {
+                schedule();
+                ++ran;
+            });
+            stackless::run();
+        }
+        EXPECT_EQ(ran, 200);
+        scheduler_stats s = stats();
+        EXPECT_EQ(s.stacks_saved, 0u);
+        EXPECT_LE(s.slots_mapped, 4u);
+    });
+}
+
+TEST(Stacks, HundredThousandTaskletsBlockedOnOneChannel) {
+    in_fresh_thread(scheduler_config{64 * 1024, 16}, [] {
+        constexpr int count = 100000;
+        const std::size_t baseline_live = stats().live_tasklets;
+        channel<int> ch;
+        std::vector<int> got(count, -1);
+        for (int i = 0; i < count; ++i) spawn([&got, &ch](int me) { got[me] = ch.receive(); }, i);
+        stackless::run();
+        ASSERT_EQ(ch.balance(), -count);
+        scheduler_stats blocked = stats();
+        EXPECT_EQ(blocked.live_tasklets, baseline_live + count);
+        EXPECT_GT(blocked.saved_stack_bytes, 0u);
+        EXPECT_LE(blocked.slots_mapped, 16u);
+
+        for (int v = 0; v < count; ++v) ch.send(v);
+        EXPECT_EQ(ch.balance(), 0);
+        for (int i = 0; i < count; ++i) ASSERT_EQ(got[i], i) << "receiver " << i;
+
+        scheduler_stats end = stats();
+        EXPECT_EQ(end.live_tasklets, baseline_live);
+        EXPECT_EQ(end.saved_stack_bytes, 0u);
+        expect_idle_scheduler();
+    });
+}
+
+TEST(Stacks, SwitchesAreCounted) {
+    in_fresh_thread([] {
+        const std::uint64_t before = stats().switches;
+        for (int i = 0; i < 2; ++i)
+            spawn([] {
+                for (int r = 0; r < 10; ++r) schedule();
+            });
+        stackless::run();
+        // main -> a, then a and b alternate 10 times each, then back to main
+        EXPECT_GE(stats().switches - before, 20u);
+        EXPECT_LE(stats().switches - before, 30u);
+    });
+}
+
+TEST(Stacks, ConfigureAfterFirstUseIsError) {
+    in_fresh_thread([] {
+        (void)getcurrent();
+        EXPECT_THROW(configure(scheduler_config{64 * 1024, 4}), stackless::error);
+        // the scheduler keeps working
+        int ran = 0;
+        spawn([&] { ++ran; });
+        stackless::run();
+        EXPECT_EQ(ran, 1);
+    });
+}
+
+TEST(Stacks, ConfigureRejectsFewerThanTwoSlots) {
+    in_fresh_thread([] { EXPECT_ANY_THROW(configure(scheduler_config{64 * 1024, 1})); });
+}
+
+TEST(Stacks, ConfigureIsPerThread) {
+    std::uint64_t saved_small = 0, saved_large = 0;
+    in_fresh_thread(scheduler_config{64 * 1024, 2}, [&] {
+        for (int i = 0; i < 8; ++i) spawn([] { schedule(); });
+        stackless::run();
+        saved_small = stats().stacks_saved;
+    });
+    in_fresh_thread(scheduler_config{64 * 1024, 16}, [&] {
+        for (int i = 0; i < 8; ++i) spawn([] { schedule(); });
+        stackless::run();
+        saved_large = stats().stacks_saved;
+    });
+    EXPECT_GT(saved_small, 0u);
+    EXPECT_EQ(saved_large, 0u);
+}
+
+}  // namespace

@@ -1,0 +1,218 @@
+// One scheduler per OS thread; tasklets and channels touched from the wrong thread.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <latch>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "stackless/stackless.hpp"
+#include "test_util.hpp"
+
+using namespace stackless;
+using stackless_test::events;
+using stackless_test::expect_idle_scheduler;
+using stackless_test::in_fresh_thread;
+
+namespace {
+
+TEST(Threads, EachThreadHasItsOwnMainTaskletAndQueue) {
+    constexpr int threads = 3;
+    std::vector<std::uint64_t> ids(threads, 0);
+    std::vector<int> runcounts(threads, -1);
+    std::vector<bool> own_main(threads, false);
+    tasklet here = spawn([] {});  // this thread's queue now has two runnable tasklets
+    std::latch all_started(threads), may_end(1);
+    std::vector<std::thread> workers;
+    for (int i = 0; i < threads; ++i) {
+        workers.emplace_back([&, i] {
+            own_main[i] = getmain().is_main() && getmain() == getcurrent() &&
+                          !(getmain() == here) && getmain().thread_id() == getcurrent().thread_id();
+            ids[i] = getmain().thread_id();
+            runcounts[i] = getruncount();
+            all_started.count_down();
+            may_end.wait();  // all alive at once: their ids must differ
+        });
+    }
+    all_started.wait();
+    ids.push_back(getmain().thread_id());
+    may_end.count_down();
+    for (std::thread& t : workers) t.join();
+    EXPECT_EQ(std::set<std::uint64_t>(ids.begin(), ids.end()).size(), ids.size());
+    EXPECT_EQ(std::set<std::uint64_t>(ids.begin(), ids.end()).count(0), 0u);
+    EXPECT_EQ(runcounts, std::vector<int>(threads, 1));
+    EXPECT_EQ(own_main, std::vector<bool>(threads, true));
+    EXPECT_EQ(getruncount(), 2);
+    stackless::run();
+    EXPECT_FALSE(here.alive());
+    expect_idle_scheduler();
+}
+
+TEST(Threads, SchedulersOfDifferentThreadsRunConcurrentlyAndIndependently) {
+    constexpr int threads = 4, tasklets = 100, rounds = 30;
+    std::vector<int> ok(threads, 0);
+    std::vector<std::thread> workers;
+    for (int w = 0; w < threads; ++w) {
+        workers.emplace_back([&ok, w] {
+            std::vector<std::pair<int, int>> order;
+            channel<int> results;
+            for (int id = 0; id < tasklets; ++id)
+                spawn(
+                    [&](int me) {
+                        for (int r = 0; r < rounds; ++r) {
+                            order.emplace_back(r, me);
+                            schedule();
+                        }
+                        results.send(me);
+                    },
+                    id);
+            stackless::run();
+            bool good =
+                order.size() == std::size_t(tasklets * rounds) && results.balance() == tasklets;
+            for (int r = 0; good && r < rounds; ++r)
+                for (int id = 0; good && id < tasklets; ++id)
+                    good = order[r * tasklets + id] == std::make_pair(r, id);
+            for (int id = 0; good && id < tasklets; ++id) good = results.receive() == id;
+            stackless::run();
+            ok[w] = good && getruncount() == 1;
+        });
+    }
+    for (std::thread& t : workers) t.join();
+    EXPECT_EQ(ok, std::vector<int>(threads, 1));
+}
+
+TEST(Threads, TaskletOperationsFromAnotherThreadRaiseWrongThread) {
+    in_fresh_thread([] {
+        channel<int> ch;
+        tasklet blocked = spawn([&] { ch.receive(); });
+        tasklet paused = spawn([] { schedule_remove(); });
+        stackless::run();
+        tasklet runnable = spawn([] {});
+        tasklet unbound;
+        tasklet no_args([](int) {});
+        const std::uint64_t home = getmain().thread_id();
+        ASSERT_TRUE(blocked.blocked());
+        ASSERT_TRUE(paused.paused());
+
+        std::thread other([&] {
+            EXPECT_THROW(runnable.run(), wrong_thread_error);
+            EXPECT_THROW(runnable.switch_to(), wrong_thread_error);
+            EXPECT_THROW(runnable.remove(), wrong_thread_error);
+            EXPECT_THROW(runnable.kill(), wrong_thread_error);
+            EXPECT_THROW(paused.insert(), wrong_thread_error);
+            EXPECT_THROW(paused.run(), wrong_thread_error);
+            EXPECT_THROW(paused.kill(), wrong_thread_error);
+            EXPECT_THROW(paused.kill(true), wrong_thread_error);
+            EXPECT_THROW(paused.raise_exception(std::runtime_error("x")), wrong_thread_error);
+            EXPECT_THROW(paused.raise_exception(std::runtime_error("x"), true), wrong_thread_error);
+            EXPECT_THROW(blocked.kill(), wrong_thread_error);
+            EXPECT_THROW(no_args.setup(1), wrong_thread_error);
+            EXPECT_THROW(unbound.bind([] {}), wrong_thread_error);
+            EXPECT_EQ(runnable.thread_id(), home);
+            EXPECT_NE(getmain().thread_id(), home);
+        });
+        other.join();
+
+        // nothing changed here
+        EXPECT_TRUE(runnable.scheduled());
+        EXPECT_TRUE(paused.paused());
+        EXPECT_TRUE(blocked.blocked());
+        EXPECT_EQ(ch.balance(), -1);
+        EXPECT_FALSE(no_args.alive());
+        EXPECT_FALSE(unbound.alive());
+        EXPECT_EQ(getruncount(), 2);
+
+        ch.send(1);
+        paused.kill();
+        stackless::run();
+        EXPECT_FALSE(blocked.alive());
+        EXPECT_FALSE(paused.alive());
+        EXPECT_FALSE(runnable.alive());
+        expect_idle_scheduler();
+    });
+}
+
+TEST(Threads, ChannelMeetingAWaiterOfAnotherThreadRaisesWrongThread) {
+    in_fresh_thread([] {
+        channel<int> receivers, senders;
+        int got = 0;
+        spawn([&] { got = receivers.receive(); });
+        spawn([&] { senders.send(5); });
+        stackless::run();
+        ASSERT_EQ(receivers.balance(), -1);
+        ASSERT_EQ(senders.balance(), 1);
+
+        std::thread other([&] {
+            EXPECT_THROW(receivers.send(1), wrong_thread_error);
+            EXPECT_THROW(receivers.send_exception(std::runtime_error("x")), wrong_thread_error);
+            EXPECT_THROW(senders.receive(), wrong_thread_error);
+            EXPECT_EQ(receivers.balance(), -1);
+            EXPECT_EQ(senders.balance(), 1);
+        });
+        other.join();
+
+        EXPECT_EQ(receivers.balance(), -1);
+        EXPECT_EQ(senders.balance(), 1);
+        receivers.send(2);
+        EXPECT_EQ(got, 2);
+        EXPECT_EQ(senders.receive(), 5);
+        stackless::run();
+        expect_idle_scheduler();
+    });
+}
+
+TEST(Threads, ChannelCreatedOnOneThreadWorksOnAnother) {
+    channel<std::string> ch;  // created here, used only by the other thread's tasklets
+    in_fresh_thread([&] {
+        spawn([&] { ch.send("hello"); });
+        EXPECT_EQ(ch.receive(), "hello");
+        stackless::run();
+        expect_idle_scheduler();
+    });
+    EXPECT_EQ(ch.balance(), 0);
+}
+
+TEST(Threads, TaskletsOfAnEndedThreadHaveThreadIdZero) {
+    tasklet unbound, done, left_blocked;
+    std::uint64_t id_while_running = 0;
+    in_fresh_thread([&] {
+        unbound = tasklet();
+        done = spawn([] {});
+        stackless::run();
+        channel<int> ch;
+        left_blocked = spawn([ch]() mutable { ch.receive(); });
+        stackless::run();
+        id_while_running = left_blocked.thread_id();
+    });
+    EXPECT_NE(id_while_running, 0u);
+    EXPECT_EQ(unbound.thread_id(), 0u);
+    EXPECT_EQ(done.thread_id(), 0u);
+    EXPECT_EQ(left_blocked.thread_id(), 0u);
+}
+
+TEST(Threads, ThreadExitKillsBlockedTaskletsOnEveryThread) {
+    constexpr int threads = 6, per_thread = 200;
+    std::atomic<int> unwound{0};
+    struct counter_guard {
+        std::atomic<int>* n;
+        ~counter_guard() { n->fetch_add(1); }
+    };
+    std::vector<std::thread> workers;
+    for (int w = 0; w < threads; ++w)
+        workers.emplace_back([&] {
+            channel<int> ch;
+            for (int i = 0; i < per_thread; ++i)
+                spawn([&unwound, ch]() mutable {
+                    counter_guard g{&unwound};
+                    ch.receive();
+                });
+            stackless::run();
+        });
+    for (std::thread& t : workers) t.join();
+    EXPECT_EQ(unwound.load(), threads * per_thread);
+}
+
+}  // namespace
