@@ -9,7 +9,7 @@ namespace stackless::detail {
 
 struct channel_access {
     // Appends the current tasklet `t`, which has left the run queue, to the waiting list.
-    static void append(channel_core* ch, tasklet_state* t, int dir) noexcept {
+    static void append(channel_core* ch, tasklet_state* t, int dir, scheduler* s) noexcept {
         t->next = nullptr;
         t->prev = state_of(ch->tail_);
         if (ch->tail_ != nullptr)
@@ -17,7 +17,7 @@ struct channel_access {
         else
             ch->head_ = t;
         ch->tail_ = t;
-        if (ch->balance_ == 0) ch->waiters_of_ = t->sched.load(std::memory_order_relaxed);
+        if (ch->balance_ == 0) ch->waiters_of_ = s;
         ch->balance_ += dir;
         t->where = place::channel;
         t->blocked_on = ch;

@@ -8,7 +8,7 @@
 
 namespace stackless::detail {
 
-tempval& channel_core::current_value() noexcept {
+tempval& channel_core::first_value() {
     return scheduler::get().running()->value;
 }
 
@@ -71,8 +71,7 @@ tempval& channel_core::wait(int dir) {
         mine.reset();
         throw channel_closed_error("channel: send/receive operation on a closed channel");
     }
-    s.ring_remove(self);
-    channel_access::append(this, self, dir);
+    s.ring_to_channel(self, this, dir);
     tasklet_state* next = s.head();
     if (next == nullptr) {
         next = s.wake_for_empty_ring(self);

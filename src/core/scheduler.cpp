@@ -24,6 +24,8 @@ namespace {
 
 __attribute__((tls_model("initial-exec"))) constinit thread_local scheduler* current_scheduler =
     nullptr;
+__attribute__((tls_model("initial-exec"))) constinit thread_local tempval* current_tempval =
+    nullptr;
 
 namespace {
 thread_local std::unique_ptr<scheduler> tls_owner;  // destroys the scheduler at thread exit
@@ -74,6 +76,7 @@ scheduler::scheduler(const scheduler_config& config)
     main_->state = life::started;
     main_->resident = true;
     running_ = main_;
+    current_tempval = &main_->value;
     ring_insert_end(main_);
 }
 
@@ -99,7 +102,10 @@ scheduler::~scheduler() {
         all_ = nullptr;
     }
     if (helper_stack_ != nullptr) munmap(helper_stack_, helper_stack_size_);
-    if (current_scheduler == this) current_scheduler = nullptr;
+    if (current_scheduler == this) {
+        current_scheduler = nullptr;
+        current_tempval = nullptr;
+    }
     donate_free_states();
 }
 

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <vector>
 
+#include "channel_access.hpp"
 #include "sanitizer.hpp"
 #include "stack_pool.hpp"
 #include "stackless/scheduler.hpp"
@@ -60,6 +61,8 @@ class scheduler {
         t->where = place::ring;
         ++runcount_;
     }
+    // Moves the running tasklet `t` from the ring to the end of a channel's waiting list.
+    void ring_to_channel(tasklet_state* t, channel_core* ch, int dir) noexcept;
     void ring_remove(tasklet_state* t) noexcept {
         if (t->next == t) {
             head_ = nullptr;
@@ -171,6 +174,7 @@ STACKLESS_ALWAYS_INLINE void scheduler::switch_to(tasklet_state* next) {
     eh::swap_out(eh_globals_, prev->eh);
     eh::swap_in(eh_globals_, next->eh);
     running_ = next;
+    current_tempval = &next->value;
     ++stats_.switches;
     transfer(prev, next);
     // Running as `prev` again.
@@ -208,6 +212,19 @@ STACKLESS_ALWAYS_INLINE void scheduler::jump(tasklet_state* prev, fcontext_t to,
     std::size_t from_size = 0;
     sanitizer::finish_switch(fake_stack, &from_bottom, &from_size);
     *static_cast<fcontext_t*>(t.data) = t.fctx;
+}
+
+STACKLESS_ALWAYS_INLINE void scheduler::ring_to_channel(tasklet_state* t, channel_core* ch,
+                                                        int dir) noexcept {
+    if (t->next == t) {
+        head_ = nullptr;
+    } else {
+        t->prev->next = t->next;
+        t->next->prev = t->prev;
+        if (head_ == t) head_ = t->next;
+    }
+    --runcount_;
+    channel_access::append(ch, t, dir, this);
 }
 
 STACKLESS_ALWAYS_INLINE void scheduler::schedule() {

@@ -70,7 +70,7 @@ class callable_holder {
     alignas(16) unsigned char buf_[in_place_size];
 };
 
-// What every switch touches, first, so that it shares one cache line.
+// What every switch touches, first, so that it shares one cache line (64 bytes).
 struct tasklet_links {
     // Links in the run queue ring, or in a channel's waiting list (nullptr-terminated there).
     tasklet_state* next = nullptr;
@@ -110,6 +110,8 @@ struct tasklet_state : tasklet_links, tasklet_header {
     static void* operator new(std::size_t size);
     static void operator delete(void* p) noexcept;
 };
+
+static_assert(sizeof(tasklet_links) <= 64, "the switch's fields must fit one cache line");
 
 // Gives this thread's free states to the other threads (its scheduler is ending).
 void donate_free_states() noexcept;

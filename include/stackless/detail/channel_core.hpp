@@ -12,6 +12,9 @@ class scheduler;
 // This thread's scheduler (nullptr before its first use). constinit: read without a TLS wrapper.
 __attribute__((
     tls_model("initial-exec"))) extern constinit thread_local scheduler* current_scheduler;
+// The running tasklet's tempval (nullptr before the scheduler's first use), kept by every switch
+// so that a blocking send reaches it without a call.
+__attribute__((tls_model("initial-exec"))) extern constinit thread_local tempval* current_tempval;
 
 // Channels are single-threaded for now: a channel and its handles belong to the thread that uses
 // them. Meeting tasklets of another thread waiting on it raises wrong_thread_error.
@@ -33,7 +36,13 @@ class channel_core {
     // (dir > 0) or receives the value (dir < 0); it is returned. On failure it is cleared.
     tempval& wait(int dir);
     // The current tasklet's tempval.
-    static tempval& current_value() noexcept;
+    static tempval& current_value() {
+        tempval* v = current_tempval;
+        if (v == nullptr) [[unlikely]]
+            v = &first_value();
+        return *v;
+    }
+    static tempval& first_value();  // creates this thread's scheduler
 
     int balance() const noexcept { return balance_; }
     int preference() const noexcept { return preference_; }
