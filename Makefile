@@ -4,8 +4,9 @@
 BUILD      ?= build/release
 ASAN_BUILD ?= build/asan
 JOBS       ?= $(shell nproc)
+MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan demo test test-cpp test-asan bench format clean
+.PHONY: all deps build build-asan demo test test-cpp test-asan test-python bench format clean
 
 all: build
 
@@ -18,17 +19,22 @@ build: deps
 
 # AddressSanitizer + UndefinedBehaviorSanitizer build of the C++ core and its tests.
 build-asan: deps
-	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSTACKLESS_SANITIZE=ON >/dev/null
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DSTACKLESS_SANITIZE=ON \
+	       -DSTACKLESS_PYTHON=OFF >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 
 demo: build
 	@scripts/demo.sh $(BUILD)
 
-test: test-cpp test-asan
+test: test-cpp test-python test-asan
 
 test-cpp: build
 	@echo "== C++ tests (release build)"
 	@ctest --test-dir $(BUILD) -j$(JOBS) --output-on-failure
+
+test-python: build
+	@echo "== Python tests (Debian's /usr/bin/python3 with the freshly built module)"
+	@./stackless -m pytest -q tests/python
 
 test-asan: build-asan
 	@echo "== C++ tests under AddressSanitizer and UndefinedBehaviorSanitizer"
@@ -38,6 +44,7 @@ test-asan: build-asan
 
 bench: build
 	@BUILD_DIR=$(abspath $(BUILD)) bench/run_native.sh
+	@./stackless bench/python/bench.py
 
 format:
 	@clang-format -i $$(git ls-files '*.hpp' '*.cpp')

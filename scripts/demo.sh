@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Runs the article's programs: the C++ versions (examples/cpp).
+# Runs the article's programs: the C++ versions (examples/cpp), then the Python ones.
 set -euo pipefail
 build=${1:-build/release}
 for program in listing1 listing2 sort network_simulation; do
     echo "== examples/cpp/$program"
     "$build/examples/cpp/$program"
+    echo
+done
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+for program in listing1 listing2 sort network_simulation; do
+    echo "== examples/python/$program.py"
+    STACKLESS_BUILD=$build "$here/stackless" "$here/examples/python/$program.py"
     echo
 done

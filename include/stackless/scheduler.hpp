@@ -24,6 +24,14 @@ tasklet getmain();
 // Runnable tasklets in this thread's run queue, the current one included.
 int getruncount();
 
+// What happens to a thread's tasklets when it ends, on demand: never-started tasklets leave the run
+// queue and started ones are killed (their stacks unwound), the main tasklet excepted. A binding
+// calls it while its runtime is still alive (the CPython binding at interpreter exit). Must be
+// called from the main tasklet; returns how many tasklets could not be killed (they caught
+// tasklet_exit every time), which abandon_survivors() then drops without unwinding.
+int kill_all();
+void abandon_survivors() noexcept;
+
 // Stack strategy of this thread's scheduler. See docs/design.md.
 struct scheduler_config {
     std::size_t stack_size = 256 * 1024;  // usable bytes of each stack slot (plus a guard page)

@@ -28,6 +28,14 @@ namespace stackless {
 struct tasklet_hooks {
     void (*switched_out)(void* payload) noexcept = nullptr;
     void (*switched_in)(void* payload) noexcept = nullptr;
+    // The tasklet joined (true) or left (false) the scheduler's structures: the run queue or a
+    // channel's waiting list. Lets a binding keep its object alive exactly while the tasklet is
+    // scheduled. Called on the tasklet's thread, possibly while it is running; a "left" may be
+    // followed at once by a "joined" (moving from a channel back to the run queue).
+    void (*scheduled_changed)(void* payload, bool scheduled) noexcept = nullptr;
+    // A killed tasklet whose function returns normally is reported as an error, unless its
+    // binding lets it catch tasklet_exit (Python code may catch TaskletExit and carry on).
+    bool may_catch_exit = false;
 };
 
 class tasklet {
@@ -59,8 +67,8 @@ class tasklet {
     // when it is alive but neither current nor scheduled nor started.
     template <class F>
     tasklet& bind(F&& f) {
-        bind_callable(
-            std::make_unique<detail::unbound_callable<std::decay_t<F>>>(std::forward<F>(f)));
+        detail::emplace_callable<detail::unbound_callable<std::decay_t<F>>>(prepare_rebind(),
+                                                                            std::forward<F>(f));
         return *this;
     }
     // Binds a function and its arguments without inserting: the tasklet becomes alive and
@@ -68,8 +76,9 @@ class tasklet {
     template <class F, class... Args>
     tasklet& bind(F&& f, Args&&... args) {
         using bound = detail::bound_callable<std::decay_t<F>, std::tuple<std::decay_t<Args>...>>;
-        bind_callable(std::make_unique<bound>(
-            std::forward<F>(f), std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...)));
+        detail::emplace_callable<bound>(
+            prepare_rebind(), std::forward<F>(f),
+            std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
         return *this;
     }
     // Binds arguments for the bound function and inserts the tasklet in the run queue. The
@@ -121,6 +130,12 @@ class tasklet {
 
     void set_hooks(const tasklet_hooks* hooks, void* payload);
     void* payload() const;
+    // The running tasklet's payload on this thread (nullptr if none), without making a handle.
+    static void* current_payload() noexcept;
+    // Snapshot of the run queue length of the thread this tasklet belongs to, read from any
+    // thread (-1 if that thread has ended). Only meaningful while that thread is not changing
+    // its queue (the CPython binding reads it under the GIL).
+    int owner_runcount() const noexcept;
 
     explicit operator bool() const noexcept { return state_ != nullptr; }
     friend bool operator==(const tasklet& a, const tasklet& b) noexcept {
@@ -145,6 +160,8 @@ class tasklet {
     }
     detail::tasklet_state* checked() const;
     void bind_callable(std::unique_ptr<detail::callable> fn);
+    // Checks that the tasklet may be rebound and drops its current function.
+    detail::tasklet_state* prepare_rebind();
     void setup_erased(const std::type_info& type, void* args);
 
     detail::tasklet_state* state_;

@@ -59,6 +59,8 @@ struct channel_access {
             ch->waiters_of_ = nullptr;
             if (ch->refs_ == 0) delete ch;
         }
+        if (t->hooks != nullptr && t->hooks->scheduled_changed != nullptr) [[unlikely]]
+            t->hooks->scheduled_changed(t->payload, false);
     }
 };
 

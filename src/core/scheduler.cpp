@@ -109,8 +109,8 @@ scheduler::~scheduler() {
     donate_free_states();
 }
 
-void scheduler::kill_survivors() noexcept {
-    if (running_ != main_) return;  // the thread ends inside a tasklet: nothing can be unwound
+int scheduler::kill_survivors() noexcept {
+    if (running_ != main_) return 0;  // the thread ends inside a tasklet: nothing can be unwound
     watchdogs_.clear();
     // Tasklets that never started are not run: they just leave the queue.
     for (tasklet_state* t = main_->next; t != main_;) {
@@ -119,11 +119,13 @@ void scheduler::kill_survivors() noexcept {
         t = after;
     }
     // A tasklet that catches tasklet_exit and blocks again is killed again, a bounded number of
-    // times; what survives is abandoned with its stack.
+    // times.
+    int survivors = 0;
     for (int round = 0; round < 10; ++round) {
         std::vector<tasklet> victims;
         for (tasklet_state* t = all_; t != nullptr; t = t->all_next)
             if (t->state == life::started && !t->is_main) victims.push_back(tasklet::from_state(t));
+        survivors = static_cast<int>(victims.size());
         if (victims.empty()) break;
         for (tasklet& v : victims) {
             try {
@@ -136,6 +138,27 @@ void scheduler::kill_survivors() noexcept {
     }
     // Whatever the killed tasklets queued does not run either.
     while (main_->next != main_) ring_remove(main_->next);
+    return survivors;
+}
+
+void scheduler::abandon_survivors() noexcept {
+    for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
+        if (t->is_main || t->state != life::started) continue;
+        if (t->where == place::channel)
+            channel_access::unlink(t);
+        else if (t->where == place::ring)
+            ring_remove(t);
+        if (t->slot != nullptr && t->slot->owner == t) {
+            t->slot->owner = nullptr;
+            pool_.give_back(t->slot);
+        }
+        std::free(t->saved);
+        t->saved = nullptr;
+        t->slot = nullptr;
+        t->resident = false;
+        t->state = life::dead;
+        --stats_.live_tasklets;
+    }
 }
 
 tasklet_state* scheduler::new_state() {
@@ -317,7 +340,7 @@ void scheduler::tasklet_body() {
     try {
         raise_pending(self);
         self->fn->invoke();
-        if (self->exit_requested)
+        if (self->exit_requested && (self->hooks == nullptr || !self->hooks->may_catch_exit))
             throw error(
                 "a killed tasklet caught tasklet_exit and returned normally; "
                 "it must let tasklet_exit propagate");

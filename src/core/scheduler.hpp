@@ -44,6 +44,8 @@ class scheduler {
 
     // Run queue ring. The head is the tasklet that runs (or runs next).
     void ring_insert_end(tasklet_state* t) noexcept {
+        if (t->where == place::none && t->hooks != nullptr) [[unlikely]]
+            notify_scheduled(t, true);
         if (head_ == nullptr) {
             t->next = t->prev = t;
             head_ = t;
@@ -54,6 +56,8 @@ class scheduler {
         }
     }
     void ring_insert_after(tasklet_state* pos, tasklet_state* t) noexcept {
+        if (t->where == place::none && t->hooks != nullptr) [[unlikely]]
+            notify_scheduled(t, true);
         t->prev = pos;
         t->next = pos->next;
         pos->next->prev = t;
@@ -74,6 +78,12 @@ class scheduler {
         t->next = t->prev = nullptr;
         t->where = place::none;
         --runcount_;
+        if (t->hooks != nullptr) [[unlikely]]
+            notify_scheduled(t, false);
+    }
+    static void notify_scheduled(tasklet_state* t, bool scheduled) noexcept {
+        if (t->hooks->scheduled_changed != nullptr)
+            t->hooks->scheduled_changed(t->payload, scheduled);
     }
 
     // Makes `next` runnable (unblocking or inserting it if needed), makes it the head and switches
@@ -120,7 +130,11 @@ class scheduler {
     void handle_unreferenced(tasklet_state* t) noexcept;
 
   private:
-    void kill_survivors() noexcept;
+  public:
+    int kill_survivors() noexcept;
+    void abandon_survivors() noexcept;
+
+  private:
     static void raise_pending(tasklet_state* t) {
         if (t->pending) [[unlikely]]
             rethrow_pending(t);

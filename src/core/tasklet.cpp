@@ -77,6 +77,10 @@ tasklet_state* tasklet::checked() const {
 }
 
 void tasklet::bind_callable(std::unique_ptr<detail::callable> fn) {
+    detail::adopt_callable(prepare_rebind(), fn.release(), false);
+}
+
+tasklet_state* tasklet::prepare_rebind() {
     tasklet_state* t = checked();
     scheduler& s = owner_of(t);
     if (t->is_main) throw tasklet_state_error("tasklet.bind: cannot bind the main tasklet");
@@ -85,9 +89,11 @@ void tasklet::bind_callable(std::unique_ptr<detail::callable> fn) {
     if (t->where != place::none) throw tasklet_state_error("tasklet.bind: tasklet is scheduled");
     if (t->state == life::started)
         throw tasklet_state_error("tasklet.bind: tasklet has started; kill it first");
-    detail::adopt_callable(t, fn.release(), false);
+    t->fn.reset();
+    t->state = life::unbound;
     t->exit_requested = false;
     t->pending = nullptr;
+    return t;
 }
 
 void tasklet::setup_erased(const std::type_info& type, void* args) {
@@ -231,6 +237,25 @@ void configure(const scheduler_config& config) {
 }
 scheduler_stats stats() {
     return scheduler::get().stats();
+}
+
+int kill_all() {
+    return scheduler::get().kill_survivors();
+}
+void abandon_survivors() noexcept {
+    if (scheduler* s = scheduler::get_if_exists()) s->abandon_survivors();
+}
+
+void* tasklet::current_payload() noexcept {
+    scheduler* s = detail::current_scheduler;
+    return s != nullptr ? s->running()->payload : nullptr;
+}
+
+int tasklet::owner_runcount() const noexcept {
+    if (state_ == nullptr) return -1;
+    std::lock_guard lock(detail::registry_mutex());
+    scheduler* s = state_->sched.load(std::memory_order_acquire);
+    return s != nullptr ? s->runcount() : -1;
 }
 
 }  // namespace stackless

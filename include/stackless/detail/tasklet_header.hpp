@@ -33,16 +33,23 @@ void* callable_space(tasklet_state* t, std::size_t size, std::size_t align) noex
 // Makes `fn` the tasklet's function (it lives in callable_space() if `in_place`).
 void adopt_callable(tasklet_state* t, callable* fn, bool in_place) noexcept;
 
+// Binds a function of type C built from `args` to `t`, whose function slot is empty: in place
+// when it fits, else on the heap.
+template <class C, class... Args>
+void emplace_callable(tasklet_state* t, Args&&... args) {
+    if (void* place = callable_space(t, sizeof(C), alignof(C))) {
+        adopt_callable(t, ::new (place) C(std::forward<Args>(args)...), true);
+    } else {
+        adopt_callable(t, new C(std::forward<Args>(args)...), false);
+    }
+}
+
 // A new state bound to a function of type C built from `args`, with one handle counted.
 template <class C, class... Args>
 tasklet_state* new_tasklet_state_with(Args&&... args) {
     tasklet_state* t = new_tasklet_state();
     try {
-        if (void* place = callable_space(t, sizeof(C), alignof(C))) {
-            adopt_callable(t, ::new (place) C(std::forward<Args>(args)...), true);
-        } else {
-            adopt_callable(t, new C(std::forward<Args>(args)...), false);
-        }
+        emplace_callable<C>(t, std::forward<Args>(args)...);
     } catch (...) {
         release_handle(t);
         throw;

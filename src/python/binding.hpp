@@ -1,0 +1,126 @@
+// Shared declarations of the CPython binding: the tasklet and channel objects and the glue
+// between C++ exceptions and Python exceptions.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <utility>
+
+#include "interp_state.hpp"
+#include "stackless/stackless.hpp"
+
+namespace stackless::python {
+
+// An owned reference that moves without touching the reference count: the value type of the
+// C++ channels behind stackless.channel, so a transfer costs no INCREF/DECREF pair.
+class py_ref {
+  public:
+    py_ref() noexcept = default;
+    explicit py_ref(PyObject* owned) noexcept : p_(owned) {}
+    py_ref(py_ref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    py_ref& operator=(py_ref&& o) noexcept {
+        std::swap(p_, o.p_);
+        return *this;
+    }
+    py_ref(const py_ref&) = delete;
+    ~py_ref() { Py_XDECREF(p_); }
+    PyObject* get() const noexcept { return p_; }
+    PyObject* release() noexcept { return std::exchange(p_, nullptr); }
+
+  private:
+    PyObject* p_ = nullptr;
+};
+
+// A Python exception carried through the C++ core: raised in a tasklet, it reaches the main
+// tasklet (or whoever the core delivers it to) as this C++ exception, and becomes the Python
+// exception again at the binding's boundary.
+class python_error {
+  public:
+    // Takes the current Python error.
+    python_error() noexcept { PyErr_Fetch(&type_, &value_, &tb_); }
+    python_error(PyObject* type, PyObject* value, PyObject* tb) noexcept
+        : type_(type), value_(value), tb_(tb) {}
+    python_error(python_error&& o) noexcept
+        : type_(std::exchange(o.type_, nullptr)),
+          value_(std::exchange(o.value_, nullptr)),
+          tb_(std::exchange(o.tb_, nullptr)) {}
+    python_error(const python_error& o) noexcept : type_(o.type_), value_(o.value_), tb_(o.tb_) {
+        Py_XINCREF(type_);
+        Py_XINCREF(value_);
+        Py_XINCREF(tb_);
+    }
+    python_error& operator=(const python_error&) = delete;
+    ~python_error();
+    // Makes it the current Python error again.
+    void restore() noexcept;
+
+  private:
+    PyObject* type_ = nullptr;
+    PyObject* value_ = nullptr;
+    PyObject* tb_ = nullptr;
+};
+
+struct py_tasklet {
+    PyObject_HEAD stackless::tasklet core;  // placement-constructed in tp_new
+    PyObject* func;                         // bound function (Stackless: bind(func))
+    PyObject* args;
+    PyObject* kwargs;
+    PyObject* tempval;
+    PyObject* context;  // the contextvars context it will start in
+    PyObject* weakreflist;
+    PyThreadState* tstate;  // of the thread it belongs to
+    interp_state saved;     // its interpreter state while switched out
+    _PyErr_StackItem exc_base;
+    _PyStackChunk* root_chunk;
+    unsigned long thread_ident;
+    bool self_ref;        // holds a reference to itself while scheduled
+    bool python_started;  // its interpreter state lives in `saved` or in the thread state
+    bool is_main;
+    bool atomic;
+    bool ignore_nesting;
+};
+
+struct py_channel {
+    PyObject_HEAD stackless::channel<py_ref> ch;  // placement-constructed in tp_new
+    PyObject* weakreflist;
+};
+
+extern PyTypeObject tasklet_type;
+extern PyTypeObject channel_type;
+extern PyTypeObject bomb_type;
+extern PyObject* TaskletExit;
+
+// Converts the C++ exception being handled (call inside a catch block) into the current Python
+// error, and returns nullptr for the caller to return.
+PyObject* raise_from_cxx() noexcept;
+int raise_from_cxx_int() noexcept;
+
+// This thread's main tasklet object, created (with the thread's scheduler) on first use.
+py_tasklet* thread_main();
+// The Python object of a core tasklet state (every tasklet of a Python thread has one).
+py_tasklet* object_of(const stackless::tasklet& t) noexcept;
+PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept;
+// The running tasklet's object.
+py_tasklet* current_object();
+// Drops the references released by tasklets that left the scheduler; called after operations
+// that may switch, once back in Python's world.
+void flush_released() noexcept;
+
+PyObject* new_bomb(PyObject* type, PyObject* value, PyObject* tb) noexcept;
+// If `obj` is a bomb: consumes it, sets its exception and returns true.
+bool explode_if_bomb(PyObject* obj) noexcept;
+
+// Main, current tasklet and run count of the thread with this ident, if it used stackless.
+bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, int* runcount);
+
+// Stackless's switch trap: while the level is above 0, an operation that would switch tasklets
+// raises RuntimeError instead (and changes nothing).
+int& switch_trap_level() noexcept;
+// Returns -1 with RuntimeError set if the trap is on, else 0.
+int refuse_if_trapped() noexcept;
+
+// Interpreter exit: kills every tasklet of the main thread (Stackless does the same).
+void shutdown_main_thread() noexcept;
+
+}  // namespace stackless::python

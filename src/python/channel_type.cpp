@@ -1,0 +1,258 @@
+// stackless.channel: a Python object around a core channel of owned references. Exceptions
+// travel as bombs (stackless.bomb), which the receiving side raises.
+#include "binding.hpp"
+
+namespace stackless::python {
+
+namespace {
+
+py_channel* as_channel(PyObject* o) {
+    return reinterpret_cast<py_channel*>(o);
+}
+
+PyObject* channel_new(PyTypeObject* type, PyObject*, PyObject*) {
+    if (thread_main() == nullptr) return nullptr;
+    auto* c = reinterpret_cast<py_channel*>(type->tp_alloc(type, 0));
+    if (c == nullptr) return nullptr;
+    try {
+        new (&c->ch) stackless::channel<py_ref>();
+    } catch (...) {
+        Py_DECREF(c);
+        return raise_from_cxx();
+    }
+    return reinterpret_cast<PyObject*>(c);
+}
+
+// Sends an owned reference (a value or a bomb).
+PyObject* send_owned(py_channel* self, PyObject* owned) {
+    try {
+        self->ch.send(py_ref(owned));
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    Py_RETURN_NONE;
+}
+
+PyObject* refuse_switch() {
+    refuse_if_trapped();
+    return nullptr;
+}
+
+// Whether a send (dir > 0) or receive (dir < 0) would switch tasklets: it blocks, or it finds
+// a partner that the channel's preference runs first.
+bool would_switch(py_channel* self, int dir) {
+    const auto& ch = self->ch;
+    bool partner = dir > 0 ? ch.balance() < 0 : ch.balance() > 0;
+    return !partner || ch.schedule_all() || ch.preference() == -dir;
+}
+
+PyObject* channel_send(PyObject* o, PyObject* value) {
+    if (switch_trap_level() > 0 && would_switch(as_channel(o), +1)) return refuse_switch();
+    return send_owned(as_channel(o), Py_NewRef(value));
+}
+
+PyObject* channel_receive(PyObject* o, PyObject*) {
+    py_channel* self = as_channel(o);
+    if (switch_trap_level() > 0 && would_switch(self, -1)) return refuse_switch();
+    PyObject* value;
+    try {
+        value = self->ch.receive().release();
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    if (explode_if_bomb(value)) return nullptr;
+    return value;
+}
+
+PyObject* channel_send_exception(PyObject* o, PyObject* args) {
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "send_exception() takes an exception class");
+        return nullptr;
+    }
+    PyObject* cls = PyTuple_GET_ITEM(args, 0);
+    if (!PyExceptionClass_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "send_exception() needs an exception class");
+        return nullptr;
+    }
+    PyObject* rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+    if (rest == nullptr) return nullptr;
+    PyObject* value = PyObject_Call(cls, rest, nullptr);
+    Py_DECREF(rest);
+    if (value == nullptr) return nullptr;
+    PyObject* bomb = new_bomb(reinterpret_cast<PyObject*>(Py_TYPE(value)), value, nullptr);
+    Py_DECREF(value);
+    if (bomb == nullptr) return nullptr;
+    return send_owned(as_channel(o), bomb);
+}
+
+PyObject* channel_send_throw(PyObject* o, PyObject* args, PyObject* kwds) {
+    static const char* names[] = {"exc", "val", "tb", nullptr};
+    PyObject *exc, *val = Py_None, *tb = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OO:send_throw", const_cast<char**>(names), &exc,
+                                     &val, &tb))
+        return nullptr;
+    PyObject* type;
+    PyObject* value;
+    if (PyExceptionInstance_Check(exc)) {
+        type = Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(exc)));
+        value = Py_NewRef(exc);
+    } else if (PyExceptionClass_Check(exc)) {
+        type = Py_NewRef(exc);
+        value = Py_NewRef(val);
+    } else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+        return nullptr;
+    }
+    PyObject* traceback = tb != Py_None ? Py_NewRef(tb) : nullptr;
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != nullptr) PyException_SetTraceback(value, traceback);
+    PyObject* bomb = new_bomb(type, value, traceback);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    if (bomb == nullptr) return nullptr;
+    return send_owned(as_channel(o), bomb);
+}
+
+PyObject* channel_send_sequence(PyObject* o, PyObject* seq) {
+    PyObject* it = PyObject_GetIter(seq);
+    if (it == nullptr) return nullptr;
+    Py_ssize_t count = 0;
+    while (PyObject* item = PyIter_Next(it)) {
+        PyObject* r = send_owned(as_channel(o), item);
+        if (r == nullptr) {
+            Py_DECREF(it);
+            return nullptr;
+        }
+        Py_DECREF(r);
+        ++count;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) return nullptr;
+    return PyLong_FromSsize_t(count);
+}
+
+PyObject* channel_iternext(PyObject* o) {
+    py_channel* self = as_channel(o);
+    if (self->ch.closing() && self->ch.balance() <= 0) {
+        PyErr_SetNone(PyExc_StopIteration);
+        return nullptr;
+    }
+    return channel_receive(o, nullptr);
+}
+
+PyObject* channel_close(PyObject* o, PyObject*) {
+    as_channel(o)->ch.close();
+    Py_RETURN_NONE;
+}
+
+PyObject* channel_open(PyObject* o, PyObject*) {
+    as_channel(o)->ch.open();
+    Py_RETURN_NONE;
+}
+
+PyObject* get_balance(PyObject* o, void*) {
+    return PyLong_FromLong(as_channel(o)->ch.balance());
+}
+PyObject* get_closing(PyObject* o, void*) {
+    return PyBool_FromLong(as_channel(o)->ch.closing());
+}
+PyObject* get_closed(PyObject* o, void*) {
+    return PyBool_FromLong(as_channel(o)->ch.closed());
+}
+PyObject* get_preference(PyObject* o, void*) {
+    return PyLong_FromLong(as_channel(o)->ch.preference());
+}
+int set_preference(PyObject* o, PyObject* value, void*) {
+    if (value == nullptr) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete preference");
+        return -1;
+    }
+    long v = PyLong_AsLong(value);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    try {
+        as_channel(o)->ch.set_preference(static_cast<int>(v < -1 ? -2 : v > 1 ? 2 : v));
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    return 0;
+}
+PyObject* get_schedule_all(PyObject* o, void*) {
+    return PyLong_FromLong(as_channel(o)->ch.schedule_all());
+}
+int set_schedule_all(PyObject* o, PyObject* value, void*) {
+    int on = value != nullptr ? PyObject_IsTrue(value) : 0;
+    if (on < 0) return -1;
+    as_channel(o)->ch.set_schedule_all(on != 0);
+    return 0;
+}
+PyObject* get_queue(PyObject* o, void*) {
+    try {
+        return new_ref_or_none(as_channel(o)->ch.queue());
+    } catch (...) {
+        return raise_from_cxx();
+    }
+}
+
+int channel_traverse(PyObject*, visitproc, void*) {
+    return 0;
+}
+
+void channel_dealloc(PyObject* o) {
+    py_channel* self = as_channel(o);
+    PyObject_GC_UnTrack(o);
+    if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(o);
+    self->ch.~channel();
+    Py_TYPE(o)->tp_free(o);
+}
+
+PyMethodDef channel_methods[] = {
+    {"send", channel_send, METH_O, "send(value): blocks until a receiver takes it"},
+    {"receive", channel_receive, METH_NOARGS, "receive(): blocks until a sender provides one"},
+    {"send_exception", channel_send_exception, METH_VARARGS,
+     "send_exception(exc, *args): the receiver raises exc(*args)"},
+    {"send_throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(channel_send_throw)),
+     METH_VARARGS | METH_KEYWORDS, "send_throw(exc, val=None, tb=None)"},
+    {"send_sequence", channel_send_sequence, METH_O, "send every item; returns the count"},
+    {"close", channel_close, METH_NOARGS, "refuse new blocking operations"},
+    {"open", channel_open, METH_NOARGS, "undo close()"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef channel_getset[] = {
+    {"balance", get_balance, nullptr, "senders (> 0) or receivers (< 0) waiting", nullptr},
+    {"closing", get_closing, nullptr, "close() was called", nullptr},
+    {"closed", get_closed, nullptr, "closing and empty", nullptr},
+    {"preference", get_preference, set_preference, "-1 receiver, 1 sender, 0 neither", nullptr},
+    {"schedule_all", get_schedule_all, set_schedule_all, "both sides through the queue", nullptr},
+    {"queue", get_queue, nullptr, "first tasklet waiting on the channel", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+}  // namespace
+
+PyTypeObject channel_type = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "stackless.channel";
+    t.tp_basicsize = sizeof(py_channel);
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC;
+    t.tp_doc = "channel(): synchronous communication between tasklets";
+    t.tp_new = channel_new;
+    t.tp_dealloc = channel_dealloc;
+    t.tp_traverse = channel_traverse;
+    t.tp_iter = PyObject_SelfIter;
+    t.tp_iternext = channel_iternext;
+    t.tp_methods = channel_methods;
+    t.tp_getset = channel_getset;
+    t.tp_weaklistoffset = offsetof(py_channel, weakreflist);
+    return t;
+}();
+
+}  // namespace stackless::python

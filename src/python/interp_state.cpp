@@ -1,0 +1,94 @@
+// Every use of CPython's internal thread-state layout lives here. CPython 3.11 only: the fields
+// below are those of Include/cpython/pystate.h in 3.11 (recursion_remaining/recursion_limit,
+// cframe, datastack_*, exc_info, context, trash_delete_nesting), and 3.12 rearranged them.
+#include "interp_state.hpp"
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
+#error "stackless: this binding supports CPython 3.11 only"
+#endif
+
+#include <cstddef>
+
+namespace stackless::python {
+
+namespace {
+
+// What CPython's _PyThreadState_UpdateTracingState computes (an internal inline function).
+std::uint8_t use_tracing(PyThreadState* ts) noexcept {
+    return ts->tracing == 0 && (ts->c_tracefunc != nullptr || ts->c_profilefunc != nullptr) ? 255
+                                                                                            : 0;
+}
+
+// Room for a few small frames: a frame takes co_framesize words (locals + value stack + about 7
+// words of header), so a tasklet blocked two or three small calls deep needs no more.
+constexpr std::size_t root_chunk_bytes = 512;
+}  // namespace
+
+void save_interp_state(PyThreadState* ts, interp_state& into) noexcept {
+    into.cframe = ts->cframe;
+    into.current_frame = ts->cframe->current_frame;
+    into.recursion_depth = ts->recursion_limit - ts->recursion_remaining;
+    into.trash_delete_nesting = ts->trash_delete_nesting;
+    into.tracing = ts->tracing;
+    into.datastack_chunk = ts->datastack_chunk;
+    into.datastack_top = ts->datastack_top;
+    into.datastack_limit = ts->datastack_limit;
+    into.exc_info = ts->exc_info;
+    into.context = ts->context;  // the reference moves with it
+    ts->context = nullptr;
+}
+
+void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept {
+    ts->cframe = from.cframe;
+    ts->tracing = from.tracing;
+    // Trace and profile functions are per thread: a tasklet switched out while they changed
+    // follows the change.
+    ts->cframe->use_tracing = use_tracing(ts);
+    ts->recursion_remaining = ts->recursion_limit - from.recursion_depth;
+    ts->trash_delete_nesting = from.trash_delete_nesting;
+    ts->datastack_chunk = from.datastack_chunk;
+    ts->datastack_top = from.datastack_top;
+    ts->datastack_limit = from.datastack_limit;
+    ts->exc_info = from.exc_info;
+    Py_XSETREF(ts->context, from.context);
+    from.context = nullptr;
+    ts->context_ver++;
+}
+
+_PyStackChunk* new_root_chunk() {
+    // pymalloc (the GIL is held): it serves blocks up to 512 bytes without reaching malloc.
+    auto* chunk = static_cast<_PyStackChunk*>(PyMem_Malloc(root_chunk_bytes));
+    if (chunk == nullptr) return nullptr;
+    chunk->previous = nullptr;
+    chunk->size = root_chunk_bytes;
+    chunk->top = 0;
+    return chunk;
+}
+
+void free_root_chunk(_PyStackChunk* chunk) noexcept {
+    PyMem_Free(chunk);
+}
+
+void start_interp_state(PyThreadState* ts, _PyCFrame* root, _PyStackChunk* chunk,
+                        _PyErr_StackItem* exc_base, PyObject* context) noexcept {
+    ts->tracing = 0;
+    root->use_tracing = use_tracing(ts);
+    root->current_frame = nullptr;
+    root->previous = &ts->root_cframe;
+    ts->cframe = root;
+    ts->recursion_remaining = ts->recursion_limit;
+    ts->trash_delete_nesting = 0;
+    ts->datastack_chunk = chunk;
+    // Frames start at data[1]: CPython frees a chunk when its data[0] frame is popped, and it must
+    // never free ours.
+    ts->datastack_top = &chunk->data[1];
+    ts->datastack_limit =
+        reinterpret_cast<PyObject**>(reinterpret_cast<char*>(chunk) + chunk->size);
+    exc_base->exc_value = nullptr;
+    exc_base->previous_item = nullptr;
+    ts->exc_info = exc_base;
+    Py_XSETREF(ts->context, context);
+    ts->context_ver++;
+}
+
+}  // namespace stackless::python

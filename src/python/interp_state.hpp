@@ -1,0 +1,42 @@
+// The interpreter state that belongs to a tasklet rather than to its thread: which frame runs,
+// the C-level frame chain, the frame data stack, the exception being handled, the recursion depth
+// and the contextvars context. CPython keeps all of it in the PyThreadState; a switch saves the
+// outgoing tasklet's copy and installs the incoming one's (interp_state.cpp, CPython 3.11 only).
+#pragma once
+
+#include <Python.h>
+
+#include <cstdint>
+
+namespace stackless::python {
+
+struct interp_state {
+    _PyCFrame* cframe = nullptr;                          // on the tasklet's own C stack
+    struct _PyInterpreterFrame* current_frame = nullptr;  // copy, readable while switched out
+    int recursion_depth = 0;
+    int trash_delete_nesting = 0;
+    int tracing = 0;  // > 0 inside a trace or profile function
+    _PyStackChunk* datastack_chunk = nullptr;
+    PyObject** datastack_top = nullptr;
+    PyObject** datastack_limit = nullptr;
+    _PyErr_StackItem* exc_info = nullptr;  // top of the tasklet's exception stack
+    PyObject* context = nullptr;           // owned
+};
+
+// Moves the running tasklet's state out of the thread state into `into`.
+void save_interp_state(PyThreadState* ts, interp_state& into) noexcept;
+// Installs `from` into the thread state (ownership of the context moves back too).
+void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept;
+
+// A tasklet's own small root chunk for its interpreter frames. CPython never frees a root chunk
+// (a chunk without a previous one); deeper frames spill into chunks CPython allocates itself.
+_PyStackChunk* new_root_chunk();
+void free_root_chunk(_PyStackChunk* chunk) noexcept;
+
+// Prepares the thread state for a tasklet that starts on a fresh C stack: `root` (a frame of the
+// new stack) becomes the C frame chain's start, frames go to `chunk`, the exception stack starts
+// at `exc_base`, recursion depth is 0 and `context` (a new reference) is current.
+void start_interp_state(PyThreadState* ts, _PyCFrame* root, _PyStackChunk* chunk,
+                        _PyErr_StackItem* exc_base, PyObject* context) noexcept;
+
+}  // namespace stackless::python

@@ -1,0 +1,353 @@
+// The stackless module: scheduler functions, TaskletExit, bomb, and the module's set-up.
+#include "binding.hpp"
+
+#include <structmember.h>
+
+namespace stackless::python {
+
+PyObject* TaskletExit = nullptr;
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// bomb: an exception in transit over a channel
+
+struct py_bomb {
+    PyObject_HEAD PyObject* type;
+    PyObject* value;
+    PyObject* traceback;
+};
+
+void bomb_dealloc(PyObject* o) {
+    auto* b = reinterpret_cast<py_bomb*>(o);
+    PyObject_GC_UnTrack(o);
+    Py_CLEAR(b->type);
+    Py_CLEAR(b->value);
+    Py_CLEAR(b->traceback);
+    Py_TYPE(o)->tp_free(o);
+}
+
+int bomb_traverse(PyObject* o, visitproc visit, void* arg) {
+    auto* b = reinterpret_cast<py_bomb*>(o);
+    Py_VISIT(b->type);
+    Py_VISIT(b->value);
+    Py_VISIT(b->traceback);
+    return 0;
+}
+
+int bomb_clear(PyObject* o) {
+    auto* b = reinterpret_cast<py_bomb*>(o);
+    Py_CLEAR(b->type);
+    Py_CLEAR(b->value);
+    Py_CLEAR(b->traceback);
+    return 0;
+}
+
+PyObject* bomb_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+    // Like Stackless, a single tuple argument is taken as (type, value, traceback).
+    if (kwds == nullptr && PyTuple_GET_SIZE(args) == 1 && PyTuple_Check(PyTuple_GET_ITEM(args, 0)))
+        args = PyTuple_GET_ITEM(args, 0);
+    static const char* names[] = {"type", "value", "traceback", nullptr};
+    PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:bomb", const_cast<char**>(names), &t, &v,
+                                     &tb))
+        return nullptr;
+    auto* b = reinterpret_cast<py_bomb*>(type->tp_alloc(type, 0));
+    if (b == nullptr) return nullptr;
+    b->type = Py_XNewRef(t);
+    b->value = Py_XNewRef(v);
+    b->traceback = Py_XNewRef(tb);
+    return reinterpret_cast<PyObject*>(b);
+}
+
+PyMemberDef bomb_members[] = {
+    {"type", T_OBJECT, offsetof(py_bomb, type), READONLY, "the exception's class"},
+    {"value", T_OBJECT, offsetof(py_bomb, value), READONLY, "the exception"},
+    {"traceback", T_OBJECT, offsetof(py_bomb, traceback), READONLY, "its traceback"},
+    {nullptr, 0, 0, 0, nullptr},
+};
+
+// ---------------------------------------------------------------------------------------------
+// Scheduler functions
+
+PyObject* mod_getcurrent(PyObject*, PyObject*) {
+    py_tasklet* t = current_object();
+    if (t == nullptr) return nullptr;
+    return Py_NewRef(reinterpret_cast<PyObject*>(t));
+}
+
+PyObject* mod_getmain(PyObject*, PyObject*) {
+    py_tasklet* t = thread_main();
+    if (t == nullptr) return nullptr;
+    return Py_NewRef(reinterpret_cast<PyObject*>(t));
+}
+
+PyObject* mod_getruncount(PyObject*, PyObject*) {
+    if (thread_main() == nullptr) return nullptr;
+    return PyLong_FromLong(stackless::getruncount());
+}
+
+// schedule(retval=current) and schedule_remove(retval=current) return `retval`, or what another
+// tasklet put in the current tasklet's tempval meanwhile (Stackless's tempval protocol).
+PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, bool remove) {
+    PyObject* given = nargs == 1 ? args[0] : nullptr;
+    Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw > 1 ||
+        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "retval"))) {
+        PyErr_SetString(PyExc_TypeError, "schedule() takes at most one argument, retval");
+        return nullptr;
+    }
+    if (nkw == 1) given = args[0];
+    py_tasklet* self = current_object();
+    if (self == nullptr) return nullptr;
+    bool alone = stackless::getruncount() <= 1;
+    if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;
+    PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);
+    Py_XSETREF(self->tempval, Py_NewRef(retval));
+    try {
+        if (remove)
+            stackless::schedule_remove();
+        else
+            stackless::schedule();
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    PyObject* result = self->tempval;
+    self->tempval = nullptr;
+    if (result == nullptr) Py_RETURN_NONE;
+    if (explode_if_bomb(result)) return nullptr;
+    return result;
+}
+
+PyObject* mod_schedule(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return schedule_impl(args, PyVectorcall_NARGS(nargs), kwnames, false);
+}
+
+PyObject* mod_schedule_remove(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                              PyObject* kwnames) {
+    return schedule_impl(args, PyVectorcall_NARGS(nargs), kwnames, true);
+}
+
+PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
+    static const char* names[] = {"timeout",        "threadblock",  "soft",
+                                  "ignore_nesting", "totaltimeout", nullptr};
+    long timeout = 0;
+    int threadblock = 0, soft = 0, ignore_nesting = 0, totaltimeout = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|lpppp:run", const_cast<char**>(names), &timeout,
+                                     &threadblock, &soft, &ignore_nesting, &totaltimeout))
+        return nullptr;
+    if (timeout > 0) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "stackless.run(timeout): preemption is not implemented yet");
+        return nullptr;
+    }
+    if (threadblock) {
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "stackless.run(threadblock=True): channels across threads are not "
+                        "implemented yet");
+        return nullptr;
+    }
+    if (thread_main() == nullptr) return nullptr;
+    if (stackless::getruncount() > 1 && refuse_if_trapped() < 0) return nullptr;
+    try {
+        stackless::run();
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    Py_RETURN_NONE;
+}
+
+PyObject* mod_enable_softswitch(PyObject*, PyObject* flag) {
+    // Accepted for compatibility: this implementation always switches hard (C stacks are kept),
+    // so soft switching is reported off whatever is asked.
+    if (flag != Py_None && PyObject_IsTrue(flag) < 0) return nullptr;
+    Py_RETURN_FALSE;
+}
+
+PyObject* mod_get_thread_info(PyObject*, PyObject* args) {
+    unsigned long id = PyThread_get_thread_ident();
+    if (!PyArg_ParseTuple(args, "|k:get_thread_info", &id)) return nullptr;
+    if (thread_main() == nullptr) return nullptr;
+    py_tasklet* main;
+    py_tasklet* current;
+    int runcount;
+    if (!thread_info(id, &main, &current, &runcount)) {
+        PyErr_SetString(PyExc_RuntimeError, "get_thread_info: no such thread, or it has ended");
+        return nullptr;
+    }
+    return Py_BuildValue("(OOi)", main, current, runcount);
+}
+
+PyObject* mod_switch_trap(PyObject*, PyObject* delta) {
+    long d = PyLong_AsLong(delta);
+    if (d == -1 && PyErr_Occurred()) return nullptr;
+    int& level = switch_trap_level();
+    int old = level;
+    level += static_cast<int>(d);
+    return PyLong_FromLong(old);
+}
+
+PyObject* mod_atexit(PyObject*, PyObject*) {
+    shutdown_main_thread();
+    Py_RETURN_NONE;
+}
+
+// The module's attributes current, main and runcount are computed on access. A module-level
+// __getattr__ would do, but it stops CPython 3.11 from specializing `stackless.schedule` lookups,
+// so the module is instead of a ModuleType subclass with these properties and a getattr that
+// looks in the module's dict first.
+PyObject* module_getattro(PyObject* m, PyObject* name) {
+    if (PyObject* dict = PyModule_GetDict(m)) {
+        if (PyObject* v = PyDict_GetItemWithError(dict, name)) return Py_NewRef(v);
+        if (PyErr_Occurred()) return nullptr;
+    }
+    return PyModule_Type.tp_getattro(m, name);
+}
+
+PyObject* get_current(PyObject*, void*) {
+    return mod_getcurrent(nullptr, nullptr);
+}
+PyObject* get_main(PyObject*, void*) {
+    return mod_getmain(nullptr, nullptr);
+}
+PyObject* get_runcount(PyObject*, void*) {
+    return mod_getruncount(nullptr, nullptr);
+}
+
+PyGetSetDef module_getset[] = {
+    {"current", get_current, nullptr, "the running tasklet", nullptr},
+    {"main", get_main, nullptr, "the thread's main tasklet", nullptr},
+    {"runcount", get_runcount, nullptr, "runnable tasklets, the current one included", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyTypeObject module_type = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "stackless.module";
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
+    t.tp_doc = "the stackless module";
+    t.tp_getattro = module_getattro;
+    t.tp_getset = module_getset;
+    return t;
+}();
+
+PyMethodDef module_methods[] = {
+    {"getcurrent", mod_getcurrent, METH_NOARGS, "the running tasklet"},
+    {"getmain", mod_getmain, METH_NOARGS, "the thread's main tasklet"},
+    {"getruncount", mod_getruncount, METH_NOARGS, "runnable tasklets, the current one included"},
+    {"schedule", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_schedule)),
+     METH_FASTCALL | METH_KEYWORDS, "schedule(retval=current): let the next tasklet run"},
+    {"schedule_remove",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_schedule_remove)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "schedule_remove(retval=current): leave the run queue and let others run"},
+    {"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_run)),
+     METH_VARARGS | METH_KEYWORDS, "run(): run tasklets until none other is runnable"},
+    {"enable_softswitch", mod_enable_softswitch, METH_O,
+     "accepted; switching is always hard here, so it returns False"},
+    {"get_thread_info", mod_get_thread_info, METH_VARARGS,
+     "get_thread_info(thread_id) -> (main, current, runcount)"},
+    {"switch_trap", mod_switch_trap, METH_O,
+     "switch_trap(delta) -> old level: while above 0, switching raises RuntimeError"},
+    {"_atexit", mod_atexit, METH_NOARGS, "kills the main thread's tasklets (interpreter exit)"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    "stackless",
+    "Stackless Python's tasklets, channels and scheduler on stock CPython 3.11.",
+    -1,
+    module_methods,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+};
+
+}  // namespace
+
+PyTypeObject bomb_type = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "stackless.bomb";
+    t.tp_basicsize = sizeof(py_bomb);
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
+    t.tp_doc = "bomb(type, value, traceback): an exception travelling over a channel";
+    t.tp_new = bomb_new;
+    t.tp_dealloc = bomb_dealloc;
+    t.tp_traverse = bomb_traverse;
+    t.tp_clear = bomb_clear;
+    t.tp_members = bomb_members;
+    return t;
+}();
+
+PyObject* new_bomb(PyObject* type, PyObject* value, PyObject* tb) noexcept {
+    auto* b = reinterpret_cast<py_bomb*>(bomb_type.tp_alloc(&bomb_type, 0));
+    if (b == nullptr) return nullptr;
+    b->type = Py_XNewRef(type);
+    b->value = Py_XNewRef(value);
+    b->traceback = Py_XNewRef(tb);
+    return reinterpret_cast<PyObject*>(b);
+}
+
+bool explode_if_bomb(PyObject* obj) noexcept {
+    if (!Py_IS_TYPE(obj, &bomb_type)) return false;
+    auto* b = reinterpret_cast<py_bomb*>(obj);
+    PyObject* type = Py_XNewRef(b->type);
+    PyObject* value = Py_XNewRef(b->value);
+    PyObject* tb = Py_XNewRef(b->traceback);
+    Py_DECREF(obj);
+    if (type == nullptr) {
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        PyErr_SetString(PyExc_TypeError, "received an empty bomb");
+        return true;
+    }
+    PyErr_Restore(type, value, tb);
+    return true;
+}
+
+}  // namespace stackless::python
+
+using namespace stackless::python;
+
+PyMODINIT_FUNC PyInit_stackless() {
+    module_type.tp_base = &PyModule_Type;
+    module_type.tp_basicsize = PyModule_Type.tp_basicsize;
+    module_type.tp_traverse = PyModule_Type.tp_traverse;
+    if (PyType_Ready(&tasklet_type) < 0 || PyType_Ready(&channel_type) < 0 ||
+        PyType_Ready(&bomb_type) < 0 || PyType_Ready(&module_type) < 0)
+        return nullptr;
+    PyObject* m = PyModule_Create(&module_def);
+    if (m == nullptr) return nullptr;
+    Py_SET_TYPE(m, &module_type);
+    TaskletExit = PyErr_NewExceptionWithDoc("stackless.TaskletExit",
+                                            "Raised in a tasklet to end it; ends it silently.",
+                                            PyExc_SystemExit, nullptr);
+    if (TaskletExit == nullptr || PyModule_AddObjectRef(m, "TaskletExit", TaskletExit) < 0 ||
+        PyModule_AddObjectRef(m, "tasklet", reinterpret_cast<PyObject*>(&tasklet_type)) < 0 ||
+        PyModule_AddObjectRef(m, "channel", reinterpret_cast<PyObject*>(&channel_type)) < 0 ||
+        PyModule_AddObjectRef(m, "bomb", reinterpret_cast<PyObject*>(&bomb_type)) < 0) {
+        Py_DECREF(m);
+        return nullptr;
+    }
+    // Kill the main thread's tasklets at interpreter exit, while Python still runs, as Stackless
+    // does; the C++ scheduler would otherwise try at thread exit, after the interpreter is gone.
+    PyObject* atexit = PyImport_ImportModule("atexit");
+    PyObject* hook = atexit != nullptr ? PyObject_GetAttrString(m, "_atexit") : nullptr;
+    PyObject* r = hook != nullptr ? PyObject_CallMethod(atexit, "register", "O", hook) : nullptr;
+    Py_XDECREF(r);
+    Py_XDECREF(hook);
+    Py_XDECREF(atexit);
+    if (r == nullptr) {
+        Py_DECREF(m);
+        return nullptr;
+    }
+    return m;
+}

@@ -1,0 +1,820 @@
+// stackless.tasklet: a Python object around a core tasklet.
+//
+// Lifetime: the object holds a core handle; the core holds the object's payload pointer. While
+// the tasklet is scheduled (in the run queue or blocked on a channel) the object holds a
+// reference to itself, so the scheduler keeps it alive, as in Stackless; a paused tasklet lives
+// only by the references Python code holds, and when the last one goes it is killed.
+#include <unordered_map>
+#include <vector>
+
+#include "binding.hpp"
+
+namespace stackless::python {
+
+namespace {
+
+// Per-thread state of the binding, reached through one initial-exec thread-local pointer (the
+// general-dynamic model costs a __tls_get_addr call per access in a shared object).
+struct thread_data {
+    py_tasklet* main_object = nullptr;  // the thread keeps this reference
+    // References released by tasklets that left the scheduler. They are dropped later, at a
+    // point where running arbitrary Python code (a __del__) is safe, not inside the core's
+    // switch.
+    std::vector<PyObject*> released;
+    bool flushing = false;
+    int switch_trap = 0;
+    py_tasklet* current = nullptr;  // the running tasklet, for get_thread_info() elsewhere
+};
+
+// Every Python thread that used stackless, by thread ident (guarded by the GIL).
+std::unordered_map<unsigned long, thread_data*>& all_threads() {
+    static auto* map = new std::unordered_map<unsigned long, thread_data*>;
+    return *map;
+}
+
+__attribute__((tls_model("initial-exec"))) constinit thread_local thread_data* this_thread =
+    nullptr;
+
+thread_data& data() {
+    if (this_thread == nullptr) [[unlikely]] {
+        this_thread = new thread_data;  // lives as long as the thread's tasklets may
+        all_threads()[PyThread_get_thread_ident()] = this_thread;
+    }
+    return *this_thread;
+}
+
+void switched_out(void* payload) noexcept {
+    auto* t = static_cast<py_tasklet*>(payload);
+    save_interp_state(t->tstate, t->saved);
+}
+
+void switched_in(void* payload) noexcept {
+    auto* t = static_cast<py_tasklet*>(payload);
+    this_thread->current = t;
+    // A tasklet that has not started yet sets up its state on its own stack (run_body).
+    if (t->python_started) restore_interp_state(t->tstate, t->saved);
+}
+
+void scheduled_changed(void* payload, bool scheduled) noexcept {
+    auto* t = static_cast<py_tasklet*>(payload);
+    if (scheduled) {
+        if (!t->self_ref) {
+            Py_INCREF(t);
+            t->self_ref = true;
+        }
+    } else if (t->self_ref) {
+        t->self_ref = false;
+        data().released.push_back(reinterpret_cast<PyObject*>(t));
+    }
+}
+
+// may_catch_exit: Python code may catch TaskletExit and end normally, as in Stackless.
+const stackless::tasklet_hooks hooks{&switched_out, &switched_in, &scheduled_changed, true};
+
+// The body of every tasklet's core function: runs the bound Python callable on the tasklet's own
+// C stack. A normal end, or TaskletExit, ends the tasklet silently; any other exception goes to
+// the main tasklet as python_error.
+void run_body(py_tasklet* self) {
+    PyThreadState* ts = self->tstate;
+    _PyCFrame root;
+    PyObject* context = self->context;  // nullptr: CPython makes an empty one when needed
+    self->context = nullptr;
+    if (self->root_chunk == nullptr) {
+        self->root_chunk = new_root_chunk();
+        if (self->root_chunk == nullptr) {
+            Py_XDECREF(context);
+            PyErr_NoMemory();
+            throw python_error();
+        }
+    }
+    start_interp_state(ts, &root, self->root_chunk, &self->exc_base, context);
+    self->python_started = true;
+    PyObject* func = self->func;
+    PyObject* args = self->args;
+    PyObject* kwargs = self->kwargs;
+    self->args = nullptr;
+    self->kwargs = nullptr;
+    // A bomb left in its tempval explodes before its function runs (Stackless's protocol).
+    PyObject* tempval = self->tempval;
+    self->tempval = nullptr;
+    PyObject* result = nullptr;
+    if (tempval == nullptr || !explode_if_bomb(tempval)) {
+        Py_XDECREF(tempval);
+        result = PyObject_Call(func, args, kwargs);  // bind() always sets args
+    }
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_CLEAR(self->func);  // an ended tasklet holds on to nothing
+    if (result != nullptr) {
+        Py_DECREF(result);
+        return;
+    }
+    if (PyErr_ExceptionMatches(TaskletExit)) {
+        PyErr_Clear();
+        return;
+    }
+    throw python_error();
+}
+
+py_tasklet* as_tasklet(PyObject* o) {
+    return reinterpret_cast<py_tasklet*>(o);
+}
+
+int check_thread(py_tasklet* t) {
+    if (t->thread_ident != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "tasklet belongs to another thread");
+        return -1;
+    }
+    return 0;
+}
+
+}  // namespace
+
+py_tasklet* thread_main() {
+    thread_data& d = data();
+    if (d.main_object != nullptr) [[likely]]
+        return d.main_object;
+    try {
+        // Python code recurses through C calls up to the recursion limit (1000 levels of up to
+        // a few KiB each), so tasklets get stacks as large as a thread's; only the pages a
+        // tasklet touches become resident.
+        stackless::configure({8 * 1024 * 1024, 256});
+    } catch (const stackless::error&) {
+        // This thread's scheduler exists already (C++ code used it first): keep its stacks.
+    }
+    auto* t = reinterpret_cast<py_tasklet*>(tasklet_type.tp_alloc(&tasklet_type, 0));
+    if (t == nullptr) return nullptr;
+    try {
+        new (&t->core) stackless::tasklet(stackless::getmain());
+    } catch (...) {
+        Py_DECREF(t);
+        raise_from_cxx();
+        return nullptr;
+    }
+    t->tstate = PyThreadState_Get();
+    t->thread_ident = PyThread_get_thread_ident();
+    t->python_started = true;
+    t->is_main = true;
+    t->core.set_hooks(&hooks, t);
+    d.main_object = t;
+    d.current = t;
+    return t;
+}
+
+py_tasklet* object_of(const stackless::tasklet& t) noexcept {
+    return t ? static_cast<py_tasklet*>(t.payload()) : nullptr;
+}
+
+PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept {
+    py_tasklet* o = object_of(t);
+    if (o == nullptr) Py_RETURN_NONE;
+    return Py_NewRef(reinterpret_cast<PyObject*>(o));
+}
+
+py_tasklet* current_object() {
+    if (void* p = stackless::tasklet::current_payload()) [[likely]]
+        return static_cast<py_tasklet*>(p);
+    if (thread_main() == nullptr) return nullptr;
+    return static_cast<py_tasklet*>(stackless::tasklet::current_payload());
+}
+
+bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, int* runcount) {
+    auto it = all_threads().find(ident);
+    if (it == all_threads().end() || it->second->main_object == nullptr) return false;
+    *main = it->second->main_object;
+    *current = it->second->current;
+    *runcount = (*main)->core.owner_runcount();
+    return *runcount >= 0;
+}
+
+int& switch_trap_level() noexcept {
+    return data().switch_trap;
+}
+
+int refuse_if_trapped() noexcept {
+    if (this_thread == nullptr || this_thread->switch_trap <= 0) [[likely]]
+        return 0;
+    PyErr_SetString(PyExc_RuntimeError, "switch_trap: switching tasklets is forbidden here");
+    return -1;
+}
+
+void flush_released() noexcept {
+    thread_data* d = this_thread;
+    // Not reentrant: a deallocation it causes may flush again; the outer loop carries on instead
+    // of recursing once per released tasklet.
+    if (d == nullptr || d->released.empty() || d->flushing) return;
+    d->flushing = true;
+    while (!d->released.empty()) {
+        PyObject* o = d->released.back();
+        d->released.pop_back();
+        Py_DECREF(o);
+    }
+    d->flushing = false;
+}
+
+void shutdown_main_thread() noexcept {
+    if (this_thread == nullptr || this_thread->main_object == nullptr) return;
+    try {
+        stackless::kill_all();
+    } catch (...) {
+    }
+    if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
+    stackless::abandon_survivors();
+    flush_released();
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Creation and binding
+
+PyObject* tasklet_new(PyTypeObject* type, PyObject*, PyObject*) {
+    if (thread_main() == nullptr) return nullptr;
+    auto* t = reinterpret_cast<py_tasklet*>(type->tp_alloc(type, 0));
+    if (t == nullptr) return nullptr;
+    try {
+        new (&t->core) stackless::tasklet();
+    } catch (...) {
+        Py_DECREF(t);
+        return raise_from_cxx();
+    }
+    t->tstate = PyThreadState_Get();
+    t->thread_ident = PyThread_get_thread_ident();
+    t->core.set_hooks(&hooks, t);
+    return reinterpret_cast<PyObject*>(t);
+}
+
+// Binds function and arguments (Stackless's tasklet.bind); `insert` as setup() does.
+int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
+    if (check_thread(self) < 0) return -1;
+    if (self->is_main) {
+        PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the main tasklet");
+        return -1;
+    }
+    try {
+        if (self->core.is_current()) {
+            PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the current tasklet");
+            return -1;
+        }
+        if (self->core.scheduled()) {
+            PyErr_SetString(PyExc_RuntimeError, "tasklet is scheduled");
+            return -1;
+        }
+        if (self->python_started && self->core.alive()) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "tasklet has C state on its stack (it has started; kill it first)");
+            return -1;
+        }
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    if (func != nullptr && func != Py_None && !PyCallable_Check(func)) {
+        PyErr_SetString(PyExc_TypeError, "tasklet function must be a callable");
+        return -1;
+    }
+    if (args != nullptr && args != Py_None && !PyTuple_Check(args)) {
+        args = PySequence_Tuple(args);
+        if (args == nullptr) return -1;
+    } else {
+        Py_XINCREF(args);
+    }
+    if (kwargs != nullptr && kwargs != Py_None && !PyDict_Check(kwargs)) {
+        Py_XDECREF(args);
+        PyErr_SetString(PyExc_TypeError, "tasklet kwargs must be a dict");
+        return -1;
+    }
+    bool unbind = (func == nullptr || func == Py_None) && (args == nullptr || args == Py_None) &&
+                  (kwargs == nullptr || kwargs == Py_None);
+    if (func != nullptr && func != Py_None) Py_XSETREF(self->func, Py_NewRef(func));
+    if (unbind) Py_CLEAR(self->func);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->kwargs);
+    bool with_args =
+        (args != nullptr && args != Py_None) || (kwargs != nullptr && kwargs != Py_None);
+    if (with_args) {
+        if (self->func == nullptr) {
+            Py_XDECREF(args);
+            PyErr_SetString(PyExc_RuntimeError, "the tasklet was not bound to a function");
+            return -1;
+        }
+        if (args != nullptr && args != Py_None) {
+            self->args = args;  // the reference taken above
+        } else {
+            Py_XDECREF(args);
+            self->args = PyTuple_New(0);
+            if (self->args == nullptr) return -1;
+        }
+        self->kwargs = (kwargs != nullptr && kwargs != Py_None) ? Py_NewRef(kwargs) : nullptr;
+        // It will run in a copy of its creator's contextvars context (as an asyncio task does);
+        // a creator that never used one passes none, and CPython makes an empty one if needed.
+        Py_CLEAR(self->context);
+        if (self->tstate->context != nullptr) {
+            self->context = PyContext_CopyCurrent();
+            if (self->context == nullptr) return -1;
+        }
+    } else {
+        Py_XDECREF(args);
+    }
+    self->python_started = false;
+    try {
+        if (with_args)
+            self->core.bind(&run_body, self);
+        else if (self->core.alive())
+            self->core.bind(&run_body);  // no longer runnable
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    return 0;
+}
+
+int tasklet_init(PyObject* o, PyObject* args, PyObject* kwds) {
+    if (kwds == nullptr && PyTuple_GET_SIZE(args) == 1)  // tasklet(func): the common case
+        return bind(as_tasklet(o), PyTuple_GET_ITEM(args, 0), nullptr, nullptr);
+    static const char* names[] = {"func", "args", "kwargs", nullptr};
+    PyObject *func = nullptr, *fargs = nullptr, *fkwargs = nullptr;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:tasklet", const_cast<char**>(names), &func,
+                                     &fargs, &fkwargs))
+        return -1;
+    if (func == nullptr && fargs == nullptr && fkwargs == nullptr) return 0;
+    return bind(as_tasklet(o), func, fargs, fkwargs);
+}
+
+PyObject* tasklet_bind(PyObject* o, PyObject* args, PyObject* kwds) {
+    static const char* names[] = {"func", "args", "kwargs", nullptr};
+    PyObject *func = nullptr, *fargs = nullptr, *fkwargs = nullptr;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOO:bind", const_cast<char**>(names), &func,
+                                     &fargs, &fkwargs))
+        return nullptr;
+    if (bind(as_tasklet(o), func != nullptr ? func : Py_None, fargs, fkwargs) < 0) return nullptr;
+    return Py_NewRef(o);
+}
+
+PyObject* tasklet_setup(PyObject* o, PyObject* args, PyObject* kwds) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    try {
+        if (self->core.alive()) {
+            PyErr_SetString(PyExc_RuntimeError, "tasklet is alive");
+            return nullptr;
+        }
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    if (self->func == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "the tasklet was not bound to a function");
+        return nullptr;
+    }
+    if (bind(self, nullptr, args, kwds != nullptr ? kwds : Py_None) < 0) return nullptr;
+    try {
+        self->core.insert();
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    return Py_NewRef(o);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scheduling
+
+PyObject* tasklet_insert(PyObject* o, PyObject*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    try {
+        self->core.insert();
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    return Py_NewRef(o);
+}
+
+PyObject* tasklet_remove(PyObject* o, PyObject*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    try {
+        self->core.remove();
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    PyObject* result = Py_NewRef(o);
+    flush_released();
+    return result;
+}
+
+// Whether switching to `self` would switch at all (it is not the running tasklet).
+bool is_running(py_tasklet* self) {
+    return stackless::tasklet::current_payload() == self;
+}
+
+PyObject* tasklet_run(PyObject* o, PyObject*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
+    try {
+        self->core.run();
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    Py_RETURN_NONE;
+}
+
+PyObject* tasklet_switch(PyObject* o, PyObject*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
+    try {
+        self->core.switch_to();
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    Py_RETURN_NONE;
+}
+
+// Raises (type, value, tb) in the tasklet: at once if it is the current one, else through the
+// core, which switches to it unless `pending`.
+PyObject* throw_into(py_tasklet* self, PyObject* type, PyObject* value, PyObject* tb,
+                     bool pending) {
+    if (check_thread(self) < 0) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return nullptr;
+    }
+    bool alive;
+    try {
+        alive = self->core.alive();
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    if (!alive) {
+        bool is_exit =
+            PyType_Check(type) && PyType_IsSubtype(reinterpret_cast<PyTypeObject*>(type),
+                                                   reinterpret_cast<PyTypeObject*>(TaskletExit));
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        if (is_exit) Py_RETURN_NONE;  // ending an ended tasklet is no error
+        PyErr_SetString(PyExc_RuntimeError, "You cannot throw to a dead tasklet");
+        return nullptr;
+    }
+    if (!pending && !is_running(self) && refuse_if_trapped() < 0) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return nullptr;
+    }
+    try {
+        self->core.throw_exception(std::make_exception_ptr(python_error(type, value, tb)), pending);
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    Py_RETURN_NONE;
+}
+
+PyObject* tasklet_throw(PyObject* o, PyObject* args, PyObject* kwds) {
+    static const char* names[] = {"exc", "val", "tb", "pending", nullptr};
+    PyObject *exc = Py_None, *val = Py_None, *tb = Py_None;
+    int pending = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOOp:throw", const_cast<char**>(names), &exc,
+                                     &val, &tb, &pending))
+        return nullptr;
+    if (exc == Py_None) exc = TaskletExit;
+    PyObject* type;
+    PyObject* value;
+    if (PyExceptionInstance_Check(exc)) {
+        if (val != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+            return nullptr;
+        }
+        type = Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(exc)));
+        value = Py_NewRef(exc);
+    } else if (PyExceptionClass_Check(exc)) {
+        type = Py_NewRef(exc);
+        value = Py_NewRef(val);
+    } else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+        return nullptr;
+    }
+    PyObject* traceback = tb != Py_None ? Py_NewRef(tb) : nullptr;
+    if (traceback != nullptr && !PyTraceBack_Check(traceback)) {
+        Py_DECREF(type);
+        Py_DECREF(value);
+        Py_DECREF(traceback);
+        PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+        return nullptr;
+    }
+    PyErr_NormalizeException(&type, &value, &traceback);
+    if (traceback != nullptr) PyException_SetTraceback(value, traceback);
+    return throw_into(as_tasklet(o), type, value, traceback, pending != 0);
+}
+
+PyObject* tasklet_raise_exception(PyObject* o, PyObject* args) {
+    if (PyTuple_GET_SIZE(args) < 1) {
+        PyErr_SetString(PyExc_TypeError, "raise_exception() takes an exception class");
+        return nullptr;
+    }
+    PyObject* cls = PyTuple_GET_ITEM(args, 0);
+    if (!PyExceptionClass_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "raise_exception() needs an exception class");
+        return nullptr;
+    }
+    PyObject* rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args));
+    if (rest == nullptr) return nullptr;
+    PyObject* value = PyObject_Call(cls, rest, nullptr);
+    Py_DECREF(rest);
+    if (value == nullptr) return nullptr;
+    return throw_into(as_tasklet(o), Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(value))), value,
+                      nullptr, false);
+}
+
+PyObject* tasklet_kill(PyObject* o, PyObject* args, PyObject* kwds) {
+    static const char* names[] = {"pending", nullptr};
+    int pending = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:kill", const_cast<char**>(names), &pending))
+        return nullptr;
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    try {
+        if (self->is_main) {
+            PyErr_SetString(PyExc_RuntimeError, "the main tasklet cannot be killed");
+            return nullptr;
+        }
+        if (!pending && self->core.alive() && !is_running(self) && refuse_if_trapped() < 0)
+            return nullptr;
+        self->core.kill(pending != 0);
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    Py_RETURN_NONE;
+}
+
+PyObject* tasklet_set_atomic(PyObject* o, PyObject* flag) {
+    py_tasklet* self = as_tasklet(o);
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) return nullptr;
+    bool old = self->atomic;
+    self->atomic = on != 0;
+    return PyBool_FromLong(old);
+}
+
+PyObject* tasklet_set_ignore_nesting(PyObject* o, PyObject* flag) {
+    py_tasklet* self = as_tasklet(o);
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) return nullptr;
+    bool old = self->ignore_nesting;
+    self->ignore_nesting = on != 0;
+    return PyBool_FromLong(old);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attributes
+
+template <bool (stackless::tasklet::*query)() const>
+PyObject* get_flag(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    try {
+        return PyBool_FromLong(((self->core).*query)());
+    } catch (...) {
+        return raise_from_cxx();
+    }
+}
+
+PyObject* get_next(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    try {
+        return new_ref_or_none(self->core.next());
+    } catch (...) {
+        return raise_from_cxx();
+    }
+}
+
+PyObject* get_prev(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    try {
+        return new_ref_or_none(self->core.prev());
+    } catch (...) {
+        return raise_from_cxx();
+    }
+}
+
+PyObject* get_tempval(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    return Py_NewRef(self->tempval != nullptr ? self->tempval : Py_None);
+}
+
+int set_tempval(PyObject* o, PyObject* value, void*) {
+    py_tasklet* self = as_tasklet(o);
+    Py_XSETREF(self->tempval, Py_XNewRef(value));
+    return 0;
+}
+
+PyObject* get_block_trap(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    return PyBool_FromLong(self->core.block_trap());
+}
+
+int set_block_trap(PyObject* o, PyObject* value, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return -1;
+    int on = value != nullptr ? PyObject_IsTrue(value) : 0;
+    if (on < 0) return -1;
+    self->core.set_block_trap(on != 0);
+    return 0;
+}
+
+PyObject* get_atomic(PyObject* o, void*) {
+    return PyBool_FromLong(as_tasklet(o)->atomic);
+}
+PyObject* get_ignore_nesting(PyObject* o, void*) {
+    return PyBool_FromLong(as_tasklet(o)->ignore_nesting);
+}
+PyObject* get_is_main(PyObject* o, void*) {
+    return PyBool_FromLong(as_tasklet(o)->is_main);
+}
+PyObject* get_thread_id(PyObject* o, void*) {
+    return PyLong_FromUnsignedLong(as_tasklet(o)->thread_ident);
+}
+PyObject* get_restorable(PyObject*, void*) {
+    // Tasklets switch hard (their C stack is kept): none can be pickled and restored yet.
+    Py_RETURN_FALSE;
+}
+PyObject* get_nesting_level(PyObject*, void*) {
+    return PyLong_FromLong(0);
+}
+
+PyObject* get_context(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (self->context != nullptr) return Py_NewRef(self->context);
+    if (self->saved.context != nullptr) return Py_NewRef(self->saved.context);
+    try {
+        if (self->core.is_current()) return PyContext_CopyCurrent();
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    Py_RETURN_NONE;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Object protocol
+
+int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
+    py_tasklet* self = as_tasklet(o);
+    Py_VISIT(self->func);
+    Py_VISIT(self->args);
+    Py_VISIT(self->kwargs);
+    Py_VISIT(self->tempval);
+    Py_VISIT(self->context);
+    return 0;  // a subclass's type is visited by CPython's subtype_traverse
+}
+
+int tasklet_clear(PyObject* o) {
+    py_tasklet* self = as_tasklet(o);
+    Py_CLEAR(self->func);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->kwargs);
+    Py_CLEAR(self->tempval);
+    Py_CLEAR(self->context);
+    return 0;
+}
+
+// PEP 442 finalizer: a started tasklet that nobody references any more is killed, running its
+// finally blocks, as Stackless's finalizer does.
+void tasklet_finalize(PyObject* o) {
+    py_tasklet* self = as_tasklet(o);
+    if (self->is_main || self->thread_ident != PyThread_get_thread_ident()) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    try {
+        if (self->python_started && self->core.alive() && !self->core.scheduled())
+            self->core.kill(false);
+    } catch (...) {
+        raise_from_cxx();
+        PyErr_WriteUnraisable(o);
+    }
+    flush_released();
+    PyErr_Restore(type, value, tb);
+}
+
+void tasklet_dealloc(PyObject* o) {
+    py_tasklet* self = as_tasklet(o);
+    if (PyObject_CallFinalizerFromDealloc(o) < 0) return;  // resurrected
+    PyObject_GC_UnTrack(o);
+    if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(o);
+    bool started_alive = false;
+    try {
+        started_alive = self->core && self->python_started && !self->is_main &&
+                        self->core.alive() && self->thread_ident == PyThread_get_thread_ident();
+    } catch (...) {
+    }
+    if (started_alive) {
+        // It survived its kill (it caught TaskletExit and paused): its stack still refers to
+        // this object, which must therefore stay. Stackless puts such tasklets in gc.garbage.
+        PyObject_GC_Track(o);
+        Py_SET_REFCNT(o, 1);
+        PyObject* gc = PyImport_ImportModule("gc");
+        PyObject* garbage = gc != nullptr ? PyObject_GetAttrString(gc, "garbage") : nullptr;
+        if (garbage == nullptr || PyList_Append(garbage, o) < 0) Py_INCREF(o);  // leak, safely
+        Py_XDECREF(garbage);
+        Py_XDECREF(gc);
+        PyErr_Clear();
+        Py_DECREF(o);
+        return;
+    }
+    tasklet_clear(o);
+    try {
+        if (self->core && self->thread_ident == PyThread_get_thread_ident())
+            self->core.set_hooks(nullptr, nullptr);
+    } catch (...) {
+        // its thread's scheduler is gone: nothing calls the hooks any more
+    }
+    self->core.~tasklet();
+    if (self->root_chunk != nullptr) free_root_chunk(self->root_chunk);
+    Py_XDECREF(self->saved.context);
+    Py_TYPE(o)->tp_free(o);  // a subclass's type is released by CPython's subtype_dealloc
+}
+
+PyObject* tasklet_repr(PyObject* o) {
+    return PyUnicode_FromFormat("<%s object at %p>", Py_TYPE(o)->tp_name, o);
+}
+
+PyMethodDef tasklet_methods[] = {
+    {"bind", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tasklet_bind)),
+     METH_VARARGS | METH_KEYWORDS, "bind(func=None, args=None, kwargs=None)"},
+    {"setup", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tasklet_setup)),
+     METH_VARARGS | METH_KEYWORDS, "setup(*args, **kwargs): bind arguments and insert"},
+    {"insert", tasklet_insert, METH_NOARGS, "insert at the end of the run queue"},
+    {"remove", tasklet_remove, METH_NOARGS, "remove from the run queue"},
+    {"run", tasklet_run, METH_NOARGS, "switch to this tasklet now; the caller stays runnable"},
+    {"switch", tasklet_switch, METH_NOARGS, "switch to this tasklet now; the caller is paused"},
+    {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tasklet_throw)),
+     METH_VARARGS | METH_KEYWORDS, "throw(exc=None, val=None, tb=None, pending=False)"},
+    {"raise_exception", tasklet_raise_exception, METH_VARARGS, "raise_exception(exc_class, *args)"},
+    {"kill", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tasklet_kill)),
+     METH_VARARGS | METH_KEYWORDS, "kill(pending=False): raise TaskletExit in the tasklet"},
+    {"set_atomic", tasklet_set_atomic, METH_O, "set_atomic(flag) -> old flag"},
+    {"set_ignore_nesting", tasklet_set_ignore_nesting, METH_O,
+     "set_ignore_nesting(flag) -> old flag"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef tasklet_getset[] = {
+    {"alive", get_flag<&stackless::tasklet::alive>, nullptr, "running or runnable", nullptr},
+    {"paused", get_flag<&stackless::tasklet::paused>, nullptr, "alive, not scheduled", nullptr},
+    {"blocked", get_flag<&stackless::tasklet::blocked>, nullptr, "blocked on a channel", nullptr},
+    {"scheduled", get_flag<&stackless::tasklet::scheduled>, nullptr, "in the run queue or blocked",
+     nullptr},
+    {"is_current", get_flag<&stackless::tasklet::is_current>, nullptr, "the running tasklet",
+     nullptr},
+    {"is_main", get_is_main, nullptr, "the thread's main tasklet", nullptr},
+    {"next", get_next, nullptr, "next tasklet in its chain", nullptr},
+    {"prev", get_prev, nullptr, "previous tasklet in its chain", nullptr},
+    {"tempval", get_tempval, set_tempval, "value passed by schedule()", nullptr},
+    {"block_trap", get_block_trap, set_block_trap, "refuse to block on a channel", nullptr},
+    {"atomic", get_atomic, nullptr, "inside set_atomic(True)", nullptr},
+    {"ignore_nesting", get_ignore_nesting, nullptr, "inside set_ignore_nesting(True)", nullptr},
+    {"thread_id", get_thread_id, nullptr, "id of the thread it belongs to", nullptr},
+    {"restorable", get_restorable, nullptr, "can be pickled and restored", nullptr},
+    {"nesting_level", get_nesting_level, nullptr, "interpreter nesting level", nullptr},
+    {"context", get_context, nullptr, "its contextvars context", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+}  // namespace
+
+PyTypeObject tasklet_type = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "stackless.tasklet";
+    t.tp_basicsize = sizeof(py_tasklet);
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC;
+    t.tp_doc = "tasklet(func=None, args=None, kwargs=None): a lightweight thread";
+    t.tp_new = tasklet_new;
+    t.tp_init = tasklet_init;
+    t.tp_dealloc = tasklet_dealloc;
+    t.tp_finalize = tasklet_finalize;
+    t.tp_traverse = tasklet_traverse;
+    t.tp_clear = tasklet_clear;
+    t.tp_call = tasklet_setup;
+    t.tp_repr = tasklet_repr;
+    t.tp_methods = tasklet_methods;
+    t.tp_getset = tasklet_getset;
+    t.tp_weaklistoffset = offsetof(py_tasklet, weakreflist);
+    return t;
+}();
+
+}  // namespace stackless::python

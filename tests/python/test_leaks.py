@@ -1,0 +1,111 @@
+"""Leak checks: scenarios repeated many times must leave the process's resident memory
+(/proc/self/statm) and the number of objects tracked by the garbage collector flat."""
+import gc
+import os
+import time
+
+import stackless
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+ITERATIONS = 20000
+WARMUP = 2000
+RSS_TOLERANCE = 2 * 1024 * 1024  # bytes; one leaked 100-byte object per iteration is 2 MB
+OBJECTS_TOLERANCE = 200  # one leaked tracked object per iteration would be 20,000
+
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def measure(scenario):
+    for i in range(WARMUP):
+        scenario(i)
+    gc.collect()
+    rss0, objects0 = rss(), len(gc.get_objects())
+    start = time.monotonic()
+    for i in range(ITERATIONS):
+        scenario(i)
+    elapsed = time.monotonic() - start
+    gc.collect()
+    return rss() - rss0, len(gc.get_objects()) - objects0, elapsed
+
+
+def check(scenario):
+    rss_growth, objects_growth, elapsed = measure(scenario)
+    assert stackless.getruncount() == 1
+    assert objects_growth <= OBJECTS_TOLERANCE, \
+        "%d more gc-tracked objects after %d iterations" % (objects_growth, ITERATIONS)
+    assert rss_growth <= RSS_TOLERANCE, \
+        "resident memory grew by %d bytes over %d iterations" % (rss_growth, ITERATIONS)
+    return elapsed
+
+
+def receiver(ch, out):
+    out.append(ch.receive())
+
+
+def pauser():
+    try:
+        stackless.schedule_remove(None)
+    finally:
+        pass
+
+
+def raiser(i):
+    raise ValueError(i)
+
+
+def test_create_run_kill_and_channel_traffic_do_not_leak():
+    ch = stackless.channel()
+    out = []
+
+    def scenario(i):
+        # a receiver that blocks, then gets a value (preference -1: it runs at once)
+        r = stackless.tasklet(receiver)(ch, out)
+        # a tasklet that pauses itself, then is killed
+        p = stackless.tasklet(pauser)()
+        # a tasklet killed before it ever runs
+        n = stackless.tasklet(receiver)(ch, out)
+        n.kill()
+        stackless.run()
+        ch.send(i)
+        p.kill()
+        # a sender blocked on the channel, released by main's receive
+        stackless.tasklet(ch.send)(i)
+        stackless.run()
+        ch.receive()
+        stackless.run()
+        del out[:]
+
+    elapsed = check(scenario)
+    assert elapsed < 30
+
+
+def test_exceptions_through_tasklets_and_channels_do_not_leak():
+    ch = stackless.channel()
+
+    def catcher(ch):
+        try:
+            ch.receive()
+        except KeyError:
+            pass
+
+    def scenario(i):
+        # an exception escaping a tasklet to main
+        stackless.tasklet(raiser)(i)
+        try:
+            stackless.run()
+        except ValueError:
+            pass
+        # an exception sent over a channel
+        stackless.tasklet(catcher)(ch)
+        stackless.run()
+        ch.send_exception(KeyError, i)
+        # an exception thrown into a blocked tasklet
+        t = stackless.tasklet(catcher)(ch)
+        stackless.run()
+        t.raise_exception(KeyError, i)
+
+    elapsed = check(scenario)
+    assert elapsed < 30
