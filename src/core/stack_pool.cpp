@@ -63,10 +63,11 @@ stack_slot* stack_pool::map_slot() {
 }
 
 stack_slot* stack_pool::take_free() {
-    if (!free_.empty()) {
+    while (!free_.empty()) {
         stack_slot* s = free_.back();
         free_.pop_back();
-        return s;
+        s->listed_free = false;
+        if (s->owner == nullptr) return s;  // else a saved stack moved back in meanwhile
     }
     if (slots_.size() < slot_limit_) return map_slot();
     return nullptr;

@@ -16,6 +16,7 @@ struct stack_slot {
     unsigned char* base = nullptr;   // lowest usable byte; the guard page is below it
     unsigned char* top = nullptr;    // one past the highest byte; stacks grow down
     tasklet_state* owner = nullptr;  // whose stack is in the slot now
+    bool listed_free = false;        // in the pool's free list (which may hold it while owned)
 };
 
 class stack_pool {
@@ -30,7 +31,14 @@ class stack_pool {
 
     // A slot nobody owns, mapping a new one if the limit allows; nullptr if none.
     stack_slot* take_free();
-    void give_back(stack_slot* slot) noexcept { free_.push_back(slot); }
+    // A slot whose owner ended. A tasklet whose stack was saved from that slot earlier may
+    // reoccupy it before anyone takes it from the free list, so the list is checked lazily.
+    void give_back(stack_slot* slot) noexcept {  // never allocates: reserved for every slot
+        if (!slot->listed_free) {
+            slot->listed_free = true;
+            free_.push_back(slot);
+        }
+    }
     // An owned slot other than `avoid`, chosen round-robin, whose owner is to be saved.
     stack_slot* pick_victim(const stack_slot* avoid) noexcept;
 

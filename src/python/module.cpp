@@ -193,6 +193,19 @@ PyObject* mod_switch_trap(PyObject*, PyObject* delta) {
     return PyLong_FromLong(old);
 }
 
+// The core's counters for this thread (tests and benchmarks): a dict.
+PyObject* mod_stats(PyObject*, PyObject*) {
+    if (thread_main() == nullptr) return nullptr;
+    stackless::scheduler_stats s = stackless::stats();
+    return Py_BuildValue("{s:K,s:K,s:K,s:n,s:n,s:n}", "switches",
+                         static_cast<unsigned long long>(s.switches), "stacks_saved",
+                         static_cast<unsigned long long>(s.stacks_saved), "stacks_restored",
+                         static_cast<unsigned long long>(s.stacks_restored), "saved_stack_bytes",
+                         static_cast<Py_ssize_t>(s.saved_stack_bytes), "slots_mapped",
+                         static_cast<Py_ssize_t>(s.slots_mapped), "live_tasklets",
+                         static_cast<Py_ssize_t>(s.live_tasklets));
+}
+
 PyObject* mod_atexit(PyObject*, PyObject*) {
     shutdown_main_thread();
     Py_RETURN_NONE;
@@ -255,6 +268,7 @@ PyMethodDef module_methods[] = {
      "get_thread_info(thread_id) -> (main, current, runcount)"},
     {"switch_trap", mod_switch_trap, METH_O,
      "switch_trap(delta) -> old level: while above 0, switching raises RuntimeError"},
+    {"_stats", mod_stats, METH_NOARGS, "the core scheduler's counters for this thread"},
     {"_atexit", mod_atexit, METH_NOARGS, "kills the main thread's tasklets (interpreter exit)"},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -2,6 +2,8 @@
 // being copied out and back, configure() and stats().
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <array>
 #include <cstring>
 #include <string>
@@ -174,6 +176,38 @@ TEST(Stacks, SlotsOfEndedTaskletsAreReused) {
         scheduler_stats s = stats();
         EXPECT_EQ(s.stacks_saved, 0u);
         EXPECT_LE(s.slots_mapped, 4u);
+    });
+}
+
+// Regression: a slot freed by a tasklet that ended went to the free list; a tasklet whose stack
+// had been saved from that slot earlier moved back in; the slot was then handed to a new tasklet
+// as if free, and the returning tasklet resumed on someone else's stack. Listing 3's pattern
+// (tasklets that end at different times while others wait) with few slots triggers it.
+TEST(Stacks, SlotsFreedWhileSavedStacksReturnAreNotGivenTwice) {
+    in_fresh_thread(scheduler_config{64 * 1024, 4}, [] {
+        for (int round = 0; round < 3; ++round) {
+            channel<int> ch;
+            std::vector<int> numbers;
+            for (int i = 0; i < 64; ++i) numbers.push_back((i * 37) % 64);
+            for (int n : numbers) {
+                spawn(
+                    [ch](int n) mutable {
+                        volatile char pad[256];
+                        pad[0] = static_cast<char>(n);
+                        for (int i = 0; i < n; ++i) schedule();
+                        ch.send(n + pad[0] - static_cast<char>(n));
+                    },
+                    n);
+            }
+            stackless::run();
+            std::vector<int> received;
+            while (ch.balance() > 0) received.push_back(ch.receive());
+            std::vector<int> sorted = numbers;
+            std::sort(sorted.begin(), sorted.end());
+            EXPECT_EQ(received, sorted) << "round " << round;
+            stackless::run();  // the senders end
+        }
+        EXPECT_GT(stats().stacks_restored, 0u);
     });
 }
 
