@@ -36,6 +36,9 @@ void abandon_survivors() noexcept;
 struct scheduler_config {
     std::size_t stack_size = 256 * 1024;  // usable bytes of each stack slot (plus a guard page)
     std::size_t stack_slots = 256;        // tasklets that keep their stack in place (>= 2)
+    // More slots are mapped, up to this many, when every slot holds a runnable tasklet: copying
+    // the stacks of tasklets that take turns would cost more than the slots' resident pages.
+    std::size_t max_stack_slots = 4096;
 };
 // Must be called on a thread before its scheduler exists (before any other call above on that
 // thread); raises stackless::error otherwise.

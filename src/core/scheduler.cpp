@@ -63,14 +63,15 @@ scheduler* scheduler::get_if_exists() noexcept {
 void scheduler::configure(const scheduler_config& config) {
     if (current_scheduler != nullptr)
         throw error("stackless::configure: this thread's scheduler already exists");
-    stack_pool check(config.stack_size, config.stack_slots);  // validates the values
+    stack_pool check(config.stack_size, config.stack_slots,
+                     config.max_stack_slots);  // validates the values
     tls_config = config;
 }
 
 scheduler::scheduler(const scheduler_config& config)
     : eh_globals_(eh::thread_globals()),
       thread_id_(next_thread_id.fetch_add(1, std::memory_order_relaxed)),
-      pool_(config.stack_size, config.stack_slots) {
+      pool_(config.stack_size, config.stack_slots, config.max_stack_slots) {
     main_ = new_state();
     main_->is_main = true;
     main_->state = life::started;
@@ -179,6 +180,7 @@ void scheduler::maybe_free(tasklet_state* t) noexcept {
     else
         all_ = t->all_next;
     if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+    stack_pool::drop_saved(t);
     delete t;
 }
 
@@ -222,8 +224,12 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
         // First run: give it a slot, saving a suspended tasklet's stack if none is free.
         stack_slot* s = pool_.take_free();
         if (s == nullptr) {
-            s = pool_.pick_victim(running_slot);
-            evict(s->owner);
+            // Save the stack of a tasklet that waits (blocked or paused); if every slot holds
+            // a runnable one, they take turns, so another slot beats copying at every turn.
+            s = pool_.pick_victim(running_slot, true);
+            if (s == nullptr) s = pool_.map_extra();
+            if (s == nullptr) s = pool_.pick_victim(running_slot, false);
+            if (s->owner != nullptr) evict(s->owner);
         }
         s->owner = next;
         next->slot = s;
@@ -315,6 +321,7 @@ void scheduler::release_dying() noexcept {
     d->slot = nullptr;
     d->ctx = nullptr;
     d->resident = false;
+    stack_pool::drop_saved(d);
     maybe_free(d);
 }
 

@@ -21,13 +21,16 @@ struct mapped_slot : stack_slot {
 
 }  // namespace
 
-stack_pool::stack_pool(std::size_t stack_size, std::size_t slot_count)
-    : slot_limit_(slot_count), page_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
+stack_pool::stack_pool(std::size_t stack_size, std::size_t slot_count, std::size_t max_slots)
+    : slot_limit_(slot_count),
+      slot_max_(max_slots),
+      page_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
     if (slot_count < 2) throw error("stack_slots must be at least 2");
+    if (max_slots < slot_count) throw error("max_stack_slots must be at least stack_slots");
     stack_size_ = (stack_size + page_ - 1) / page_ * page_;
     if (stack_size_ < 4 * page_) throw error("stack_size must be at least 4 pages");
-    slots_.reserve(slot_count);
-    free_.reserve(slot_count);
+    slots_.reserve(max_slots);
+    free_.reserve(max_slots);
 }
 
 stack_pool::~stack_pool() {
@@ -73,23 +76,34 @@ stack_slot* stack_pool::take_free() {
     return nullptr;
 }
 
-stack_slot* stack_pool::pick_victim(const stack_slot* avoid) noexcept {
+stack_slot* stack_pool::pick_victim(const stack_slot* avoid, bool idle_only) noexcept {
     for (std::size_t tries = 0; tries < slots_.size(); ++tries) {
         stack_slot* s = slots_[hand_];
         hand_ = (hand_ + 1) % slots_.size();
-        if (s != avoid && s->owner != nullptr) return s;
+        if (s != avoid && s->owner != nullptr && (!idle_only || s->owner->where != place::ring))
+            return s;
     }
     return nullptr;
+}
+
+stack_slot* stack_pool::map_extra() {
+    return slots_.size() < slot_max_ ? map_slot() : nullptr;
 }
 
 void stack_pool::save(tasklet_state* t) {
     stack_slot* s = t->slot;
     auto* sp = static_cast<unsigned char*>(t->ctx);
     auto size = static_cast<std::size_t>(s->top - sp);
-    auto* buf = static_cast<unsigned char*>(std::malloc(size));
-    if (buf == nullptr) throw std::bad_alloc();
-    sanitizer::copy_stack(buf, sp, size);
-    t->saved = buf;
+    if (t->saved == nullptr || t->saved_capacity < size) {
+        std::free(t->saved);
+        t->saved = static_cast<unsigned char*>(std::malloc(size));
+        t->saved_capacity = static_cast<std::uint32_t>(size);
+        if (t->saved == nullptr) {
+            t->saved_capacity = 0;
+            throw std::bad_alloc();
+        }
+    }
+    sanitizer::copy_stack(t->saved, sp, size);
     t->saved_size = static_cast<std::uint32_t>(size);
     t->resident = false;
     s->owner = nullptr;
@@ -100,11 +114,16 @@ void stack_pool::restore(tasklet_state* t) noexcept {
     unsigned char* sp = s->top - t->saved_size;
     sanitizer::unpoison(sp, t->saved_size);
     sanitizer::copy_stack(sp, t->saved, t->saved_size);
+    t->saved_size = 0;  // the buffer stays for the next save
+    t->resident = true;
+    s->owner = t;
+}
+
+void stack_pool::drop_saved(tasklet_state* t) noexcept {
     std::free(t->saved);
     t->saved = nullptr;
     t->saved_size = 0;
-    t->resident = true;
-    s->owner = t;
+    t->saved_capacity = 0;
 }
 
 }  // namespace stackless::detail

@@ -21,7 +21,7 @@ struct stack_slot {
 
 class stack_pool {
   public:
-    stack_pool(std::size_t stack_size, std::size_t slot_count);
+    stack_pool(std::size_t stack_size, std::size_t slot_count, std::size_t max_slots);
     ~stack_pool();
     stack_pool(const stack_pool&) = delete;
     stack_pool& operator=(const stack_pool&) = delete;
@@ -39,19 +39,27 @@ class stack_pool {
             free_.push_back(slot);
         }
     }
-    // An owned slot other than `avoid`, chosen round-robin, whose owner is to be saved.
-    stack_slot* pick_victim(const stack_slot* avoid) noexcept;
+    // An owned slot other than `avoid`, chosen round-robin, whose owner is to be saved; with
+    // `idle_only`, only one whose owner is not in the run queue (it will not run soon), or
+    // nullptr if every owner is runnable.
+    stack_slot* pick_victim(const stack_slot* avoid, bool idle_only) noexcept;
+    // A new slot beyond the initial count, or nullptr at the maximum.
+    stack_slot* map_extra();
 
-    // Copies the owner's used stack [ctx, top) to the heap and frees the slot.
+    // Copies the owner's used stack [ctx, top) to the heap and frees the slot. The buffer is
+    // kept across restores and reused when large enough.
     static void save(tasklet_state* t);
     // Copies a saved stack back into its home slot, which must be unowned.
     static void restore(tasklet_state* t) noexcept;
+    // Frees a tasklet's saved-stack buffer.
+    static void drop_saved(tasklet_state* t) noexcept;
 
   private:
     stack_slot* map_slot();
 
     std::size_t stack_size_;
     std::size_t slot_limit_;
+    std::size_t slot_max_;
     std::size_t page_;
     std::vector<stack_slot*> slots_;
     std::vector<stack_slot*> free_;

@@ -95,7 +95,8 @@ struct tasklet_state : tasklet_links, tasklet_header {
     channel_core* blocked_on = nullptr;
     stack_slot* slot = nullptr;      // home slot: the stack's addresses never change once started
     unsigned char* saved = nullptr;  // the used stack, copied out while another owns the slot
-    std::uint32_t saved_size = 0;
+    std::uint32_t saved_size = 0;    // bytes of stack in `saved` (0 while resident)
+    std::uint32_t saved_capacity = 0;
 
     callable_holder fn;
     void* payload = nullptr;

@@ -169,7 +169,7 @@ TEST(TaskletExceptions, EscapingExceptionIsRaisedFromSwitchTo) {
 // Each tasklet has its own "exception being handled": a switch inside a catch block, or inside
 // a destructor running during unwinding, must not mix them up (also when stacks are saved).
 TEST(TaskletExceptions, ExceptionsBeingHandledSurviveSwitches) {
-    in_fresh_thread(scheduler_config{64 * 1024, 2}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [] {
         constexpr int count = 12;
         std::vector<std::string> rethrown(count), current(count);
         for (int i = 0; i < count; ++i)
@@ -209,7 +209,7 @@ TEST(TaskletExceptions, SwitchInsideDestructorDuringUnwinding) {
             *uncaught_seen = std::uncaught_exceptions();
         }
     };
-    in_fresh_thread(scheduler_config{64 * 1024, 2}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [] {
         constexpr int count = 6;
         std::vector<int> uncaught(count, -1);
         std::vector<std::string> caught(count);

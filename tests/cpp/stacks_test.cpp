@@ -78,7 +78,7 @@ bool chain_intact(const frame_link* f, int id, int level) {
 }
 
 TEST(Stacks, ThousandTaskletsOnFourSlotsKeepTheirLocals) {
-    in_fresh_thread(scheduler_config{64 * 1024, 4}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 4, 4}, [] {
         constexpr int count = 1000, yields = 3;
         const std::size_t baseline_live = stats().live_tasklets;
         std::vector<int> failures(count, -1);
@@ -108,7 +108,7 @@ TEST(Stacks, ThousandTaskletsOnFourSlotsKeepTheirLocals) {
 }
 
 TEST(Stacks, LargeStackContentsSurviveSaving) {
-    in_fresh_thread(scheduler_config{64 * 1024, 2}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [] {
         constexpr int count = 40, yields = 5;
         int bad = 0;
         for (int id = 0; id < count; ++id)
@@ -138,7 +138,7 @@ TEST(Stacks, LargeStackContentsSurviveSaving) {
 }
 
 TEST(Stacks, FewerTaskletsThanSlotsNeverSave) {
-    in_fresh_thread(scheduler_config{64 * 1024, 8}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 8, 8}, [] {
         int steps = 0;
         for (int i = 0; i < 4; ++i)
             spawn([&] {
@@ -159,7 +159,7 @@ TEST(Stacks, FewerTaskletsThanSlotsNeverSave) {
 }
 
 TEST(Stacks, SlotsOfEndedTaskletsAreReused) {
-    in_fresh_thread(scheduler_config{64 * 1024, 4}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 4, 4}, [] {
         int ran = 0;
         for (int batch = 0; batch < 100; ++batch) {
             spawn([&] {
@@ -184,7 +184,7 @@ TEST(Stacks, SlotsOfEndedTaskletsAreReused) {
 // as if free, and the returning tasklet resumed on someone else's stack. Listing 3's pattern
 // (tasklets that end at different times while others wait) with few slots triggers it.
 TEST(Stacks, SlotsFreedWhileSavedStacksReturnAreNotGivenTwice) {
-    in_fresh_thread(scheduler_config{64 * 1024, 4}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 4, 4}, [] {
         for (int round = 0; round < 3; ++round) {
             channel<int> ch;
             std::vector<int> numbers;
@@ -211,8 +211,38 @@ TEST(Stacks, SlotsFreedWhileSavedStacksReturnAreNotGivenTwice) {
     });
 }
 
+// When every slot holds a runnable tasklet, more slots are mapped (up to max_stack_slots) rather
+// than copying stacks at every turn; blocked tasklets are the ones whose stacks get saved.
+TEST(Stacks, RunnableTaskletsGetMoreSlotsBlockedOnesAreSaved) {
+    in_fresh_thread(scheduler_config{64 * 1024, 4, 64}, [] {
+        int turns = 0;
+        for (int i = 0; i < 32; ++i) {
+            spawn([&turns] {
+                for (int k = 0; k < 10; ++k) {
+                    ++turns;
+                    schedule();
+                }
+            });
+        }
+        stackless::run();
+        EXPECT_EQ(turns, 320);
+        EXPECT_EQ(stats().stacks_saved, 0u);
+        EXPECT_GE(stats().slots_mapped, 32u);
+        EXPECT_LE(stats().slots_mapped, 64u);
+
+        channel<int> ch;
+        for (int i = 0; i < 200; ++i) spawn([ch]() mutable { ch.receive(); });
+        stackless::run();
+        EXPECT_EQ(ch.balance(), -200);
+        EXPECT_LE(stats().slots_mapped, 64u);  // the blocked ones were saved instead
+        EXPECT_GT(stats().stacks_saved, 100u);
+        for (int i = 0; i < 200; ++i) ch.send(i);
+        stackless::run();
+    });
+}
+
 TEST(Stacks, HundredThousandTaskletsBlockedOnOneChannel) {
-    in_fresh_thread(scheduler_config{64 * 1024, 16}, [] {
+    in_fresh_thread(scheduler_config{64 * 1024, 16, 16}, [] {
         constexpr int count = 100000;
         const std::size_t baseline_live = stats().live_tasklets;
         channel<int> ch;
@@ -253,7 +283,7 @@ TEST(Stacks, SwitchesAreCounted) {
 TEST(Stacks, ConfigureAfterFirstUseIsError) {
     in_fresh_thread([] {
         (void)getcurrent();
-        EXPECT_THROW(configure(scheduler_config{64 * 1024, 4}), stackless::error);
+        EXPECT_THROW(configure(scheduler_config{64 * 1024, 4, 4}), stackless::error);
         // the scheduler keeps working
         int ran = 0;
         spawn([&] { ++ran; });
@@ -268,12 +298,12 @@ TEST(Stacks, ConfigureRejectsFewerThanTwoSlots) {
 
 TEST(Stacks, ConfigureIsPerThread) {
     std::uint64_t saved_small = 0, saved_large = 0;
-    in_fresh_thread(scheduler_config{64 * 1024, 2}, [&] {
+    in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [&] {
         for (int i = 0; i < 8; ++i) spawn([] { schedule(); });
         stackless::run();
         saved_small = stats().stacks_saved;
     });
-    in_fresh_thread(scheduler_config{64 * 1024, 16}, [&] {
+    in_fresh_thread(scheduler_config{64 * 1024, 16, 16}, [&] {
         for (int i = 0; i < 8; ++i) spawn([] { schedule(); });
         stackless::run();
         saved_large = stats().stacks_saved;

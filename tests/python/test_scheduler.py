@@ -1,6 +1,10 @@
 """The scheduler: schedule, schedule_remove, run, the run queue's round-robin order,
 tasklet.run/switch, runcount, module attributes, threads, and the Phase-1 module functions
 (enable_softswitch, get_thread_info, switch_trap) (stackless.rst, scheduler.rst, tasklets.rst)."""
+import os
+import pathlib
+import subprocess
+import textwrap
 import threading
 
 import pytest
@@ -351,6 +355,38 @@ def test_long_chain_of_spawns_all_run():
     stackless.tasklet(step)(999)
     stackless.run()
     assert len(depth) == 1000
+
+
+MANY_TASKLETS_IN_CONSECUTIVE_RUNS = textwrap.dedent("""\
+    import stackless
+
+    def f(me, order):
+        for r in range(3):
+            order.append((r, me))
+            stackless.schedule()
+
+    for rep in range(3):
+        order = []
+        for i in range(600):
+            stackless.tasklet(f)(i, order)
+        stackless.run()
+        assert order == [(r, i) for r in range(3) for i in range(600)], rep
+        assert stackless.getruncount() == 1
+        print("round", rep, "ok", flush=True)
+    """)
+
+
+def test_more_live_tasklets_than_stack_slots_in_consecutive_runs(tmp_path):
+    # 600 tasklets alive at once, three times in a row on the same scheduler. In a subprocess,
+    # so that a crash fails this test only.
+    script = tmp_path / "many_tasklets.py"
+    script.write_text(MANY_TASKLETS_IN_CONSECUTIVE_RUNS)
+    launcher = os.environ.get("STACKLESS_LAUNCHER",
+                              str(pathlib.Path(__file__).resolve().parents[2] / "stackless"))
+    r = subprocess.run([launcher, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "exit status %d\nstdout:\n%s\nstderr:\n%s" % (
+        r.returncode, r.stdout, r.stderr[-3000:])
+    assert r.stdout == "round 0 ok\nround 1 ok\nround 2 ok\n"
 
 
 def test_run_with_timeout_is_not_implemented_yet():
