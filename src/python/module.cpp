@@ -212,17 +212,9 @@ PyObject* mod_atexit(PyObject*, PyObject*) {
 }
 
 // The module's attributes current, main and runcount are computed on access. A module-level
-// __getattr__ would do, but it stops CPython 3.11 from specializing `stackless.schedule` lookups,
-// so the module is instead of a ModuleType subclass with these properties and a getattr that
-// looks in the module's dict first.
-PyObject* module_getattro(PyObject* m, PyObject* name) {
-    if (PyObject* dict = PyModule_GetDict(m)) {
-        if (PyObject* v = PyDict_GetItemWithError(dict, name)) return Py_NewRef(v);
-        if (PyErr_Occurred()) return nullptr;
-    }
-    return PyModule_Type.tp_getattro(m, name);
-}
-
+// __getattr__ would do, but it stops CPython 3.11 from specializing `stackless.schedule` lookups.
+// Instead the module is of a ModuleType subclass with these properties, whose attribute lookup is
+// the generic one: CPython specializes that (the module's dict is found through tp_dictoffset).
 PyObject* get_current(PyObject*, void*) {
     return mod_getcurrent(nullptr, nullptr);
 }
@@ -245,7 +237,7 @@ PyTypeObject module_type = [] {
     t.tp_name = "stackless.module";
     t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
     t.tp_doc = "the stackless module";
-    t.tp_getattro = module_getattro;
+    t.tp_getattro = PyObject_GenericGetAttr;
     t.tp_getset = module_getset;
     return t;
 }();

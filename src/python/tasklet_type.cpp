@@ -172,8 +172,8 @@ PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept {
 }
 
 py_tasklet* current_object() {
-    if (void* p = stackless::tasklet::current_payload()) [[likely]]
-        return static_cast<py_tasklet*>(p);
+    if (this_thread != nullptr && this_thread->current != nullptr) [[likely]]
+        return this_thread->current;
     if (thread_main() == nullptr) return nullptr;
     return static_cast<py_tasklet*>(stackless::tasklet::current_payload());
 }
