@@ -120,6 +120,12 @@ int& switch_trap_level() noexcept;
 // Returns -1 with RuntimeError set if the trap is on, else 0.
 int refuse_if_trapped() noexcept;
 
+// Stackless's global callbacks (nullptr when unset; owned references).
+extern PyObject* schedule_callback;
+extern PyObject* channel_callback;
+// Calls the channel callback, if any, before a channel action; -1 if it raised.
+int notify_channel(PyObject* channel, int sending, int will_block) noexcept;
+
 // Interpreter exit: kills every tasklet of the main thread (Stackless does the same).
 void shutdown_main_thread() noexcept;
 

@@ -23,19 +23,6 @@ PyObject* channel_new(PyTypeObject* type, PyObject*, PyObject*) {
     return reinterpret_cast<PyObject*>(c);
 }
 
-// Sends an owned reference (a value or a bomb).
-PyObject* send_owned(py_channel* self, PyObject* owned) {
-    try {
-        self->ch.send(py_ref(owned));
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
-        return nullptr;
-    }
-    flush_released();
-    Py_RETURN_NONE;
-}
-
 PyObject* refuse_switch() {
     refuse_if_trapped();
     return nullptr;
@@ -49,14 +36,39 @@ bool would_switch(py_channel* self, int dir) {
     return !partner || ch.schedule_all() || ch.preference() == -dir;
 }
 
+// Sends an owned reference (a value or a bomb).
+PyObject* send_owned(py_channel* self, PyObject* owned) {
+    PyObject* o = reinterpret_cast<PyObject*>(self);
+    if (switch_trap_level() > 0 && would_switch(self, +1)) [[unlikely]] {
+        Py_DECREF(owned);
+        return refuse_switch();
+    }
+    if (channel_callback != nullptr && notify_channel(o, 1, self->ch.balance() >= 0) < 0)
+        [[unlikely]] {
+        Py_DECREF(owned);
+        return nullptr;
+    }
+    try {
+        self->ch.send(py_ref(owned));
+    } catch (...) {
+        raise_from_cxx();
+        flush_released();
+        return nullptr;
+    }
+    flush_released();
+    Py_RETURN_NONE;
+}
+
 PyObject* channel_send(PyObject* o, PyObject* value) {
-    if (switch_trap_level() > 0 && would_switch(as_channel(o), +1)) return refuse_switch();
     return send_owned(as_channel(o), Py_NewRef(value));
 }
 
 PyObject* channel_receive(PyObject* o, PyObject*) {
     py_channel* self = as_channel(o);
     if (switch_trap_level() > 0 && would_switch(self, -1)) return refuse_switch();
+    if (channel_callback != nullptr && notify_channel(o, 0, self->ch.balance() <= 0) < 0)
+        [[unlikely]]
+        return nullptr;
     PyObject* value;
     try {
         value = self->ch.receive().release();

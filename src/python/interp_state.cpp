@@ -36,11 +36,25 @@ void save_interp_state(PyThreadState* ts, interp_state& into) noexcept {
     into.exc_info = ts->exc_info;
     into.context = ts->context;  // the reference moves with it
     ts->context = nullptr;
+    into.c_tracefunc = ts->c_tracefunc;
+    into.c_traceobj = ts->c_traceobj;
+    into.c_profilefunc = ts->c_profilefunc;
+    into.c_profileobj = ts->c_profileobj;
+    ts->c_tracefunc = nullptr;
+    ts->c_traceobj = nullptr;
+    ts->c_profilefunc = nullptr;
+    ts->c_profileobj = nullptr;
 }
 
 void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept {
     ts->cframe = from.cframe;
     ts->tracing = from.tracing;
+    ts->c_tracefunc = from.c_tracefunc;
+    ts->c_traceobj = from.c_traceobj;  // the references move back
+    ts->c_profilefunc = from.c_profilefunc;
+    ts->c_profileobj = from.c_profileobj;
+    from.c_traceobj = nullptr;
+    from.c_profileobj = nullptr;
     // Trace and profile functions are per thread: a tasklet switched out while they changed
     // follows the change.
     ts->cframe->use_tracing = use_tracing(ts);
@@ -69,9 +83,58 @@ void free_root_chunk(_PyStackChunk* chunk) noexcept {
     PyMem_Free(chunk);
 }
 
+void install_hook_functions(PyThreadState* ts, interp_state& from) noexcept {
+    if (from.c_tracefunc == nullptr && from.c_profilefunc == nullptr) return;
+    ts->c_tracefunc = from.c_tracefunc;
+    Py_XSETREF(ts->c_traceobj, from.c_traceobj);
+    ts->c_profilefunc = from.c_profilefunc;
+    Py_XSETREF(ts->c_profileobj, from.c_profileobj);
+    from.c_traceobj = nullptr;
+    from.c_profileobj = nullptr;
+    ts->cframe->use_tracing = use_tracing(ts);
+}
+
+Py_tracefunc python_trace_trampoline = nullptr;
+Py_tracefunc python_profile_trampoline = nullptr;
+
+int find_trace_trampolines() noexcept {
+    PyThreadState* ts = PyThreadState_Get();
+    PyObject* sys = PyImport_ImportModule("sys");
+    if (sys == nullptr) return -1;
+    int result = -1;
+    // Install a dummy function with sys.settrace/sys.setprofile, read the C function they put in
+    // the thread state, then restore what was there.
+    Py_tracefunc saved_trace = ts->c_tracefunc;
+    PyObject* saved_traceobj = Py_XNewRef(ts->c_traceobj);
+    Py_tracefunc saved_profile = ts->c_profilefunc;
+    PyObject* saved_profileobj = Py_XNewRef(ts->c_profileobj);
+    PyObject* dummy = PyObject_GetAttrString(sys, "getrecursionlimit");  // any callable
+    if (dummy != nullptr) {
+        PyObject* r1 = PyObject_CallMethod(sys, "settrace", "O", dummy);
+        python_trace_trampoline = ts->c_tracefunc;
+        PyObject* r2 = PyObject_CallMethod(sys, "setprofile", "O", dummy);
+        python_profile_trampoline = ts->c_profilefunc;
+        if (r1 != nullptr && r2 != nullptr) result = 0;
+        Py_XDECREF(r1);
+        Py_XDECREF(r2);
+        Py_DECREF(dummy);
+    }
+    PyEval_SetTrace(saved_trace, saved_traceobj);
+    PyEval_SetProfile(saved_profile, saved_profileobj);
+    Py_XDECREF(saved_traceobj);
+    Py_XDECREF(saved_profileobj);
+    Py_DECREF(sys);
+    return result;
+}
+
 void start_interp_state(PyThreadState* ts, _PyCFrame* root, _PyStackChunk* chunk,
                         _PyErr_StackItem* exc_base, PyObject* context) noexcept {
     ts->tracing = 0;
+    // A new tasklet starts untraced (Stackless: tracing is per tasklet).
+    ts->c_tracefunc = nullptr;
+    ts->c_profilefunc = nullptr;
+    Py_CLEAR(ts->c_traceobj);
+    Py_CLEAR(ts->c_profileobj);
     root->use_tracing = use_tracing(ts);
     root->current_frame = nullptr;
     root->previous = &ts->root_cframe;

@@ -21,7 +21,22 @@ struct interp_state {
     PyObject** datastack_limit = nullptr;
     _PyErr_StackItem* exc_info = nullptr;  // top of the tasklet's exception stack
     PyObject* context = nullptr;           // owned
+    // Trace and profile functions are per tasklet, as in Stackless (sys.settrace in a tasklet
+    // traces that tasklet). The objects are owned.
+    Py_tracefunc c_tracefunc = nullptr;
+    PyObject* c_traceobj = nullptr;
+    Py_tracefunc c_profilefunc = nullptr;
+    PyObject* c_profileobj = nullptr;
 };
+
+// The C function sys.settrace()/sys.setprofile() install for a Python-level function; found once
+// at module initialisation (it is static in CPython's sysmodule.c).
+extern Py_tracefunc python_trace_trampoline;
+extern Py_tracefunc python_profile_trampoline;
+// Installs trace/profile functions given to a tasklet before it started (moves the references).
+void install_hook_functions(PyThreadState* ts, interp_state& from) noexcept;
+// Finds them (call once, with the GIL); returns -1 with an exception set on failure.
+int find_trace_trampolines() noexcept;
 
 // Moves the running tasklet's state out of the thread state into `into`.
 void save_interp_state(PyThreadState* ts, interp_state& into) noexcept;

@@ -6,6 +6,20 @@
 namespace stackless::python {
 
 PyObject* TaskletExit = nullptr;
+PyObject* schedule_callback = nullptr;
+PyObject* channel_callback = nullptr;
+
+int notify_channel(PyObject* channel, int sending, int will_block) noexcept {
+    PyObject* cb = channel_callback;
+    py_tasklet* current = current_object();
+    if (cb == nullptr || current == nullptr) return current == nullptr ? -1 : 0;
+    Py_INCREF(cb);
+    PyObject* r = PyObject_CallFunction(cb, "OOii", channel, current, sending, will_block);
+    Py_DECREF(cb);
+    if (r == nullptr) return -1;
+    Py_DECREF(r);
+    return 0;
+}
 
 namespace {
 
@@ -66,6 +80,45 @@ PyMemberDef bomb_members[] = {
     {"traceback", T_OBJECT, offsetof(py_bomb, traceback), READONLY, "its traceback"},
     {nullptr, 0, 0, 0, nullptr},
 };
+
+// ---------------------------------------------------------------------------------------------
+// atomic: `with stackless.atomic():` marks the current tasklet atomic (never preempted)
+
+struct py_atomic {
+    PyObject_HEAD int saved;  // the flag before __enter__
+};
+
+PyObject* atomic_enter(PyObject* o, PyObject*) {
+    py_tasklet* t = current_object();
+    if (t == nullptr) return nullptr;
+    reinterpret_cast<py_atomic*>(o)->saved = t->atomic;
+    t->atomic = true;
+    return Py_NewRef(o);
+}
+
+PyObject* atomic_exit(PyObject* o, PyObject*) {
+    py_tasklet* t = current_object();
+    if (t == nullptr) return nullptr;
+    t->atomic = reinterpret_cast<py_atomic*>(o)->saved != 0;
+    Py_RETURN_FALSE;
+}
+
+PyMethodDef atomic_methods[] = {
+    {"__enter__", atomic_enter, METH_NOARGS, nullptr},
+    {"__exit__", atomic_exit, METH_VARARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyTypeObject atomic_type = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "stackless.atomic";
+    t.tp_basicsize = sizeof(py_atomic);
+    t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE;
+    t.tp_doc = "with stackless.atomic(): the current tasklet is atomic inside the block";
+    t.tp_new = PyType_GenericNew;
+    t.tp_methods = atomic_methods;
+    return t;
+}();
 
 // ---------------------------------------------------------------------------------------------
 // Scheduler functions
@@ -184,6 +237,29 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* args) {
     return Py_BuildValue("(OOi)", main, current, runcount);
 }
 
+// set_schedule_callback(cb) / set_channel_callback(cb): install (None removes); return the old.
+PyObject* set_callback(PyObject*& slot, PyObject* cb) {
+    if (cb != Py_None && !PyCallable_Check(cb)) {
+        PyErr_SetString(PyExc_TypeError, "the callback must be callable or None");
+        return nullptr;
+    }
+    PyObject* old = slot;
+    slot = cb == Py_None ? nullptr : Py_NewRef(cb);
+    return old != nullptr ? old : Py_NewRef(Py_None);
+}
+PyObject* mod_set_schedule_callback(PyObject*, PyObject* cb) {
+    return set_callback(schedule_callback, cb);
+}
+PyObject* mod_get_schedule_callback(PyObject*, PyObject*) {
+    return Py_NewRef(schedule_callback != nullptr ? schedule_callback : Py_None);
+}
+PyObject* mod_set_channel_callback(PyObject*, PyObject* cb) {
+    return set_callback(channel_callback, cb);
+}
+PyObject* mod_get_channel_callback(PyObject*, PyObject*) {
+    return Py_NewRef(channel_callback != nullptr ? channel_callback : Py_None);
+}
+
 PyObject* mod_switch_trap(PyObject*, PyObject* delta) {
     long d = PyLong_AsLong(delta);
     if (d == -1 && PyErr_Occurred()) return nullptr;
@@ -258,6 +334,12 @@ PyMethodDef module_methods[] = {
      "accepted; switching is always hard here, so it returns False"},
     {"get_thread_info", mod_get_thread_info, METH_VARARGS,
      "get_thread_info(thread_id) -> (main, current, runcount)"},
+    {"set_schedule_callback", mod_set_schedule_callback, METH_O,
+     "set_schedule_callback(cb(prev, next)) -> previous callback"},
+    {"get_schedule_callback", mod_get_schedule_callback, METH_NOARGS, "the schedule callback"},
+    {"set_channel_callback", mod_set_channel_callback, METH_O,
+     "set_channel_callback(cb(channel, tasklet, sending, willblock)) -> previous callback"},
+    {"get_channel_callback", mod_get_channel_callback, METH_NOARGS, "the channel callback"},
     {"switch_trap", mod_switch_trap, METH_O,
      "switch_trap(delta) -> old level: while above 0, switching raises RuntimeError"},
     {"_stats", mod_stats, METH_NOARGS, "the core scheduler's counters for this thread"},
@@ -328,7 +410,8 @@ PyMODINIT_FUNC PyInit_stackless() {
     module_type.tp_basicsize = PyModule_Type.tp_basicsize;
     module_type.tp_traverse = PyModule_Type.tp_traverse;
     if (PyType_Ready(&tasklet_type) < 0 || PyType_Ready(&channel_type) < 0 ||
-        PyType_Ready(&bomb_type) < 0 || PyType_Ready(&module_type) < 0)
+        PyType_Ready(&bomb_type) < 0 || PyType_Ready(&module_type) < 0 ||
+        PyType_Ready(&atomic_type) < 0 || find_trace_trampolines() < 0)
         return nullptr;
     PyObject* m = PyModule_Create(&module_def);
     if (m == nullptr) return nullptr;
@@ -339,7 +422,8 @@ PyMODINIT_FUNC PyInit_stackless() {
     if (TaskletExit == nullptr || PyModule_AddObjectRef(m, "TaskletExit", TaskletExit) < 0 ||
         PyModule_AddObjectRef(m, "tasklet", reinterpret_cast<PyObject*>(&tasklet_type)) < 0 ||
         PyModule_AddObjectRef(m, "channel", reinterpret_cast<PyObject*>(&channel_type)) < 0 ||
-        PyModule_AddObjectRef(m, "bomb", reinterpret_cast<PyObject*>(&bomb_type)) < 0) {
+        PyModule_AddObjectRef(m, "bomb", reinterpret_cast<PyObject*>(&bomb_type)) < 0 ||
+        PyModule_AddObjectRef(m, "atomic", reinterpret_cast<PyObject*>(&atomic_type)) < 0) {
         Py_DECREF(m);
         return nullptr;
     }

@@ -23,7 +23,8 @@ struct thread_data {
     std::vector<PyObject*> released;
     bool flushing = false;
     int switch_trap = 0;
-    py_tasklet* current = nullptr;  // the running tasklet, for get_thread_info() elsewhere
+    py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
+    py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
 };
 
 // Every Python thread that used stackless, by thread ident (guarded by the GIL).
@@ -48,11 +49,33 @@ void switched_out(void* payload) noexcept {
     save_interp_state(t->tstate, t->saved);
 }
 
+// Stackless's schedule callback, cb(prev, next), run in the incoming tasklet once its interpreter
+// state is in place. It must not switch; what it raises is reported as unraisable.
+void call_schedule_callback(py_tasklet* next) noexcept {
+    PyObject* cb = schedule_callback;
+    if (cb == nullptr) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    Py_INCREF(cb);
+    PyObject* prev = reinterpret_cast<PyObject*>(this_thread->previous);
+    PyObject* r = PyObject_CallFunctionObjArgs(cb, prev != nullptr ? prev : Py_None,
+                                               reinterpret_cast<PyObject*>(next), nullptr);
+    if (r == nullptr) PyErr_WriteUnraisable(cb);
+    Py_XDECREF(r);
+    Py_DECREF(cb);
+    PyErr_Restore(type, value, tb);
+}
+
 void switched_in(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
+    this_thread->previous = this_thread->current;
     this_thread->current = t;
     // A tasklet that has not started yet sets up its state on its own stack (run_body).
-    if (t->python_started) restore_interp_state(t->tstate, t->saved);
+    if (t->python_started) {
+        restore_interp_state(t->tstate, t->saved);
+        if (schedule_callback != nullptr) [[unlikely]]
+            call_schedule_callback(t);
+    }
 }
 
 void scheduled_changed(void* payload, bool scheduled) noexcept {
@@ -89,6 +112,9 @@ void run_body(py_tasklet* self) {
     }
     start_interp_state(ts, &root, self->root_chunk, &self->exc_base, context);
     self->python_started = true;
+    install_hook_functions(ts, self->saved);
+    if (schedule_callback != nullptr) [[unlikely]]
+        call_schedule_callback(self);
     PyObject* func = self->func;
     PyObject* args = self->args;
     PyObject* kwargs = self->kwargs;
@@ -658,6 +684,51 @@ PyObject* get_nesting_level(PyObject*, void*) {
     return PyLong_FromLong(0);
 }
 
+// trace_function / profile_function: the tasklet's own (Stackless: tracing is per tasklet).
+template <bool trace>
+PyObject* get_hook_function(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    Py_tracefunc func;
+    PyObject* obj;
+    if (is_running(self)) {
+        func = trace ? self->tstate->c_tracefunc : self->tstate->c_profilefunc;
+        obj = trace ? self->tstate->c_traceobj : self->tstate->c_profileobj;
+    } else {
+        func = trace ? self->saved.c_tracefunc : self->saved.c_profilefunc;
+        obj = trace ? self->saved.c_traceobj : self->saved.c_profileobj;
+    }
+    Py_tracefunc python = trace ? python_trace_trampoline : python_profile_trampoline;
+    return Py_NewRef(func == python && obj != nullptr ? obj : Py_None);
+}
+
+template <bool trace>
+int set_hook_function(PyObject* o, PyObject* value, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return -1;
+    if (value == nullptr) value = Py_None;
+    if (value != Py_None && !PyCallable_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "the trace or profile function must be callable");
+        return -1;
+    }
+    if (is_running(self)) {
+        PyObject* r = PySys_GetObject(trace ? "settrace" : "setprofile");  // borrowed
+        if (r == nullptr) {
+            PyErr_SetString(PyExc_RuntimeError, "sys.settrace is missing");
+            return -1;
+        }
+        PyObject* done = PyObject_CallOneArg(r, value);
+        if (done == nullptr) return -1;
+        Py_DECREF(done);
+        return 0;
+    }
+    Py_tracefunc python = trace ? python_trace_trampoline : python_profile_trampoline;
+    Py_tracefunc& func = trace ? self->saved.c_tracefunc : self->saved.c_profilefunc;
+    PyObject*& obj = trace ? self->saved.c_traceobj : self->saved.c_profileobj;
+    func = value == Py_None ? nullptr : python;
+    Py_XSETREF(obj, value == Py_None ? nullptr : Py_NewRef(value));
+    return 0;
+}
+
 PyObject* get_context(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (self->context != nullptr) return Py_NewRef(self->context);
@@ -746,6 +817,8 @@ void tasklet_dealloc(PyObject* o) {
     self->core.~tasklet();
     if (self->root_chunk != nullptr) free_root_chunk(self->root_chunk);
     Py_XDECREF(self->saved.context);
+    Py_XDECREF(self->saved.c_traceobj);
+    Py_XDECREF(self->saved.c_profileobj);
     Py_TYPE(o)->tp_free(o);  // a subclass's type is released by CPython's subtype_dealloc
 }
 
@@ -792,6 +865,10 @@ PyGetSetDef tasklet_getset[] = {
     {"restorable", get_restorable, nullptr, "can be pickled and restored", nullptr},
     {"nesting_level", get_nesting_level, nullptr, "interpreter nesting level", nullptr},
     {"context", get_context, nullptr, "its contextvars context", nullptr},
+    {"trace_function", get_hook_function<true>, set_hook_function<true>,
+     "the tasklet's trace function (sys.settrace in that tasklet)", nullptr},
+    {"profile_function", get_hook_function<false>, set_hook_function<false>,
+     "the tasklet's profile function (sys.setprofile in that tasklet)", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

@@ -1,0 +1,185 @@
+"""Tracing, profiling, atomic and the schedule/channel callbacks (Stackless: debugging.rst and
+stackless.rst): tracing is per tasklet, callbacks see every switch and channel action."""
+import sys
+
+import pytest
+
+import stackless
+
+
+def test_settrace_in_a_tasklet_traces_that_tasklet_only():
+    calls = []
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+        return None
+
+    def traced():
+        sys.settrace(tracer)
+        stackless.schedule()
+        inner_traced()
+        sys.settrace(None)
+
+    def inner_traced():
+        pass
+
+    def untraced():
+        stackless.schedule()
+        inner_untraced()
+
+    def inner_untraced():
+        pass
+
+    stackless.tasklet(traced)()
+    stackless.tasklet(untraced)()
+    stackless.run()
+    assert calls == ["inner_traced"]
+    assert sys.gettrace() is None
+
+
+def test_trace_function_attribute_of_another_tasklet():
+    calls = []
+
+    def tracer(frame, event, arg):
+        if event == "call":
+            calls.append(frame.f_code.co_name)
+
+    def body():
+        helper()
+
+    def helper():
+        pass
+
+    t = stackless.tasklet(body)()
+    t.trace_function = tracer
+    assert t.trace_function is tracer
+    assert stackless.current.trace_function is None
+    stackless.run()
+    assert calls == ["body", "helper"]
+    assert sys.gettrace() is None
+
+
+def test_profile_function_attribute_and_setprofile_per_tasklet():
+    events = []
+
+    def profiler(frame, event, arg):
+        if event == "call":
+            events.append(frame.f_code.co_name)
+
+    def a():
+        sys.setprofile(profiler)
+        assert stackless.current.profile_function is profiler
+        stackless.schedule()
+        mark_a()
+        sys.setprofile(None)
+
+    def mark_a():
+        pass
+
+    def b():
+        stackless.schedule()
+        mark_b()
+
+    def mark_b():
+        pass
+
+    stackless.tasklet(a)()
+    stackless.tasklet(b)()
+    stackless.run()
+    assert "mark_a" in events and "mark_b" not in events
+    assert sys.getprofile() is None
+
+
+def test_trace_function_must_be_callable():
+    t = stackless.tasklet(lambda: None)
+    with pytest.raises(TypeError):
+        t.trace_function = 42
+
+
+def test_atomic_context_manager_sets_and_restores_the_flag():
+    current = stackless.getcurrent()
+    assert current.atomic is False
+    with stackless.atomic():
+        assert current.atomic is True
+        with stackless.atomic():
+            assert current.atomic is True
+        assert current.atomic is True
+    assert current.atomic is False
+    assert current.set_atomic(True) is False
+    assert current.set_atomic(False) is True
+
+
+def test_schedule_callback_sees_every_switch():
+    seen = []
+
+    def cb(prev, next):
+        seen.append((prev, next))
+
+    def f():
+        stackless.schedule()
+
+    t = stackless.tasklet(f)()
+    main = stackless.getmain()
+    assert stackless.set_schedule_callback(cb) is None
+    try:
+        assert stackless.get_schedule_callback() is cb
+        stackless.run()
+    finally:
+        assert stackless.set_schedule_callback(None) is cb
+    assert stackless.get_schedule_callback() is None
+    # main -> t (starts), t -> main? no: t schedules with main out of the queue (run()), so
+    # t -> t is no switch; t ends -> main.
+    assert seen[0] == (main, t)
+    assert seen[-1] == (t, main)
+    assert all(p is not n for p, n in seen)
+
+
+def test_schedule_callback_errors_are_reported_and_do_not_break_scheduling(monkeypatch):
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: reported.append(u.exc_type))
+    ran = []
+
+    def cb(prev, next):
+        raise ValueError("callback")
+
+    stackless.tasklet(ran.append)(1)
+    stackless.set_schedule_callback(cb)
+    try:
+        stackless.run()
+    finally:
+        stackless.set_schedule_callback(None)
+    assert ran == [1]
+    assert reported and all(t is ValueError for t in reported)
+
+
+def test_channel_callback_sees_each_action_and_whether_it_blocks():
+    seen = []
+
+    def cb(channel, tasklet, sending, willblock):
+        seen.append((channel, tasklet, bool(sending), bool(willblock)))
+
+    ch = stackless.channel()
+    receiver = stackless.tasklet(ch.receive)()
+    stackless.run()  # blocks in receive: no callback yet
+    stackless.set_channel_callback(cb)
+    try:
+        ch.send(1)
+        stackless.tasklet(ch.send)(2)
+        stackless.run()  # the sender blocks
+        assert ch.receive() == 2
+    finally:
+        assert stackless.set_channel_callback(None) is cb
+    main = stackless.getmain()
+    assert seen[0] == (ch, main, True, False)
+    assert seen[1][0] is ch and seen[1][2] is True and seen[1][3] is True
+    assert seen[2] == (ch, main, False, False)
+    assert receiver.alive is False
+    stackless.run()
+
+
+def test_callbacks_must_be_callable():
+    with pytest.raises(TypeError):
+        stackless.set_schedule_callback(42)
+    with pytest.raises(TypeError):
+        stackless.set_channel_callback("no")
