@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "binding.hpp"
+#include "frame_traverse.hpp"
 
 namespace stackless::python {
 
@@ -744,6 +745,10 @@ PyObject* get_context(PyObject* o, void*) {
 // ---------------------------------------------------------------------------------------------
 // Object protocol
 
+// A switched-out tasklet's frames, context and trace functions are its own references; a
+// scheduled tasklet's reference to itself is not visited here but by the channel it waits on
+// (channel_traverse) or not at all (the run queue is a root). So a blocked tasklet that nothing
+// but an unreachable channel refers to is garbage, and the collector kills it (tasklet_finalize).
 int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     py_tasklet* self = as_tasklet(o);
     Py_VISIT(self->func);
@@ -751,6 +756,13 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(self->kwargs);
     Py_VISIT(self->tempval);
     Py_VISIT(self->context);
+    if (self->python_started && !self->is_main && this_thread != nullptr &&
+        this_thread->current != self && self->thread_ident == PyThread_get_thread_ident()) {
+        Py_VISIT(self->saved.context);
+        Py_VISIT(self->saved.c_traceobj);
+        Py_VISIT(self->saved.c_profileobj);
+        if (int r = traverse_frames(self->saved.current_frame, visit, arg)) return r;
+    }
     return 0;  // a subclass's type is visited by CPython's subtype_traverse
 }
 

@@ -410,3 +410,72 @@ def test_an_unstarted_tasklet_dropped_never_runs():
     stackless.run()
     assert ran == []
     assert ref() is None
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not yet: the collector cannot see the references on the value stack of the frame that is "
+    "blocked in a call (here the channel, on the stack of ch.receive()), so it cannot prove the "
+    "cycle unreachable; needs the per-instruction stack depth (planned with pickling)"))
+def test_a_tasklet_blocked_on_a_channel_nobody_else_can_reach_is_collected_and_killed():
+    log = []
+
+    def waits_forever():
+        ch = stackless.channel()  # only this frame refers to it
+        try:
+            ch.receive()
+        finally:
+            log.append("finally")
+
+    t = stackless.tasklet(waits_forever)()
+    ref = weakref.ref(t)
+    stackless.run()
+    assert t.blocked
+    del t
+    assert log == []  # still blocked: its channel keeps it
+    gc.collect()
+    stackless.run()
+    gc.collect()
+    assert log == ["finally"]
+    assert ref() is None
+
+
+def test_a_tasklet_blocked_on_a_reachable_channel_is_not_collected():
+    ch = stackless.channel()
+    got = []
+    stackless.tasklet(lambda: got.append(ch.receive()))()
+    stackless.run()
+    gc.collect()
+    assert ch.balance == -1
+    ch.send("still there")
+    assert got == ["still there"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "not yet: the collector cannot see the references on the value stack of the frame that is "
+    "blocked in a call (here the channel, on the stack of ch.receive()), so it cannot prove the "
+    "cycle unreachable; needs the per-instruction stack depth (planned with pickling)"))
+def test_a_cycle_through_a_blocked_tasklets_locals_is_collected():
+    class Holder:
+        pass
+
+    log = []
+
+    def blocked(holder):
+        ch = stackless.channel()
+        holder.ch = ch
+        holder.me = stackless.getcurrent()  # tasklet -> frame -> holder -> tasklet
+        try:
+            ch.receive()
+        finally:
+            log.append("unwound")
+
+    h = Holder()
+    w = weakref.ref(h)
+    stackless.tasklet(blocked)(h)
+    stackless.run()
+    del h
+    gc.collect()
+    stackless.run()
+    gc.collect()
+    assert log == ["unwound"]
+    assert w() is None
