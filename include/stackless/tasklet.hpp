@@ -113,6 +113,16 @@ class tasklet {
         throw_exception(std::make_exception_ptr(std::move(e)), pending);
     }
 
+    // Several of the queries below in one call (for bindings that check a few at a time).
+    struct status_flags {
+        bool alive;
+        bool scheduled;
+        bool blocked;
+        bool current;
+        bool started;  // has a stack (ran at least once and has not ended)
+    };
+    status_flags status() const;
+
     bool alive() const;
     bool blocked() const;
     bool scheduled() const;  // in the run queue, or blocked on a channel

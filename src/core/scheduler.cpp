@@ -56,10 +56,6 @@ scheduler& scheduler::create_for_thread() {
     return *current_scheduler;
 }
 
-scheduler* scheduler::get_if_exists() noexcept {
-    return current_scheduler;
-}
-
 void scheduler::configure(const scheduler_config& config) {
     if (current_scheduler != nullptr)
         throw error("stackless::configure: this thread's scheduler already exists");

@@ -26,7 +26,7 @@ class scheduler {
             return *current_scheduler;
         return create_for_thread();
     }
-    static scheduler* get_if_exists() noexcept;
+    static scheduler* get_if_exists() noexcept { return current_scheduler; }
     // The config the next scheduler created on this thread will use.
     static void configure(const scheduler_config& config);
 

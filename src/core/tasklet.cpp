@@ -58,11 +58,15 @@ using detail::tasklet_state;
 namespace {
 
 // The scheduler of the calling thread, after checking that `t` belongs to it.
-scheduler& owner_of(tasklet_state* t) {
-    scheduler* s = t->sched.load(std::memory_order_acquire);
+[[noreturn]] __attribute__((noinline)) void wrong_owner(const scheduler* s) {
     if (s == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
-    if (s != scheduler::get_if_exists())
-        throw wrong_thread_error("tasklet: it belongs to another thread");
+    throw wrong_thread_error("tasklet: it belongs to another thread");
+}
+
+inline scheduler& owner_of(tasklet_state* t) {
+    scheduler* s = t->sched.load(std::memory_order_acquire);
+    if (s != detail::current_scheduler || s == nullptr) [[unlikely]]
+        wrong_owner(s);
     return *s;
 }
 
@@ -256,6 +260,12 @@ int tasklet::owner_runcount() const noexcept {
     std::lock_guard lock(detail::registry_mutex());
     scheduler* s = state_->sched.load(std::memory_order_acquire);
     return s != nullptr ? s->runcount() : -1;
+}
+
+tasklet::status_flags tasklet::status() const {
+    tasklet_state* t = checked();
+    return {t->alive(), t->where != place::none, t->where == place::channel,
+            t == detail::current_scheduler->running(), t->state == life::started};
 }
 
 }  // namespace stackless

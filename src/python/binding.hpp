@@ -74,6 +74,7 @@ struct py_tasklet {
     _PyErr_StackItem exc_base;
     _PyStackChunk* root_chunk;
     unsigned long thread_ident;
+    void* thread;         // the binding's data of its thread, to check the thread without a call
     bool self_ref;        // holds a reference to itself while scheduled
     bool python_started;  // its interpreter state lives in `saved` or in the thread state
     bool is_main;

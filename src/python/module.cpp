@@ -1,5 +1,6 @@
 // The stackless module: scheduler functions, TaskletExit, bomb, and the module's set-up.
 #include "binding.hpp"
+#include "module_layout.hpp"
 
 #include <structmember.h>
 
@@ -288,9 +289,17 @@ PyObject* mod_atexit(PyObject*, PyObject*) {
 }
 
 // The module's attributes current, main and runcount are computed on access. A module-level
-// __getattr__ would do, but it stops CPython 3.11 from specializing `stackless.schedule` lookups.
-// Instead the module is of a ModuleType subclass with these properties, whose attribute lookup is
-// the generic one: CPython specializes that (the module's dict is found through tp_dictoffset).
+// __getattr__ would do, but it makes every lookup of `stackless.schedule` and the like take the
+// slow path. Instead the module is of a ModuleType subclass with these properties, and its lookup
+// tries the module's dict first (one dict lookup for the functions and types).
+PyObject* module_getattro(PyObject* m, PyObject* name) {
+    if (PyObject* dict = module_dict(m)) {
+        if (PyObject* v = PyDict_GetItemWithError(dict, name)) return Py_NewRef(v);
+        if (PyErr_Occurred()) return nullptr;
+    }
+    return PyModule_Type.tp_getattro(m, name);
+}
+
 PyObject* get_current(PyObject*, void*) {
     return mod_getcurrent(nullptr, nullptr);
 }
@@ -313,7 +322,7 @@ PyTypeObject module_type = [] {
     t.tp_name = "stackless.module";
     t.tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC;
     t.tp_doc = "the stackless module";
-    t.tp_getattro = PyObject_GenericGetAttr;
+    t.tp_getattro = module_getattro;
     t.tp_getset = module_getset;
     return t;
 }();

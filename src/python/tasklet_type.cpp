@@ -24,6 +24,7 @@ struct thread_data {
     std::vector<PyObject*> released;
     bool flushing = false;
     int switch_trap = 0;
+    unsigned long ident = PyThread_get_thread_ident();
     py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
     py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
 };
@@ -40,7 +41,7 @@ __attribute__((tls_model("initial-exec"))) constinit thread_local thread_data* t
 thread_data& data() {
     if (this_thread == nullptr) [[unlikely]] {
         this_thread = new thread_data;  // lives as long as the thread's tasklets may
-        all_threads()[PyThread_get_thread_ident()] = this_thread;
+        all_threads()[this_thread->ident] = this_thread;
     }
     return *this_thread;
 }
@@ -148,7 +149,7 @@ py_tasklet* as_tasklet(PyObject* o) {
 }
 
 int check_thread(py_tasklet* t) {
-    if (t->thread_ident != PyThread_get_thread_ident()) {
+    if (t->thread != this_thread) [[unlikely]] {
         PyErr_SetString(PyExc_RuntimeError, "tasklet belongs to another thread");
         return -1;
     }
@@ -180,6 +181,7 @@ py_tasklet* thread_main() {
     }
     t->tstate = PyThreadState_Get();
     t->thread_ident = PyThread_get_thread_ident();
+    t->thread = &d;
     t->python_started = true;
     t->is_main = true;
     t->core.set_hooks(&hooks, t);
@@ -266,7 +268,8 @@ PyObject* tasklet_new(PyTypeObject* type, PyObject*, PyObject*) {
         return raise_from_cxx();
     }
     t->tstate = PyThreadState_Get();
-    t->thread_ident = PyThread_get_thread_ident();
+    t->thread_ident = this_thread->ident;
+    t->thread = this_thread;
     t->core.set_hooks(&hooks, t);
     return reinterpret_cast<PyObject*>(t);
 }
@@ -278,22 +281,24 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the main tasklet");
         return -1;
     }
+    stackless::tasklet::status_flags st;
     try {
-        if (self->core.is_current()) {
-            PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the current tasklet");
-            return -1;
-        }
-        if (self->core.scheduled()) {
-            PyErr_SetString(PyExc_RuntimeError, "tasklet is scheduled");
-            return -1;
-        }
-        if (self->python_started && self->core.alive()) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "tasklet has C state on its stack (it has started; kill it first)");
-            return -1;
-        }
+        st = self->core.status();
     } catch (...) {
         return raise_from_cxx_int();
+    }
+    if (st.current) {
+        PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the current tasklet");
+        return -1;
+    }
+    if (st.scheduled) {
+        PyErr_SetString(PyExc_RuntimeError, "tasklet is scheduled");
+        return -1;
+    }
+    if (st.started) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "tasklet has C state on its stack (it has started; kill it first)");
+        return -1;
     }
     if (func != nullptr && func != Py_None && !PyCallable_Check(func)) {
         PyErr_SetString(PyExc_TypeError, "tasklet function must be a callable");
@@ -364,6 +369,37 @@ int tasklet_init(PyObject* o, PyObject* args, PyObject* kwds) {
         return -1;
     if (func == nullptr && fargs == nullptr && fkwargs == nullptr) return 0;
     return bind(as_tasklet(o), func, fargs, fkwargs);
+}
+
+// stackless.tasklet(func): the common way to make one, without building an argument tuple.
+// Other calls, and subclasses (their __init__ may differ), take the ordinary path.
+PyObject* tasklet_vectorcall(PyObject* type, PyObject* const* args, size_t nargsf,
+                             PyObject* kwnames) {
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (kwnames == nullptr && n == 1 && type == reinterpret_cast<PyObject*>(&tasklet_type)) {
+        PyObject* o = tasklet_new(&tasklet_type, nullptr, nullptr);
+        if (o != nullptr && bind(as_tasklet(o), args[0], nullptr, nullptr) < 0) Py_CLEAR(o);
+        return o;
+    }
+    PyObject* tuple = PyTuple_New(n);
+    if (tuple == nullptr) return nullptr;
+    for (Py_ssize_t i = 0; i < n; ++i) PyTuple_SET_ITEM(tuple, i, Py_NewRef(args[i]));
+    PyObject* kwargs = nullptr;
+    if (kwnames != nullptr) {
+        kwargs = PyDict_New();
+        for (Py_ssize_t i = 0; kwargs != nullptr && i < PyTuple_GET_SIZE(kwnames); ++i) {
+            if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[n + i]) < 0)
+                Py_CLEAR(kwargs);
+        }
+        if (kwargs == nullptr) {
+            Py_DECREF(tuple);
+            return nullptr;
+        }
+    }
+    PyObject* result = PyType_Type.tp_call(type, tuple, kwargs);
+    Py_DECREF(tuple);
+    Py_XDECREF(kwargs);
+    return result;
 }
 
 PyObject* tasklet_bind(PyObject* o, PyObject* args, PyObject* kwds) {
@@ -757,7 +793,7 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(self->tempval);
     Py_VISIT(self->context);
     if (self->python_started && !self->is_main && this_thread != nullptr &&
-        this_thread->current != self && self->thread_ident == PyThread_get_thread_ident()) {
+        this_thread->current != self && self->thread == this_thread) {
         Py_VISIT(self->saved.context);
         Py_VISIT(self->saved.c_traceobj);
         Py_VISIT(self->saved.c_profileobj);
@@ -780,12 +816,12 @@ int tasklet_clear(PyObject* o) {
 // finally blocks, as Stackless's finalizer does.
 void tasklet_finalize(PyObject* o) {
     py_tasklet* self = as_tasklet(o);
-    if (self->is_main || self->thread_ident != PyThread_get_thread_ident()) return;
+    if (self->is_main || self->thread != this_thread) return;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     try {
-        if (self->python_started && self->core.alive() && !self->core.scheduled())
-            self->core.kill(false);
+        stackless::tasklet::status_flags st = self->core.status();
+        if (st.started && !st.scheduled) self->core.kill(false);
     } catch (...) {
         raise_from_cxx();
         PyErr_WriteUnraisable(o);
@@ -802,7 +838,7 @@ void tasklet_dealloc(PyObject* o) {
     bool started_alive = false;
     try {
         started_alive = self->core && self->python_started && !self->is_main &&
-                        self->core.alive() && self->thread_ident == PyThread_get_thread_ident();
+                        self->thread == this_thread && self->core.alive();
     } catch (...) {
     }
     if (started_alive) {
@@ -821,8 +857,7 @@ void tasklet_dealloc(PyObject* o) {
     }
     tasklet_clear(o);
     try {
-        if (self->core && self->thread_ident == PyThread_get_thread_ident())
-            self->core.set_hooks(nullptr, nullptr);
+        if (self->core && self->thread == this_thread) self->core.set_hooks(nullptr, nullptr);
     } catch (...) {
         // its thread's scheduler is gone: nothing calls the hooks any more
     }
@@ -894,6 +929,7 @@ PyTypeObject tasklet_type = [] {
     t.tp_doc = "tasklet(func=None, args=None, kwargs=None): a lightweight thread";
     t.tp_new = tasklet_new;
     t.tp_init = tasklet_init;
+    t.tp_vectorcall = tasklet_vectorcall;
     t.tp_dealloc = tasklet_dealloc;
     t.tp_finalize = tasklet_finalize;
     t.tp_traverse = tasklet_traverse;
