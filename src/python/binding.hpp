@@ -6,6 +6,7 @@
 #include <Python.h>
 
 #include <utility>
+#include <vector>
 
 #include "interp_state.hpp"
 #include "stackless/stackless.hpp"
@@ -61,6 +62,25 @@ class python_error {
     PyObject* tb_ = nullptr;
 };
 
+struct py_tasklet;
+
+// The binding's per-thread data, reached through one initial-exec thread-local pointer (the
+// general-dynamic model costs a __tls_get_addr call per access in a shared object).
+struct thread_data {
+    py_tasklet* main_object = nullptr;  // the thread keeps this reference
+    // References released by tasklets that left the scheduler. They are dropped later, at a
+    // point where running arbitrary Python code (a __del__) is safe, not inside the core's
+    // switch.
+    std::vector<PyObject*> released;
+    bool flushing = false;
+    int switch_trap = 0;
+    unsigned long ident = PyThread_get_thread_ident();
+    py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
+    py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
+};
+
+__attribute__((tls_model("initial-exec"))) extern constinit thread_local thread_data* this_thread;
+
 struct py_tasklet {
     PyObject_HEAD stackless::tasklet core;  // placement-constructed in tp_new
     PyObject* func;                         // bound function (Stackless: bind(func))
@@ -106,7 +126,11 @@ PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept;
 py_tasklet* current_object();
 // Drops the references released by tasklets that left the scheduler; called after operations
 // that may switch, once back in Python's world.
-void flush_released() noexcept;
+void flush_released_slow() noexcept;
+inline void flush_released() noexcept {
+    if (this_thread != nullptr && !this_thread->released.empty()) [[unlikely]]
+        flush_released_slow();
+}
 
 PyObject* new_bomb(PyObject* type, PyObject* value, PyObject* tb) noexcept;
 // If `obj` is a bomb: consumes it, sets its exception and returns true.
@@ -117,7 +141,10 @@ bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, i
 
 // Stackless's switch trap: while the level is above 0, an operation that would switch tasklets
 // raises RuntimeError instead (and changes nothing).
-int& switch_trap_level() noexcept;
+int& switch_trap_level_slow() noexcept;
+inline int switch_trap_level() noexcept {
+    return this_thread != nullptr ? this_thread->switch_trap : 0;
+}
 // Returns -1 with RuntimeError set if the trap is on, else 0.
 int refuse_if_trapped() noexcept;
 

@@ -264,7 +264,7 @@ PyObject* mod_get_channel_callback(PyObject*, PyObject*) {
 PyObject* mod_switch_trap(PyObject*, PyObject* delta) {
     long d = PyLong_AsLong(delta);
     if (d == -1 && PyErr_Occurred()) return nullptr;
-    int& level = switch_trap_level();
+    int& level = switch_trap_level_slow();
     int old = level;
     level += static_cast<int>(d);
     return PyLong_FromLong(old);

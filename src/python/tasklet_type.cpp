@@ -16,27 +16,18 @@ namespace {
 
 // Per-thread state of the binding, reached through one initial-exec thread-local pointer (the
 // general-dynamic model costs a __tls_get_addr call per access in a shared object).
-struct thread_data {
-    py_tasklet* main_object = nullptr;  // the thread keeps this reference
-    // References released by tasklets that left the scheduler. They are dropped later, at a
-    // point where running arbitrary Python code (a __del__) is safe, not inside the core's
-    // switch.
-    std::vector<PyObject*> released;
-    bool flushing = false;
-    int switch_trap = 0;
-    unsigned long ident = PyThread_get_thread_ident();
-    py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
-    py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
-};
-
 // Every Python thread that used stackless, by thread ident (guarded by the GIL).
 std::unordered_map<unsigned long, thread_data*>& all_threads() {
     static auto* map = new std::unordered_map<unsigned long, thread_data*>;
     return *map;
 }
 
+}  // namespace
+
 __attribute__((tls_model("initial-exec"))) constinit thread_local thread_data* this_thread =
     nullptr;
+
+namespace {
 
 thread_data& data() {
     if (this_thread == nullptr) [[unlikely]] {
@@ -216,7 +207,7 @@ bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, i
     return *runcount >= 0;
 }
 
-int& switch_trap_level() noexcept {
+int& switch_trap_level_slow() noexcept {
     return data().switch_trap;
 }
 
@@ -227,11 +218,11 @@ int refuse_if_trapped() noexcept {
     return -1;
 }
 
-void flush_released() noexcept {
+void flush_released_slow() noexcept {
     thread_data* d = this_thread;
     // Not reentrant: a deallocation it causes may flush again; the outer loop carries on instead
     // of recursing once per released tasklet.
-    if (d == nullptr || d->released.empty() || d->flushing) return;
+    if (d->flushing) return;
     d->flushing = true;
     while (!d->released.empty()) {
         PyObject* o = d->released.back();
