@@ -6,14 +6,17 @@
 installs
   - stackless.cpython-311-*.so   the extension module (CMake target stackless_python), built for
                                  the interpreter doing the install, in Release mode
-  - stackless.pyi                its type stubs (python/stackless.pyi), next to the module
+  - stackless.pyi                its type stubs (python/stackless.pyi), next to the module, and
+    stackless-stubs/__init__.pyi the same stubs as a PEP 561 stub-only package, for mypy
   - stackless_cli.py, and the `stackless` command that runs Python with the module as the
     repository's ./stackless launcher does: stackless FILE.py [ARGS], stackless -m MODULE, ...
 
-The CMake build tree, build/pip, is kept: installing again rebuilds only what changed. Set CMAKE_ARGS to pass more options
-to CMake, CMAKE_BUILD_PARALLEL_LEVEL to change the number of parallel jobs. Build requirements
-(Debian packages): cmake, a C++20 compiler, libboost-context-dev, python3-dev; configuring the
-whole project also finds GoogleTest (libgtest-dev) and Boost.Fiber (libboost-fiber-dev).
+Everything the build writes goes to build/: the CMake build tree build/pip, which is kept so that
+installing again rebuilds only what changed, and setuptools' build/lib.*, build/bdist.* and
+build/stackless.egg-info. Set CMAKE_ARGS to pass more options to CMake,
+CMAKE_BUILD_PARALLEL_LEVEL to change the number of parallel jobs. Build requirements (Debian
+packages): cmake, a C++20 compiler, libboost-context-dev, python3-dev (the C++ tests and
+benchmarks, which need GoogleTest and Boost.Fiber, are not configured).
 """
 import os
 import shlex
@@ -86,13 +89,18 @@ class build_cmake_ext(build_ext):
             "-DCMAKE_BUILD_TYPE=Release",
             "-DPython3_EXECUTABLE=" + sys.executable,
             "-DSTACKLESS_PYTHON=ON",
+            "-DSTACKLESS_TESTS=OFF",  # only the module: no GoogleTest or Boost.Fiber needed
+            "-DSTACKLESS_BENCH=OFF",
         ] + shlex.split(os.environ.get("CMAKE_ARGS", ""))
         build = [cmake, "--build", str(tree), "--target", ext.target]
         if "CMAKE_BUILD_PARALLEL_LEVEL" not in os.environ:
             build += ["-j", str(os.cpu_count() or 1)]
         for command in (configure, build):
-            print(" ".join(shlex.quote(c) for c in command), flush=True)
-            subprocess.run(command, check=True)
+            line = " ".join(shlex.quote(c) for c in command)
+            print(line, flush=True)
+            if subprocess.run(command).returncode != 0:
+                sys.exit("error: building the stackless extension module failed: %s (its output "
+                         "is above)" % line)
 
         # Python3_add_library(... WITH_SOABI) names it as this interpreter expects.
         built = tree / "python" / ("stackless" + sysconfig.get_config_var("EXT_SUFFIX"))
@@ -100,40 +108,50 @@ class build_cmake_ext(build_ext):
             sys.exit("error: CMake did not produce %s" % built)
         destination = Path(self.get_ext_fullpath(ext.name))
         destination.parent.mkdir(parents=True, exist_ok=True)
-        self.copy_file(str(built), str(destination))
+        print("copying %s -> %s" % (built, destination), flush=True)
+        shutil.copy2(built, destination)  # always: it may be older than an earlier build's
 
 
 class build_py_with_stub(build_py):
-    """Also puts python/stackless.pyi at the top of the installed tree, next to the extension
-    module (PEP 561 stubs for the single-module distribution)."""
+    """Also installs the type stubs python/stackless.pyi twice:
+      - stackless.pyi next to the extension module, where pyright, Pylance and jedi look;
+      - stackless-stubs/__init__.pyi, a PEP 561 stub-only package: mypy ignores a top-level .pyi
+        in site-packages (PEP 561 covers packages only), but finds this one."""
 
-    def _stub_output(self):
-        return os.path.join(self.build_lib, STUB.name)
+    def _stub_outputs(self):
+        return [os.path.join(self.build_lib, STUB.name),
+                os.path.join(self.build_lib, "stackless-stubs", "__init__.pyi")]
 
     def run(self):
         super().run()
         if not self.editable_mode:  # an editable install finds python/ itself
-            self.copy_file(str(STUB), self._stub_output())
+            for output in self._stub_outputs():
+                self.mkpath(os.path.dirname(output))
+                self.copy_file(str(STUB), output)
 
     def get_outputs(self, include_bytecode=1):
         outputs = super().get_outputs(include_bytecode)
         if not self.editable_mode:
-            outputs.append(self._stub_output())
+            outputs += self._stub_outputs()
         return outputs
 
     def get_output_mapping(self):
         mapping = super().get_output_mapping()
-        mapping[self._stub_output()] = str(STUB)
+        mapping.update((output, str(STUB)) for output in self._stub_outputs())
         return mapping
 
     def get_source_files(self):
         return super().get_source_files() + [str(STUB)]
 
 
+# setuptools would put stackless.egg-info in python/, next to the sources.
+(ROOT / "build").mkdir(exist_ok=True)
+
 setup(
     package_dir={"": "python"},
     py_modules=["stackless_cli"],
     ext_modules=[CMakeExtension("stackless", CMAKE_TARGET)],
     cmdclass={"build_ext": build_cmake_ext, "build_py": build_py_with_stub},
+    options={"egg_info": {"egg_base": "build"}},
     zip_safe=False,
 )
