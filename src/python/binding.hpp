@@ -77,6 +77,7 @@ struct thread_data {
     unsigned long ident = PyThread_get_thread_ident();
     py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
     py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
+    bool ended = false;              // its tasklets were killed: the thread is ending
 };
 
 __attribute__((tls_model("initial-exec"))) extern constinit thread_local thread_data* this_thread;
@@ -154,6 +155,9 @@ extern PyObject* channel_callback;
 // Calls the channel callback, if any, before a channel action; -1 if it raised.
 int notify_channel(PyObject* channel, int sending, int will_block) noexcept;
 
+// Thread end (and interpreter exit for the main thread): kills every tasklet of this thread while
+// Python still runs (Stackless does the same), then drops the ones that would not die.
+void shutdown_thread() noexcept;
 // Interpreter exit: kills every tasklet of the main thread (Stackless does the same).
 void shutdown_main_thread() noexcept;
 

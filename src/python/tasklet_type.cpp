@@ -149,6 +149,10 @@ int check_thread(py_tasklet* t) {
 
 }  // namespace
 
+namespace {
+int install_thread_sentinel();
+}  // namespace
+
 py_tasklet* thread_main() {
     thread_data& d = data();
     if (d.main_object != nullptr) [[likely]]
@@ -178,6 +182,7 @@ py_tasklet* thread_main() {
     t->core.set_hooks(&hooks, t);
     d.main_object = t;
     d.current = t;
+    if (install_thread_sentinel() < 0) PyErr_WriteUnraisable(nullptr);
     return t;
 }
 
@@ -232,16 +237,68 @@ void flush_released_slow() noexcept {
     d->flushing = false;
 }
 
-void shutdown_main_thread() noexcept {
+void shutdown_thread() noexcept {
     if (this_thread == nullptr || this_thread->main_object == nullptr) return;
+    if (this_thread->ended || _Py_IsFinalizing()) {
+        // Killing runs Python code, which the interpreter may no longer be able to do. Whatever
+        // was started meanwhile is dropped; the C++ scheduler must find nothing to resume.
+        stackless::abandon_survivors();
+        return;
+    }
+    this_thread->ended = true;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
     try {
         stackless::kill_all();
     } catch (...) {
+        raise_from_cxx();
     }
     if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
+    // What survived its kills (it caught TaskletExit every time) is dropped without running:
+    // the C++ scheduler must find nothing to resume once the thread's Python state is gone.
     stackless::abandon_survivors();
     flush_released();
+    PyErr_Restore(type, value, tb);
 }
+
+void shutdown_main_thread() noexcept {
+    shutdown_thread();
+}
+
+namespace {
+
+// Ends a Python thread's tasklets while its thread state still works: an object kept in the
+// thread state's dict, which CPython clears (with the GIL held) just before the thread ends.
+struct py_thread_sentinel {
+    PyObject_HEAD
+};
+
+void sentinel_dealloc(PyObject* o) {
+    shutdown_thread();
+    Py_TYPE(o)->tp_free(o);
+}
+
+PyTypeObject sentinel_type = [] {
+    PyTypeObject t{PyVarObject_HEAD_INIT(nullptr, 0)};
+    t.tp_name = "stackless._thread_sentinel";
+    t.tp_basicsize = sizeof(py_thread_sentinel);
+    t.tp_flags = Py_TPFLAGS_DEFAULT;
+    t.tp_dealloc = sentinel_dealloc;
+    return t;
+}();
+
+int install_thread_sentinel() {
+    if (!(sentinel_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&sentinel_type) < 0) return -1;
+    PyObject* dict = PyThreadState_GetDict();
+    if (dict == nullptr) return 0;  // no thread state dict: nothing to hook
+    PyObject* sentinel = PyType_GenericAlloc(&sentinel_type, 0);
+    if (sentinel == nullptr) return -1;
+    int r = PyDict_SetItemString(dict, "stackless.thread_sentinel", sentinel);
+    Py_DECREF(sentinel);
+    return r;
+}
+
+}  // namespace
 
 namespace {
 

@@ -1,0 +1,77 @@
+"""Tasklets and Python threads: each thread has its own scheduler and main tasklet, and a thread
+that ends with tasklets still alive kills them (Stackless does) instead of leaving the C++
+scheduler to resume Python code after the thread state is gone."""
+import subprocess
+import textwrap
+import threading
+
+import stackless
+
+from conftest import LAUNCHER
+
+
+def test_each_thread_has_its_own_main_tasklet_and_run_queue():
+    seen = {}
+
+    def worker():
+        main = stackless.getmain()
+        log = []
+        stackless.tasklet(log.append)("ran in the thread")
+        seen["runcount before"] = stackless.getruncount()
+        stackless.run()
+        seen["log"] = log
+        seen["main"] = main
+        seen["is main"] = main is stackless.getcurrent()
+
+    th = threading.Thread(target=worker)
+    th.start()
+    th.join(30)
+    assert seen["runcount before"] == 2
+    assert seen["log"] == ["ran in the thread"]
+    assert seen["is main"] is True
+    assert seen["main"] is not stackless.getmain()
+    assert stackless.getruncount() == 1
+
+
+THREAD_ENDS_WITH_TASKLETS = textwrap.dedent("""\
+    import stackless, threading
+
+    def worker():
+        ch = stackless.channel()
+
+        def blocked():
+            try:
+                ch.receive()
+            finally:
+                print("blocked tasklet unwound")
+
+        def runnable():
+            try:
+                while True:
+                    stackless.schedule()
+            finally:
+                print("runnable tasklet unwound")
+
+        stackless.tasklet(blocked)()
+        stackless.tasklet(runnable)()
+        stackless.schedule()
+        print("thread ends")
+
+    for _ in range(3):
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    print("main ends")
+    """)
+
+
+def test_a_thread_that_ends_with_tasklets_alive_kills_them(tmp_path):
+    script = tmp_path / "thread_end.py"
+    script.write_text(THREAD_ENDS_WITH_TASKLETS)
+    r = subprocess.run([LAUNCHER, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr[-3000:])
+    lines = r.stdout.splitlines()
+    assert lines.count("thread ends") == 3
+    assert lines.count("blocked tasklet unwound") == 3
+    assert lines.count("runnable tasklet unwound") == 3
+    assert lines[-1] == "main ends"
