@@ -7,7 +7,9 @@ tests/python/test_stubs.py checks that the names here are those of the built mod
 import contextvars
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, TracebackType
-from typing import Any, Literal, Self, TypeAlias, final, overload
+from typing import Any, Literal, Self, TypeAlias, TypeVar, final, overload
+
+_T = TypeVar("_T")
 
 # sys.settrace / sys.setprofile functions, as tasklet.trace_function and profile_function hold.
 _TraceFunction: TypeAlias = Callable[[FrameType, str, Any], Any]
@@ -24,6 +26,8 @@ main: tasklet
 """The thread's main tasklet (getmain())."""
 runcount: int
 """Runnable tasklets, the current one included (getruncount())."""
+threads: list[int]
+"""Idents of the threads whose stackless scheduler is alive."""
 
 class TaskletExit(SystemExit):
     """Raised in a tasklet to end it (tasklet.kill()); ends it silently."""
@@ -108,6 +112,10 @@ class tasklet:
         """Raises exc_class(*args) in the tasklet."""
     def kill(self, pending: bool = False) -> None:
         """Raises TaskletExit in the tasklet."""
+    def set_context(self, context: contextvars.Context, /) -> Self:
+        """The contextvars context it runs in from now on; returns the tasklet."""
+    def context_run(self, callable: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+        """callable(*args, **kwargs) in the tasklet's context."""
     def set_atomic(self, flag: bool, /) -> bool:
         """Sets the atomic flag; returns the old one."""
     def set_ignore_nesting(self, flag: bool, /) -> bool:

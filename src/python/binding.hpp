@@ -137,6 +137,8 @@ PyObject* new_bomb(PyObject* type, PyObject* value, PyObject* tb) noexcept;
 // If `obj` is a bomb: consumes it, sets its exception and returns true.
 bool explode_if_bomb(PyObject* obj) noexcept;
 
+// The idents of the threads whose stackless scheduler is alive (stackless.threads).
+PyObject* thread_idents();
 // Main, current tasklet and run count of the thread with this ident, if it used stackless.
 bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, int* runcount);
 

@@ -309,11 +309,16 @@ PyObject* get_main(PyObject*, void*) {
 PyObject* get_runcount(PyObject*, void*) {
     return mod_getruncount(nullptr, nullptr);
 }
+PyObject* get_threads(PyObject*, void*) {
+    if (thread_main() == nullptr) return nullptr;
+    return thread_idents();
+}
 
 PyGetSetDef module_getset[] = {
     {"current", get_current, nullptr, "the running tasklet", nullptr},
     {"main", get_main, nullptr, "the thread's main tasklet", nullptr},
     {"runcount", get_runcount, nullptr, "runnable tasklets, the current one included", nullptr},
+    {"threads", get_threads, nullptr, "idents of the threads using stackless", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 

@@ -203,6 +203,23 @@ py_tasklet* current_object() {
     return static_cast<py_tasklet*>(stackless::tasklet::current_payload());
 }
 
+PyObject* thread_idents() {
+    PyObject* list = PyList_New(0);
+    if (list == nullptr) return nullptr;
+    for (const auto& [ident, data] : all_threads()) {
+        if (data->main_object == nullptr || data->ended) continue;
+        if (data->main_object->core.owner_runcount() < 0) continue;  // its thread has ended
+        PyObject* id = PyLong_FromUnsignedLong(ident);
+        if (id == nullptr || PyList_Append(list, id) < 0) {
+            Py_XDECREF(id);
+            Py_DECREF(list);
+            return nullptr;
+        }
+        Py_DECREF(id);
+    }
+    return list;
+}
+
 bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, int* runcount) {
     auto it = all_threads().find(ident);
     if (it == all_threads().end() || it->second->main_object == nullptr) return false;
@@ -385,10 +402,10 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
             if (self->args == nullptr) return -1;
         }
         self->kwargs = (kwargs != nullptr && kwargs != Py_None) ? Py_NewRef(kwargs) : nullptr;
-        // It will run in a copy of its creator's contextvars context (as an asyncio task does);
-        // a creator that never used one passes none, and CPython makes an empty one if needed.
-        Py_CLEAR(self->context);
-        if (self->tstate->context != nullptr) {
+        // It will run in a copy of its creator's contextvars context (as an asyncio task does),
+        // unless one was given with set_context(); a creator that never used one passes none,
+        // and CPython makes an empty one if needed.
+        if (self->context == nullptr && self->tstate->context != nullptr) {
             self->context = PyContext_CopyCurrent();
             if (self->context == nullptr) return -1;
         }
@@ -671,6 +688,50 @@ PyObject* tasklet_kill(PyObject* o, PyObject* args, PyObject* kwds) {
     Py_RETURN_NONE;
 }
 
+// set_context(context): the contextvars context the tasklet runs in from now on.
+PyObject* tasklet_set_context(PyObject* o, PyObject* context) {
+    py_tasklet* self = as_tasklet(o);
+    if (check_thread(self) < 0) return nullptr;
+    if (!PyContext_CheckExact(context)) {
+        PyErr_SetString(PyExc_TypeError, "set_context() needs a contextvars.Context");
+        return nullptr;
+    }
+    if (is_running(self)) {
+        PyThreadState* ts = self->tstate;
+        Py_XSETREF(ts->context, Py_NewRef(context));
+        ts->context_ver++;
+    } else if (self->python_started) {
+        Py_XSETREF(self->saved.context, Py_NewRef(context));
+    } else {
+        Py_XSETREF(self->context, Py_NewRef(context));
+    }
+    return Py_NewRef(o);
+}
+
+// context_run(callable, *args, **kwargs): calls it in the tasklet's context (Context.run of
+// that context; in the running tasklet's own context, just a call).
+PyObject* tasklet_context_run(PyObject* o, PyObject* const* args, size_t nargsf,
+                              PyObject* kwnames) {
+    py_tasklet* self = as_tasklet(o);
+    Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+    if (n < 1) {
+        PyErr_SetString(PyExc_TypeError, "context_run() takes a callable");
+        return nullptr;
+    }
+    if (check_thread(self) < 0) return nullptr;
+    if (is_running(self)) return PyObject_Vectorcall(args[0], args + 1, n - 1, kwnames);
+    PyObject*& slot = self->python_started ? self->saved.context : self->context;
+    if (slot == nullptr) {
+        slot = PyContext_New();
+        if (slot == nullptr) return nullptr;
+    }
+    PyObject* run = PyObject_GetAttrString(slot, "run");
+    if (run == nullptr) return nullptr;
+    PyObject* result = PyObject_Vectorcall(run, args, n, kwnames);
+    Py_DECREF(run);
+    return result;
+}
+
 PyObject* tasklet_set_atomic(PyObject* o, PyObject* flag) {
     py_tasklet* self = as_tasklet(o);
     int on = PyObject_IsTrue(flag);
@@ -936,6 +997,11 @@ PyMethodDef tasklet_methods[] = {
     {"kill", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tasklet_kill)),
      METH_VARARGS | METH_KEYWORDS, "kill(pending=False): raise TaskletExit in the tasklet"},
     {"set_atomic", tasklet_set_atomic, METH_O, "set_atomic(flag) -> old flag"},
+    {"set_context", tasklet_set_context, METH_O,
+     "set_context(context): the contextvars context it runs in from now on; returns it"},
+    {"context_run",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(tasklet_context_run)),
+     METH_FASTCALL | METH_KEYWORDS, "context_run(callable, *args, **kwargs) in its context"},
     {"set_ignore_nesting", tasklet_set_ignore_nesting, METH_O,
      "set_ignore_nesting(flag) -> old flag"},
     {nullptr, nullptr, 0, nullptr},

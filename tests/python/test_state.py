@@ -479,3 +479,41 @@ def test_a_cycle_through_a_blocked_tasklets_locals_is_collected():
     gc.collect()
     assert log == ["unwound"]
     assert w() is None
+
+
+def test_set_context_and_context_run_before_the_tasklet_starts():
+    var = contextvars.ContextVar("var", default="default")
+    seen = []
+    ctx = contextvars.Context()
+    t = stackless.tasklet(lambda: seen.append(var.get()))
+    assert t.set_context(ctx) is t
+    t.context_run(var.set, "given")
+    t()
+    stackless.run()
+    assert seen == ["given"]
+    assert var.get() == "default"
+    assert ctx[var] == "given"
+
+
+def test_context_run_in_a_paused_tasklets_context():
+    var = contextvars.ContextVar("var2", default="default")
+    seen = []
+
+    def body():
+        var.set("inside")
+        stackless.schedule_remove()
+        seen.append(var.get())
+
+    t = stackless.tasklet(body)()
+    stackless.run()
+    assert t.paused
+    assert t.context_run(var.get) == "inside"
+    t.context_run(var.set, "changed from outside")
+    t.insert()
+    stackless.run()
+    assert seen == ["changed from outside"]
+
+
+def test_threads_lists_this_thread():
+    import threading
+    assert threading.get_ident() in stackless.threads
