@@ -183,3 +183,73 @@ def test_callbacks_must_be_callable():
         stackless.set_schedule_callback(42)
     with pytest.raises(TypeError):
         stackless.set_channel_callback("no")
+
+
+def test_cprofile_inside_a_tasklet_sees_its_calls():
+    import cProfile
+    import io
+    import pstats
+
+    out = io.StringIO()
+
+    def work():
+        stackless.schedule()
+        return sum(range(100))
+
+    def profiled():
+        profile = cProfile.Profile()
+        profile.enable()
+        work()
+        profile.disable()
+        pstats.Stats(profile, stream=out).print_stats()
+
+    stackless.tasklet(profiled)()
+    stackless.tasklet(stackless.schedule)()
+    stackless.run()
+    assert "work" in out.getvalue()
+    assert sys.getprofile() is None
+
+
+def test_pdb_steps_through_a_tasklet():
+    import io
+    import pdb
+
+    stdout = io.StringIO()
+    result = []
+
+    def debugged():
+        debugger = pdb.Pdb(stdin=io.StringIO("n\nn\np x * 2\nc\n"), stdout=stdout)
+        debugger.set_trace()
+        x = 20
+        x += 1
+        stackless.schedule()
+        result.append(x)
+
+    stackless.tasklet(debugged)()
+    stackless.tasklet(stackless.schedule)()
+    stackless.run()
+    assert result == [21]
+    assert "42" in stdout.getvalue()
+    assert sys.gettrace() is None
+
+
+def test_tracebacks_inside_tasklets_start_at_the_tasklet_function():
+    import traceback
+
+    seen = {}
+
+    def inner():
+        stackless.schedule()
+        seen["stack"] = [f.name for f in traceback.extract_stack()]
+        raise KeyError("k")
+
+    def outer():
+        try:
+            inner()
+        except KeyError:
+            seen["tb"] = [f.name for f in traceback.extract_tb(sys.exc_info()[2])]
+
+    stackless.tasklet(outer)()
+    stackless.run()
+    assert seen["stack"] == ["outer", "inner"]
+    assert seen["tb"] == ["outer", "inner"]
