@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "frame_traverse.hpp"
 #include "interp_state.hpp"
 #include "stackless/stackless.hpp"
 
@@ -94,6 +95,7 @@ struct py_tasklet {
     interp_state saved;     // its interpreter state while switched out
     _PyErr_StackItem exc_base;
     _PyStackChunk* root_chunk;
+    stack_hint hint;  // its innermost frame's value stack at its last blocking call
     unsigned long thread_ident;
     void* thread;         // the binding's data of its thread, to check the thread without a call
     bool self_ref;        // holds a reference to itself while scheduled
@@ -125,6 +127,14 @@ py_tasklet* object_of(const stackless::tasklet& t) noexcept;
 PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept;
 // The running tasklet's object.
 py_tasklet* current_object();
+// Notes where the running frame's value stack ends, for a call with `args` (n of them) from the
+// evaluation loop into a blocking operation (see frame_traverse.hpp).
+inline void note_blocking_call(PyObject* const* args, Py_ssize_t n) noexcept {
+    if (this_thread != nullptr && this_thread->current != nullptr) {
+        py_tasklet* t = this_thread->current;
+        record_stack_hint(t->tstate, args, n, t->hint);
+    }
+}
 // Drops the references released by tasklets that left the scheduler; called after operations
 // that may switch, once back in Python's world.
 void flush_released_slow() noexcept;

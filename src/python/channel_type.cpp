@@ -59,12 +59,28 @@ PyObject* send_owned(py_channel* self, PyObject* owned) {
     Py_RETURN_NONE;
 }
 
-PyObject* channel_send(PyObject* o, PyObject* value) {
-    return send_owned(as_channel(o), Py_NewRef(value));
+PyObject* channel_send(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "send() takes exactly one argument (%zd given)", nargs);
+        return nullptr;
+    }
+    note_blocking_call(args, nargs);
+    return send_owned(as_channel(o), Py_NewRef(args[0]));
 }
 
-PyObject* channel_receive(PyObject* o, PyObject*) {
-    py_channel* self = as_channel(o);
+PyObject* receive(py_channel* self);
+
+PyObject* channel_receive(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs != 0) {
+        PyErr_Format(PyExc_TypeError, "receive() takes no arguments (%zd given)", nargs);
+        return nullptr;
+    }
+    note_blocking_call(args, nargs);
+    return receive(as_channel(o));
+}
+
+PyObject* receive(py_channel* self) {
+    PyObject* o = reinterpret_cast<PyObject*>(self);
     if (switch_trap_level() > 0 && would_switch(self, -1)) return refuse_switch();
     if (channel_callback != nullptr && notify_channel(o, 0, self->ch.balance() <= 0) < 0)
         [[unlikely]]
@@ -157,7 +173,7 @@ PyObject* channel_iternext(PyObject* o) {
         PyErr_SetNone(PyExc_StopIteration);
         return nullptr;
     }
-    return channel_receive(o, nullptr);
+    return receive(self);
 }
 
 PyObject* channel_close(PyObject* o, PyObject*) {
@@ -213,7 +229,22 @@ PyObject* get_queue(PyObject* o, void*) {
     }
 }
 
-int channel_traverse(PyObject*, visitproc, void*) {
+// The tasklets blocked on the channel: their references to themselves stand for the channel's,
+// so a blocked tasklet is garbage exactly when its channel is.
+int channel_traverse(PyObject* o, visitproc visit, void* arg) {
+    py_channel* self = as_channel(o);
+    int n = self->ch.balance() < 0 ? -self->ch.balance() : self->ch.balance();
+    if (n == 0) return 0;
+    try {
+        stackless::tasklet t = self->ch.queue();
+        for (int i = 0; i < n && t; ++i, t = t.next()) {
+            py_tasklet* waiter = object_of(t);
+            if (waiter != nullptr && waiter->self_ref)
+                Py_VISIT(reinterpret_cast<PyObject*>(waiter));
+        }
+    } catch (...) {
+        // tasklets of another thread: not ours to report
+    }
     return 0;
 }
 
@@ -226,8 +257,10 @@ void channel_dealloc(PyObject* o) {
 }
 
 PyMethodDef channel_methods[] = {
-    {"send", channel_send, METH_O, "send(value): blocks until a receiver takes it"},
-    {"receive", channel_receive, METH_NOARGS, "receive(): blocks until a sender provides one"},
+    {"send", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(channel_send)),
+     METH_FASTCALL, "send(value): blocks until a receiver takes it"},
+    {"receive", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(channel_receive)),
+     METH_FASTCALL, "receive(): blocks until a sender provides one"},
     {"send_exception", channel_send_exception, METH_VARARGS,
      "send_exception(exc, *args): the receiver raises exc(*args)"},
     {"send_throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(channel_send_throw)),

@@ -6,8 +6,22 @@
 
 namespace stackless::python {
 
+// Where the value stack of the frame that made a blocking call ends, when the call came from the
+// evaluation loop: its arguments array then lies on that stack, and ends at its top.
+struct stack_hint {
+    const void* frame = nullptr;
+    const void* instr = nullptr;  // the frame's instruction at the time (the hint's validity)
+    int depth = 0;                // entries of localsplus in use
+};
+
+// Records the hint for the running frame of `ts`, for a vectorcall-style call with `args` and
+// `n` arguments (positional and keyword). Leaves `hint` invalid if `args` is not on that stack.
+void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
+                       stack_hint& hint) noexcept;
+
 // Visits the references held by the chain of interpreter frames starting at `innermost` (the
 // frame that was running when the tasklet switched out) down to its first frame.
-int traverse_frames(struct _PyInterpreterFrame* innermost, visitproc visit, void* arg);
+int traverse_frames(struct _PyInterpreterFrame* innermost, const stack_hint& hint, visitproc visit,
+                    void* arg);
 
 }  // namespace stackless::python

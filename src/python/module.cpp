@@ -154,6 +154,7 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     if (nkw == 1) given = args[0];
     py_tasklet* self = current_object();
     if (self == nullptr) return nullptr;
+    note_blocking_call(args, nargs + nkw);
     bool alone = stackless::getruncount() <= 1;
     if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;
     PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);

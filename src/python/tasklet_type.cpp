@@ -108,22 +108,23 @@ void run_body(py_tasklet* self) {
     install_hook_functions(ts, self->saved);
     if (schedule_callback != nullptr) [[unlikely]]
         call_schedule_callback(self);
-    PyObject* func = self->func;
-    PyObject* args = self->args;
-    PyObject* kwargs = self->kwargs;
-    self->args = nullptr;
-    self->kwargs = nullptr;
+    // The function and its arguments stay referenced by the tasklet while it runs, not by this C
+    // frame, so that the garbage collector sees those references (tasklet_traverse); a running
+    // tasklet's tasklet_clear leaves them alone.
     // A bomb left in its tempval explodes before its function runs (Stackless's protocol).
     PyObject* tempval = self->tempval;
     self->tempval = nullptr;
     PyObject* result = nullptr;
     if (tempval == nullptr || !explode_if_bomb(tempval)) {
         Py_XDECREF(tempval);
-        result = PyObject_Call(func, args, kwargs);  // bind() always sets args
+        result = PyObject_Call(self->func, self->args, self->kwargs);  // bind() sets args
     }
-    Py_XDECREF(args);
-    Py_XDECREF(kwargs);
-    Py_CLEAR(self->func);  // an ended tasklet holds on to nothing
+    // An ended tasklet holds on to nothing; and `root` dies with this function, so the thread
+    // state must not point to it when the final switch saves the state.
+    ts->cframe = &ts->root_cframe;
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->kwargs);
+    Py_CLEAR(self->func);
     if (result != nullptr) {
         Py_DECREF(result);
         return;
@@ -901,27 +902,41 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(self->kwargs);
     Py_VISIT(self->tempval);
     Py_VISIT(self->context);
-    if (self->python_started && !self->is_main && this_thread != nullptr &&
-        this_thread->current != self && self->thread == this_thread) {
+    bool suspended_in_python = false;  // switched out with frames of its own
+    try {
+        suspended_in_python = self->python_started && !self->is_main && this_thread != nullptr &&
+                              this_thread->current != self && self->thread == this_thread &&
+                              self->core.status().started;
+    } catch (...) {
+    }
+    if (suspended_in_python) {
         Py_VISIT(self->saved.context);
         Py_VISIT(self->saved.c_traceobj);
         Py_VISIT(self->saved.c_profileobj);
-        if (int r = traverse_frames(self->saved.current_frame, visit, arg)) return r;
+        if (int r = traverse_frames(self->saved.current_frame, self->hint, visit, arg)) return r;
     }
     return 0;  // a subclass's type is visited by CPython's subtype_traverse
 }
 
 int tasklet_clear(PyObject* o) {
     py_tasklet* self = as_tasklet(o);
-    Py_CLEAR(self->func);
-    Py_CLEAR(self->args);
-    Py_CLEAR(self->kwargs);
+    bool running_its_function = false;  // then run_body is using them
+    try {
+        running_its_function = self->python_started && !self->is_main &&
+                               self->thread == this_thread && self->core.status().started;
+    } catch (...) {
+    }
+    if (!running_its_function) {
+        Py_CLEAR(self->func);
+        Py_CLEAR(self->args);
+        Py_CLEAR(self->kwargs);
+    }
     Py_CLEAR(self->tempval);
     Py_CLEAR(self->context);
     return 0;
 }
 
-// PEP 442 finalizer: a started tasklet that nobody references any more is killed, running its
+// PEP 442 finalizer: a started tasklet that nobody can reach any more is killed, running its
 // finally blocks, as Stackless's finalizer does.
 void tasklet_finalize(PyObject* o) {
     py_tasklet* self = as_tasklet(o);
@@ -929,8 +944,11 @@ void tasklet_finalize(PyObject* o) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     try {
+        // Called when its last reference goes (then it is paused: a scheduled tasklet holds one
+        // to itself), or by the collector because it is unreachable (then it may be blocked on
+        // an unreachable channel). A runnable one is never unreachable: the run queue is a root.
         stackless::tasklet::status_flags st = self->core.status();
-        if (st.started && !st.scheduled) self->core.kill(false);
+        if (st.started && (!st.scheduled || st.blocked)) self->core.kill(false);
     } catch (...) {
         raise_from_cxx();
         PyErr_WriteUnraisable(o);

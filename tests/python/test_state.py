@@ -412,10 +412,6 @@ def test_an_unstarted_tasklet_dropped_never_runs():
     assert ref() is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not yet: the collector cannot see the references on the value stack of the frame that is "
-    "blocked in a call (here the channel, on the stack of ch.receive()), so it cannot prove the "
-    "cycle unreachable; needs the per-instruction stack depth (planned with pickling)"))
 def test_a_tasklet_blocked_on_a_channel_nobody_else_can_reach_is_collected_and_killed():
     log = []
 
@@ -450,10 +446,6 @@ def test_a_tasklet_blocked_on_a_reachable_channel_is_not_collected():
     assert got == ["still there"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not yet: the collector cannot see the references on the value stack of the frame that is "
-    "blocked in a call (here the channel, on the stack of ch.receive()), so it cannot prove the "
-    "cycle unreachable; needs the per-instruction stack depth (planned with pickling)"))
 def test_a_cycle_through_a_blocked_tasklets_locals_is_collected():
     class Holder:
         pass
