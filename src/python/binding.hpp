@@ -143,6 +143,21 @@ inline void flush_released() noexcept {
         flush_released_slow();
 }
 
+// Runs a core operation that may switch tasklets: converts a C++ exception it raises into the
+// Python error, and drops the references released meanwhile. Returns false if it raised.
+template <class Op>
+bool run_core(Op&& op) noexcept {
+    bool ok = true;
+    try {
+        op();
+    } catch (...) {
+        raise_from_cxx();
+        ok = false;
+    }
+    flush_released();
+    return ok;
+}
+
 PyObject* new_bomb(PyObject* type, PyObject* value, PyObject* tb) noexcept;
 // If `obj` is a bomb: consumes it, sets its exception and returns true.
 bool explode_if_bomb(PyObject* obj) noexcept;

@@ -48,14 +48,7 @@ PyObject* send_owned(py_channel* self, PyObject* owned) {
         Py_DECREF(owned);
         return nullptr;
     }
-    try {
-        self->ch.send(py_ref(owned));
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
-        return nullptr;
-    }
-    flush_released();
+    if (!run_core([&] { self->ch.send(py_ref(owned)); })) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -86,14 +79,7 @@ PyObject* receive(py_channel* self) {
         [[unlikely]]
         return nullptr;
     PyObject* value;
-    try {
-        value = self->ch.receive().release();
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
-        return nullptr;
-    }
-    flush_released();
+    if (!run_core([&] { value = self->ch.receive().release(); })) return nullptr;
     if (explode_if_bomb(value)) return nullptr;
     return value;
 }

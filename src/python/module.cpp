@@ -159,17 +159,13 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;
     PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);
     Py_XSETREF(self->tempval, Py_NewRef(retval));
-    try {
-        if (remove)
-            stackless::schedule_remove();
-        else
-            stackless::schedule();
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
+    if (!run_core([&] {
+            if (remove)
+                stackless::schedule_remove();
+            else
+                stackless::schedule();
+        }))
         return nullptr;
-    }
-    flush_released();
     PyObject* result = self->tempval;
     self->tempval = nullptr;
     if (result == nullptr) Py_RETURN_NONE;
@@ -207,14 +203,7 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
     }
     if (thread_main() == nullptr) return nullptr;
     if (stackless::getruncount() > 1 && refuse_if_trapped() < 0) return nullptr;
-    try {
-        stackless::run();
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
-        return nullptr;
-    }
-    flush_released();
+    if (!run_core([&] { stackless::run(); })) return nullptr;
     Py_RETURN_NONE;
 }
 

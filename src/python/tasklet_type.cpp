@@ -538,14 +538,7 @@ PyObject* tasklet_run(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
     if (check_thread(self) < 0) return nullptr;
     if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
-    try {
-        self->core.run();
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
-        return nullptr;
-    }
-    flush_released();
+    if (!run_core([&] { self->core.run(); })) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -553,14 +546,7 @@ PyObject* tasklet_switch(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
     if (check_thread(self) < 0) return nullptr;
     if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
-    try {
-        self->core.switch_to();
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
-        return nullptr;
-    }
-    flush_released();
+    if (!run_core([&] { self->core.switch_to(); })) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -597,14 +583,11 @@ PyObject* throw_into(py_tasklet* self, PyObject* type, PyObject* value, PyObject
         Py_XDECREF(tb);
         return nullptr;
     }
-    try {
-        self->core.throw_exception(std::make_exception_ptr(python_error(type, value, tb)), pending);
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
+    if (!run_core([&] {
+            self->core.throw_exception(std::make_exception_ptr(python_error(type, value, tb)),
+                                       pending);
+        }))
         return nullptr;
-    }
-    flush_released();
     Py_RETURN_NONE;
 }
 
@@ -672,20 +655,14 @@ PyObject* tasklet_kill(PyObject* o, PyObject* args, PyObject* kwds) {
         return nullptr;
     py_tasklet* self = as_tasklet(o);
     if (check_thread(self) < 0) return nullptr;
-    try {
-        if (self->is_main) {
-            PyErr_SetString(PyExc_RuntimeError, "the main tasklet cannot be killed");
-            return nullptr;
-        }
-        if (!pending && self->core.alive() && !is_running(self) && refuse_if_trapped() < 0)
-            return nullptr;
-        self->core.kill(pending != 0);
-    } catch (...) {
-        raise_from_cxx();
-        flush_released();
+    if (self->is_main) {
+        PyErr_SetString(PyExc_RuntimeError, "the main tasklet cannot be killed");
         return nullptr;
     }
-    flush_released();
+    bool alive = false;
+    if (!run_core([&] { alive = self->core.alive(); })) return nullptr;
+    if (!pending && alive && !is_running(self) && refuse_if_trapped() < 0) return nullptr;
+    if (!run_core([&] { self->core.kill(pending != 0); })) return nullptr;
     Py_RETURN_NONE;
 }
 
