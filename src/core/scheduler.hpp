@@ -43,21 +43,28 @@ class scheduler {
     scheduler_stats stats() const noexcept;
 
     // Run queue ring. The head is the tasklet that runs (or runs next).
+    // (A binding that watches its tasklets is told last, so that the common case, no hooks,
+    // keeps no values across a call.)
     void ring_insert_end(tasklet_state* t) noexcept {
-        if (t->where == place::none && t->hooks != nullptr) [[unlikely]]
-            notify_scheduled(t, true);
+        const bool was_floating = t->where == place::none;
         if (head_ == nullptr) {
             t->next = t->prev = t;
             head_ = t;
             t->where = place::ring;
             ++runcount_;
         } else {
-            ring_insert_after(head_->prev, t);
+            link_after(head_->prev, t);
         }
+        if (was_floating && t->hooks != nullptr) [[unlikely]]
+            notify_scheduled(t, true);
     }
     void ring_insert_after(tasklet_state* pos, tasklet_state* t) noexcept {
-        if (t->where == place::none && t->hooks != nullptr) [[unlikely]]
+        const bool was_floating = t->where == place::none;
+        link_after(pos, t);
+        if (was_floating && t->hooks != nullptr) [[unlikely]]
             notify_scheduled(t, true);
+    }
+    void link_after(tasklet_state* pos, tasklet_state* t) noexcept {
         t->prev = pos;
         t->next = pos->next;
         pos->next->prev = t;
@@ -81,7 +88,8 @@ class scheduler {
         if (t->hooks != nullptr) [[unlikely]]
             notify_scheduled(t, false);
     }
-    static void notify_scheduled(tasklet_state* t, bool scheduled) noexcept {
+    __attribute__((noinline, cold)) static void notify_scheduled(tasklet_state* t,
+                                                                 bool scheduled) noexcept {
         if (t->hooks->scheduled_changed != nullptr)
             t->hooks->scheduled_changed(t->payload, scheduled);
     }
