@@ -6,7 +6,7 @@ ASAN_BUILD ?= build/asan
 JOBS       ?= $(shell nproc)
 MAKEFLAGS  += --no-print-directory
 
-.PHONY: all deps build build-asan demo test test-cpp test-asan test-python bench format clean
+.PHONY: all deps build build-asan demo test test-cpp test-asan test-python valgrind bench format clean
 
 all: build
 
@@ -41,6 +41,10 @@ test-asan: build-asan
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	 ctest --test-dir $(ASAN_BUILD) -j$(JOBS) --output-on-failure
+
+# Memory errors under valgrind's memcheck (minutes; not part of make test).
+valgrind: build
+	@scripts/valgrind.sh $(abspath $(BUILD))
 
 bench: build
 	@BUILD_DIR=$(abspath $(BUILD)) bench/run_native.sh

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the C++ stack tests and a share of the Python tests under valgrind's memcheck (slow: a few
+# minutes). `make valgrind`. Exits non-zero on any memory error.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-$here/build/release}
+vg=(valgrind -q --error-exitcode=9)
+"${vg[@]}" "$build/tests/cpp/stackless_tests" --gtest_filter='Stacks.*:Channel.*:Lifetime.*' \
+    --gtest_brief=1
+export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
+"${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+    "$here/tests/python/test_channel.py" "$here/tests/python/test_tasklet.py" \
+    "$here/tests/python/test_exceptions.py" "$here/tests/python/test_state.py"
+for seed in 3 6 9; do
+    "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
+done
+echo "valgrind: no memory errors"
