@@ -1,5 +1,6 @@
 // The stackless module: scheduler functions, TaskletExit, bomb, and the module's set-up.
 #include "binding.hpp"
+#include "chunk_cache.hpp"
 #include "module_layout.hpp"
 
 #include <structmember.h>
@@ -264,13 +265,13 @@ PyObject* mod_switch_trap(PyObject*, PyObject* delta) {
 PyObject* mod_stats(PyObject*, PyObject*) {
     if (thread_main() == nullptr) return nullptr;
     stackless::scheduler_stats s = stackless::stats();
-    return Py_BuildValue("{s:K,s:K,s:K,s:n,s:n,s:n}", "switches",
-                         static_cast<unsigned long long>(s.switches), "stacks_saved",
-                         static_cast<unsigned long long>(s.stacks_saved), "stacks_restored",
-                         static_cast<unsigned long long>(s.stacks_restored), "saved_stack_bytes",
-                         static_cast<Py_ssize_t>(s.saved_stack_bytes), "slots_mapped",
-                         static_cast<Py_ssize_t>(s.slots_mapped), "live_tasklets",
-                         static_cast<Py_ssize_t>(s.live_tasklets));
+    return Py_BuildValue(
+        "{s:K,s:K,s:K,s:n,s:n,s:n,s:K}", "switches", static_cast<unsigned long long>(s.switches),
+        "stacks_saved", static_cast<unsigned long long>(s.stacks_saved), "stacks_restored",
+        static_cast<unsigned long long>(s.stacks_restored), "saved_stack_bytes",
+        static_cast<Py_ssize_t>(s.saved_stack_bytes), "slots_mapped",
+        static_cast<Py_ssize_t>(s.slots_mapped), "live_tasklets",
+        static_cast<Py_ssize_t>(s.live_tasklets), "frame_chunks_reused", chunk_cache_hits());
 }
 
 PyObject* mod_atexit(PyObject*, PyObject*) {
@@ -420,6 +421,7 @@ PyMODINIT_FUNC PyInit_stackless() {
     PyObject* m = PyModule_Create(&module_def);
     if (m == nullptr) return nullptr;
     Py_SET_TYPE(m, &module_type);
+    install_chunk_cache();
     TaskletExit = PyErr_NewExceptionWithDoc("stackless.TaskletExit",
                                             "Raised in a tasklet to end it; ends it silently.",
                                             PyExc_SystemExit, nullptr);
