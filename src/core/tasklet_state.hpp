@@ -37,7 +37,9 @@ enum class place : std::uint8_t {
 // The tasklet's function: in place when small (the common lambda), else on the heap.
 class callable_holder {
   public:
-    static constexpr std::size_t in_place_size = 64;
+    // Room for a callable of four pointers (a lambda capturing a few handles, or a function and
+    // an argument); larger ones go to the heap. Part of every tasklet's memory.
+    static constexpr std::size_t in_place_size = 32;
     callable_holder() = default;
     callable_holder(const callable_holder&) = delete;
     callable_holder& operator=(const callable_holder&) = delete;

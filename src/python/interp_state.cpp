@@ -19,9 +19,14 @@ std::uint8_t use_tracing(PyThreadState* ts) noexcept {
                                                                                             : 0;
 }
 
-// Room for a few small frames: a frame takes co_framesize words (locals + value stack + about 7
-// words of header), so a tasklet blocked two or three small calls deep needs no more.
-constexpr std::size_t root_chunk_bytes = 512;
+// A frame takes its code's locals and value stack plus 7 words of header (FRAME_SPECIALS_SIZE in
+// 3.11's pycore_frame.h). The root chunk holds the tasklet function's frame and a little more;
+// what goes deeper spills into CPython's own chunks (reused: chunk_cache.cpp). pymalloc serves up
+// to 512 bytes.
+constexpr std::size_t root_chunk_max = 512;
+constexpr std::size_t root_chunk_min = 128;
+constexpr std::size_t spare_words = 24;
+constexpr std::size_t frame_header_words = 7;
 }  // namespace
 
 void save_interp_state(PyThreadState* ts, interp_state& into) noexcept {
@@ -69,7 +74,21 @@ void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept {
     ts->context_ver++;
 }
 
-_PyStackChunk* new_root_chunk() {
+_PyStackChunk* new_root_chunk(PyObject* func) {
+    std::size_t words = spare_words;
+    if (PyFunction_Check(func)) {
+        auto* code = reinterpret_cast<PyCodeObject*>(PyFunction_GET_CODE(func));
+        words += frame_header_words + static_cast<std::size_t>(code->co_nlocalsplus) +
+                 static_cast<std::size_t>(code->co_stacksize);
+    }
+    // The header, the skipped data[0] (see start_interp_state), then the frames.
+    std::size_t bytes = offsetof(_PyStackChunk, data) + sizeof(PyObject*) * (1 + words);
+    if (bytes < root_chunk_min) bytes = root_chunk_min;
+    if (bytes > root_chunk_max) bytes = root_chunk_max;
+    return new_root_chunk_of(bytes);
+}
+
+_PyStackChunk* new_root_chunk_of(std::size_t root_chunk_bytes) {
     // pymalloc (the GIL is held): it serves blocks up to 512 bytes without reaching malloc.
     auto* chunk = static_cast<_PyStackChunk*>(PyMem_Malloc(root_chunk_bytes));
     if (chunk == nullptr) return nullptr;

@@ -45,7 +45,9 @@ void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept;
 
 // A tasklet's own small root chunk for its interpreter frames. CPython never frees a root chunk
 // (a chunk without a previous one); deeper frames spill into chunks CPython allocates itself.
-_PyStackChunk* new_root_chunk();
+// Sized for `func`'s frame plus a little (a C callable gets the minimum).
+_PyStackChunk* new_root_chunk(PyObject* func);
+_PyStackChunk* new_root_chunk_of(std::size_t bytes);
 void free_root_chunk(_PyStackChunk* chunk) noexcept;
 
 // Prepares the thread state for a tasklet that starts on a fresh C stack: `root` (a frame of the

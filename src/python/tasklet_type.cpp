@@ -96,7 +96,7 @@ void run_body(py_tasklet* self) {
     PyObject* context = self->context;  // nullptr: CPython makes an empty one when needed
     self->context = nullptr;
     if (self->root_chunk == nullptr) {
-        self->root_chunk = new_root_chunk();
+        self->root_chunk = new_root_chunk(self->func);
         if (self->root_chunk == nullptr) {
             Py_XDECREF(context);
             PyErr_NoMemory();
@@ -117,7 +117,13 @@ void run_body(py_tasklet* self) {
     PyObject* result = nullptr;
     if (tempval == nullptr || !explode_if_bomb(tempval)) {
         Py_XDECREF(tempval);
-        result = PyObject_Call(self->func, self->args, self->kwargs);  // bind() sets args
+        // Without keywords, a vectorcall: fewer C frames on the tasklet's stack, which is what a
+        // blocked tasklet keeps (bind() always sets args).
+        result =
+            self->kwargs == nullptr
+                ? PyObject_Vectorcall(self->func, &PyTuple_GET_ITEM(self->args, 0),
+                                      static_cast<size_t>(PyTuple_GET_SIZE(self->args)), nullptr)
+                : PyObject_Call(self->func, self->args, self->kwargs);
     }
     // An ended tasklet holds on to nothing; and `root` dies with this function, so the thread
     // state must not point to it when the final switch saves the state.

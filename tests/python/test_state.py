@@ -512,19 +512,23 @@ def test_threads_lists_this_thread():
 
 
 def test_frames_deeper_than_a_tasklets_first_chunk_reuse_chunks():
-    # A tasklet's frames start in a small chunk of its own; calls that go deeper spill into
-    # chunks CPython allocates and frees at every crossing. Those are reused, not mapped anew.
+    # A tasklet's frames start in a small chunk of its own, sized for its function's frame and a
+    # little more; a call that goes deeper spills into a chunk CPython allocates, and frees when
+    # the call returns. Those chunks are reused, not mapped anew at every call.
     def inner(a, b, c, d, e, f, g, h):
         x1 = x2 = x3 = x4 = x5 = x6 = x7 = x8 = a
         return x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + b + c + d + e + f + g + h
 
-    def middle(n):
-        y1 = y2 = y3 = y4 = y5 = y6 = y7 = y8 = 0
-        return sum(inner(i, 1, 2, 3, 4, 5, 6, 7) for i in range(n)) + y1
-
     results = []
+
+    def body(n):
+        total = 0
+        for i in range(n):
+            total += inner(i, 1, 2, 3, 4, 5, 6, 7)
+        results.append(total)
+
     before = stackless._stats()["frame_chunks_reused"]
-    stackless.tasklet(lambda: results.append(middle(1000)))()
+    stackless.tasklet(body)(1000)
     stackless.run()
     assert results == [sum(8 * i + 28 for i in range(1000))]
     assert stackless._stats()["frame_chunks_reused"] - before >= 900
