@@ -34,7 +34,9 @@ namespace stackless::detail::sanitizer {
 // valgrind marks a stack's region below its stack pointer inaccessible when a tasklet there
 // returns from deep calls; a saved stack copied back into that region is valid again. (A client
 // request is a few no-op instructions outside valgrind.)
-inline void unpoison_for_valgrind(void* p, std::size_t n) noexcept {
+// Out of line: the request's argument block would otherwise enlarge the frame of the switch
+// path, which every blocked tasklet's saved stack includes.
+__attribute__((noinline)) inline void unpoison_for_valgrind(void* p, std::size_t n) noexcept {
 #if STACKLESS_VALGRIND
     VALGRIND_MAKE_MEM_UNDEFINED(p, n);
 #else
