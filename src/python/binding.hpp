@@ -125,8 +125,13 @@ py_tasklet* thread_main();
 // The Python object of a core tasklet state (every tasklet of a Python thread has one).
 py_tasklet* object_of(const stackless::tasklet& t) noexcept;
 PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept;
-// The running tasklet's object.
-py_tasklet* current_object();
+// The running tasklet's object (creating this thread's main tasklet on first use).
+py_tasklet* current_object_slow();
+inline py_tasklet* current_object() {
+    if (this_thread != nullptr && this_thread->current != nullptr) [[likely]]
+        return this_thread->current;
+    return current_object_slow();
+}
 // Notes where the running frame's value stack ends, for a call with `args` (n of them) from the
 // evaluation loop into a blocking operation (see frame_traverse.hpp).
 inline void note_blocking_call(PyObject* const* args, Py_ssize_t n) noexcept {

@@ -155,9 +155,13 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     if (nkw == 1) given = args[0];
     py_tasklet* self = current_object();
     if (self == nullptr) return nullptr;
-    note_blocking_call(args, nargs + nkw);
-    bool alone = stackless::getruncount() <= 1;
-    if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;
+    // A tasklet paused by schedule_remove() may become garbage: let the collector see its stack.
+    // (One that stays in the run queue never is.)
+    if (remove) note_blocking_call(args, nargs + nkw);
+    if (switch_trap_level() > 0) [[unlikely]] {
+        bool alone = stackless::getruncount() <= 1;
+        if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;
+    }
     PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);
     Py_XSETREF(self->tempval, Py_NewRef(retval));
     if (!run_core([&] {

@@ -203,9 +203,7 @@ PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept {
     return Py_NewRef(reinterpret_cast<PyObject*>(o));
 }
 
-py_tasklet* current_object() {
-    if (this_thread != nullptr && this_thread->current != nullptr) [[likely]]
-        return this_thread->current;
+py_tasklet* current_object_slow() {
     if (thread_main() == nullptr) return nullptr;
     return static_cast<py_tasklet*>(stackless::tasklet::current_payload());
 }
