@@ -57,7 +57,8 @@ PyObject* channel_send(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
         PyErr_Format(PyExc_TypeError, "send() takes exactly one argument (%zd given)", nargs);
         return nullptr;
     }
-    note_blocking_call(args, nargs);
+    // Will it block (no receiver waiting)? Then let the collector see the caller's stack.
+    if (as_channel(o)->ch.balance() >= 0) note_blocking_call(args, nargs);
     return send_owned(as_channel(o), Py_NewRef(args[0]));
 }
 
@@ -68,7 +69,7 @@ PyObject* channel_receive(PyObject* o, PyObject* const* args, Py_ssize_t nargs) 
         PyErr_Format(PyExc_TypeError, "receive() takes no arguments (%zd given)", nargs);
         return nullptr;
     }
-    note_blocking_call(args, nargs);
+    if (as_channel(o)->ch.balance() <= 0) note_blocking_call(args, nargs);  // it will block
     return receive(as_channel(o));
 }
 
