@@ -97,9 +97,10 @@ struct py_tasklet {
     _PyStackChunk* root_chunk;
     stack_hint hint;  // its innermost frame's value stack at its last blocking call
     unsigned long thread_ident;
-    void* thread;         // the binding's data of its thread, to check the thread without a call
-    bool self_ref;        // holds a reference to itself while scheduled
-    bool python_started;  // its interpreter state lives in `saved` or in the thread state
+    void* thread;          // the binding's data of its thread, to check the thread without a call
+    bool self_ref;         // holds a reference to itself while scheduled
+    bool python_started;   // its interpreter state lives in `saved` or in the thread state
+    bool python_finished;  // its function has returned (it is ending or has ended)
     bool is_main;
     bool atomic;
     bool ignore_nesting;

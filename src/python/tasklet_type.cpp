@@ -128,6 +128,7 @@ void run_body(py_tasklet* self) {
     // An ended tasklet holds on to nothing; and `root` dies with this function, so the thread
     // state must not point to it when the final switch saves the state.
     ts->cframe = &ts->root_cframe;
+    self->python_finished = true;
     Py_CLEAR(self->args);
     Py_CLEAR(self->kwargs);
     Py_CLEAR(self->func);
@@ -943,17 +944,26 @@ void tasklet_dealloc(PyObject* o) {
     if (PyObject_CallFinalizerFromDealloc(o) < 0) return;  // resurrected
     PyObject_GC_UnTrack(o);
     if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(o);
+    // Started and not finished: its stack, and its thread's scheduler (which calls our hooks with
+    // this object), still refer to it.
     bool started_alive = false;
-    try {
-        started_alive = self->core && self->python_started && !self->is_main &&
-                        self->thread == this_thread && self->core.alive();
-    } catch (...) {
+    if (self->core && self->python_started && !self->python_finished && !self->is_main) {
+        if (self->thread != this_thread) {
+            started_alive = true;  // dropped on another thread: its owner may still run it
+        } else {
+            try {
+                started_alive = self->core.alive();
+            } catch (...) {
+            }
+        }
     }
     if (started_alive) {
-        // It survived its kill (it caught TaskletExit and paused): its stack still refers to
-        // this object, which must therefore stay. Stackless puts such tasklets in gc.garbage.
+        // It survived its kill (it caught TaskletExit and paused), or it was dropped on another
+        // thread: the object must stay. Stackless puts such tasklets in gc.garbage.
         PyObject_GC_Track(o);
         Py_SET_REFCNT(o, 1);
+        // A subclass's type is released by CPython's subtype_dealloc after this returns.
+        if (Py_TYPE(o)->tp_flags & Py_TPFLAGS_HEAPTYPE) Py_INCREF(Py_TYPE(o));
         PyObject* gc = PyImport_ImportModule("gc");
         PyObject* garbage = gc != nullptr ? PyObject_GetAttrString(gc, "garbage") : nullptr;
         if (garbage == nullptr || PyList_Append(garbage, o) < 0) Py_INCREF(o);  // leak, safely

@@ -75,3 +75,46 @@ def test_a_thread_that_ends_with_tasklets_alive_kills_them(tmp_path):
     assert lines.count("blocked tasklet unwound") == 3
     assert lines.count("runnable tasklet unwound") == 3
     assert lines[-1] == "main ends"
+
+
+DROPPED_ON_ANOTHER_THREAD = textwrap.dedent("""\
+    import gc, stackless, threading
+
+    box = {}
+    ready, go = threading.Event(), threading.Event()
+
+    def worker():
+        def body():
+            try:
+                stackless.schedule_remove()
+            finally:
+                print("paused tasklet unwound")
+
+        t = stackless.tasklet(body)()
+        stackless.run()  # body pauses itself
+        box["t"] = t
+        del t
+        ready.set()
+        go.wait(30)
+        print("thread ends")
+
+    th = threading.Thread(target=worker)
+    th.start()
+    ready.wait(30)
+    del box["t"]  # the last reference goes on another thread than the tasklet's
+    gc.collect()
+    go.set()
+    th.join()
+    print("main ends")
+    """)
+
+
+def test_the_last_reference_to_a_paused_tasklet_dropped_on_another_thread(tmp_path):
+    script = tmp_path / "dropped.py"
+    script.write_text(DROPPED_ON_ANOTHER_THREAD)
+    r = subprocess.run([LAUNCHER, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr[-3000:])
+    lines = r.stdout.splitlines()
+    assert lines[0] == "thread ends"
+    assert "paused tasklet unwound" in lines  # killed by its own thread as that thread ends
+    assert lines[-1] == "main ends"
