@@ -75,6 +75,15 @@ class scheduler {
     // Moves the running tasklet `t` from the ring to the end of a channel's waiting list.
     void ring_to_channel(tasklet_state* t, channel_core* ch, int dir) noexcept;
     void ring_remove(tasklet_state* t) noexcept {
+        unlink_from_ring(t);
+        t->next = t->prev = nullptr;
+        t->where = place::none;
+        --runcount_;
+        if (t->hooks != nullptr) [[unlikely]]
+            notify_scheduled(t, false);
+    }
+    // Takes `t` out of the ring's links (its own links and `where` are left to the caller).
+    void unlink_from_ring(tasklet_state* t) noexcept {
         if (t->next == t) {
             head_ = nullptr;
         } else {
@@ -82,11 +91,6 @@ class scheduler {
             t->next->prev = t->prev;
             if (head_ == t) head_ = t->next;
         }
-        t->next = t->prev = nullptr;
-        t->where = place::none;
-        --runcount_;
-        if (t->hooks != nullptr) [[unlikely]]
-            notify_scheduled(t, false);
     }
     __attribute__((noinline, cold)) static void notify_scheduled(tasklet_state* t,
                                                                  bool scheduled) noexcept {
@@ -238,15 +242,9 @@ STACKLESS_ALWAYS_INLINE void scheduler::jump(tasklet_state* prev, fcontext_t to,
 
 STACKLESS_ALWAYS_INLINE void scheduler::ring_to_channel(tasklet_state* t, channel_core* ch,
                                                         int dir) noexcept {
-    if (t->next == t) {
-        head_ = nullptr;
-    } else {
-        t->prev->next = t->next;
-        t->next->prev = t->prev;
-        if (head_ == t) head_ = t->next;
-    }
+    unlink_from_ring(t);
     --runcount_;
-    channel_access::append(ch, t, dir, this);
+    channel_access::append(ch, t, dir, this);  // sets t's links and where
 }
 
 STACKLESS_ALWAYS_INLINE void scheduler::schedule() {

@@ -10,6 +10,7 @@ run queue it kills them (so that later tests start clean) and reports the test a
 """
 import os
 import pathlib
+import subprocess
 
 import pytest
 
@@ -18,6 +19,16 @@ import stackless
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # The launcher that runs a script with the built module; STACKLESS_LAUNCHER overrides it.
 LAUNCHER = os.environ.get("STACKLESS_LAUNCHER", str(ROOT / "stackless"))
+
+
+def run_program(tmp_path, text, name="program.py"):
+    """Runs `text` as a script with the launcher, in its own process (a crash fails only the
+    test that runs it); asserts that it ends normally and returns its output lines."""
+    script = tmp_path / name
+    script.write_text(text)
+    r = subprocess.run([LAUNCHER, str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr[-3000:])
+    return r.stdout.splitlines()
 
 
 def _runnable_besides_main():

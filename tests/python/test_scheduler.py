@@ -1,15 +1,13 @@
 """The scheduler: schedule, schedule_remove, run, the run queue's round-robin order,
 tasklet.run/switch, runcount, module attributes, threads, and the Phase-1 module functions
 (enable_softswitch, get_thread_info, switch_trap) (stackless.rst, scheduler.rst, tasklets.rst)."""
-import os
-import pathlib
-import subprocess
 import textwrap
 import threading
 
 import pytest
 
 import stackless
+from conftest import run_program
 
 
 def test_listing2_run_interleaves_two_tasklets():
@@ -379,14 +377,8 @@ MANY_TASKLETS_IN_CONSECUTIVE_RUNS = textwrap.dedent("""\
 def test_more_live_tasklets_than_stack_slots_in_consecutive_runs(tmp_path):
     # 600 tasklets alive at once, three times in a row on the same scheduler. In a subprocess,
     # so that a crash fails this test only.
-    script = tmp_path / "many_tasklets.py"
-    script.write_text(MANY_TASKLETS_IN_CONSECUTIVE_RUNS)
-    launcher = os.environ.get("STACKLESS_LAUNCHER",
-                              str(pathlib.Path(__file__).resolve().parents[2] / "stackless"))
-    r = subprocess.run([launcher, str(script)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, "exit status %d\nstdout:\n%s\nstderr:\n%s" % (
-        r.returncode, r.stdout, r.stderr[-3000:])
-    assert r.stdout == "round 0 ok\nround 1 ok\nround 2 ok\n"
+    lines = run_program(tmp_path, MANY_TASKLETS_IN_CONSECUTIVE_RUNS)
+    assert lines == ["round 0 ok", "round 1 ok", "round 2 ok"]
 
 
 def test_run_with_timeout_is_not_implemented_yet():

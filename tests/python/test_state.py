@@ -2,9 +2,6 @@
 depth, the contextvars context; and the lifetime of tasklet objects (gc, finalization)."""
 import contextvars
 import gc
-import os
-import pathlib
-import subprocess
 import sys
 import textwrap
 import weakref
@@ -13,8 +10,7 @@ import pytest
 
 import stackless
 
-LAUNCHER = os.environ.get("STACKLESS_LAUNCHER",
-                          str(pathlib.Path(__file__).resolve().parents[2] / "stackless"))
+from conftest import run_program
 
 
 # --- sys.exc_info() ------------------------------------------------------------------------
@@ -216,11 +212,8 @@ def test_deep_recursion_through_c_calls_in_a_tasklet_raises_recursion_error(tmp_
     # Each level of these recursions nests C calls (map, type call, repr), so it uses C stack
     # in the tasklet; it must end in RecursionError, not overflow the tasklet's stack. In a
     # subprocess, so that a crash fails this test only.
-    script = tmp_path / "recursion_through_c.py"
-    script.write_text(RECURSION_THROUGH_C_CALLS)
-    r = subprocess.run([LAUNCHER, str(script)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr[-3000:])
-    assert r.stdout == "map RecursionError\ninit RecursionError\nrepr RecursionError\n"
+    lines = run_program(tmp_path, RECURSION_THROUGH_C_CALLS)
+    assert lines == ["map RecursionError", "init RecursionError", "repr RecursionError"]
 
 
 # --- contextvars -----------------------------------------------------------------------------

@@ -1,13 +1,12 @@
 """Tasklets and Python threads: each thread has its own scheduler and main tasklet, and a thread
 that ends with tasklets still alive kills them (Stackless does) instead of leaving the C++
 scheduler to resume Python code after the thread state is gone."""
-import subprocess
 import textwrap
 import threading
 
 import stackless
 
-from conftest import LAUNCHER
+from conftest import run_program
 
 
 def test_each_thread_has_its_own_main_tasklet_and_run_queue():
@@ -66,11 +65,7 @@ THREAD_ENDS_WITH_TASKLETS = textwrap.dedent("""\
 
 
 def test_a_thread_that_ends_with_tasklets_alive_kills_them(tmp_path):
-    script = tmp_path / "thread_end.py"
-    script.write_text(THREAD_ENDS_WITH_TASKLETS)
-    r = subprocess.run([LAUNCHER, str(script)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr[-3000:])
-    lines = r.stdout.splitlines()
+    lines = run_program(tmp_path, THREAD_ENDS_WITH_TASKLETS)
     assert lines.count("thread ends") == 3
     assert lines.count("blocked tasklet unwound") == 3
     assert lines.count("runnable tasklet unwound") == 3
@@ -110,11 +105,7 @@ DROPPED_ON_ANOTHER_THREAD = textwrap.dedent("""\
 
 
 def test_the_last_reference_to_a_paused_tasklet_dropped_on_another_thread(tmp_path):
-    script = tmp_path / "dropped.py"
-    script.write_text(DROPPED_ON_ANOTHER_THREAD)
-    r = subprocess.run([LAUNCHER, str(script)], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr[-3000:])
-    lines = r.stdout.splitlines()
+    lines = run_program(tmp_path, DROPPED_ON_ANOTHER_THREAD)
     assert lines[0] == "thread ends"
     assert "paused tasklet unwound" in lines  # killed by its own thread as that thread ends
     assert lines[-1] == "main ends"
