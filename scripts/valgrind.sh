@@ -10,7 +10,8 @@ vg=(valgrind -q --error-exitcode=9)
 export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
     "$here/tests/python/test_channel.py" "$here/tests/python/test_tasklet.py" \
-    "$here/tests/python/test_exceptions.py" "$here/tests/python/test_state.py"
+    "$here/tests/python/test_exceptions.py" "$here/tests/python/test_state.py" \
+    "$here/tests/python/test_threads.py::test_tasklet_objects_that_outlive_their_thread_stay_usable_and_go_later"
 for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done

@@ -79,6 +79,10 @@ struct thread_data {
     py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
     py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
     bool ended = false;              // its tasklets were killed: the thread is ending
+    // Tasklet objects whose `thread` points here (the main one included). The data is freed
+    // once its thread has ended and the last of them is gone, so that a pointer comparison with
+    // `this_thread` never meets a freed (and possibly reused) address.
+    Py_ssize_t objects = 0;
 };
 
 __attribute__((tls_model("initial-exec"))) extern constinit thread_local thread_data* this_thread;

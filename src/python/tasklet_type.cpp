@@ -185,6 +185,7 @@ py_tasklet* thread_main() {
     t->tstate = PyThreadState_Get();
     t->thread_ident = PyThread_get_thread_ident();
     t->thread = &d;
+    ++d.objects;
     t->python_started = true;
     t->is_main = true;
     t->core.set_hooks(&hooks, t);
@@ -290,6 +291,45 @@ void shutdown_main_thread() noexcept {
 
 namespace {
 
+void release_thread_data(thread_data* d) noexcept {
+    if (d == nullptr || --d->objects > 0 || !d->ended || d->main_object != nullptr) return;
+    // Its thread has ended: what it released was flushed then, and nothing adds to it since.
+    for (PyObject* o : d->released) Py_DECREF(o);
+    delete d;
+}
+
+// A Python thread other than the main one is ending (its tasklets are gone): it forgets its main
+// tasklet, and its data goes with the last tasklet object of the thread.
+void retire_thread() noexcept {
+    thread_data* d = this_thread;
+    if (d == nullptr || !d->ended || d->main_object == nullptr) return;
+    auto& threads = all_threads();
+    if (auto it = threads.find(d->ident); it != threads.end() && it->second == d) threads.erase(it);
+    py_tasklet* main = d->main_object;
+    d->main_object = nullptr;
+    d->current = nullptr;
+    d->previous = nullptr;
+    // The C++ scheduler's end must call nothing of ours, whoever still holds the object.
+    try {
+        main->core.set_hooks(nullptr, nullptr);
+    } catch (...) {
+    }
+    ++d->objects;          // d stays while the main object goes
+    if (main->self_ref) {  // it is in the run queue, which holds it
+        main->self_ref = false;
+        Py_DECREF(reinterpret_cast<PyObject*>(main));
+    }
+    Py_DECREF(reinterpret_cast<PyObject*>(main));
+    // The OS thread may outlive this thread state (a C thread that takes and releases thread
+    // states with PyGILState_Ensure): if it uses stackless again, it starts afresh.
+    this_thread = nullptr;
+    release_thread_data(d);
+}
+
+}  // namespace
+
+namespace {
+
 // Ends a Python thread's tasklets while its thread state still works: an object kept in the
 // thread state's dict, which CPython clears (with the GIL held) just before the thread ends.
 struct py_thread_sentinel {
@@ -298,6 +338,7 @@ struct py_thread_sentinel {
 
 void sentinel_dealloc(PyObject* o) {
     shutdown_thread();
+    retire_thread();
     Py_TYPE(o)->tp_free(o);
 }
 
@@ -341,6 +382,7 @@ PyObject* tasklet_new(PyTypeObject* type, PyObject*, PyObject*) {
     t->tstate = PyThreadState_Get();
     t->thread_ident = this_thread->ident;
     t->thread = this_thread;
+    ++this_thread->objects;
     t->core.set_hooks(&hooks, t);
     return reinterpret_cast<PyObject*>(t);
 }
@@ -984,7 +1026,9 @@ void tasklet_dealloc(PyObject* o) {
     Py_XDECREF(self->saved.context);
     Py_XDECREF(self->saved.c_traceobj);
     Py_XDECREF(self->saved.c_profileobj);
+    thread_data* thread = static_cast<thread_data*>(self->thread);
     Py_TYPE(o)->tp_free(o);  // a subclass's type is released by CPython's subtype_dealloc
+    release_thread_data(thread);
 }
 
 PyObject* tasklet_repr(PyObject* o) {

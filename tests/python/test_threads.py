@@ -1,8 +1,11 @@
 """Tasklets and Python threads: each thread has its own scheduler and main tasklet, and a thread
 that ends with tasklets still alive kills them (Stackless does) instead of leaving the C++
 scheduler to resume Python code after the thread state is gone."""
+import gc
 import textwrap
 import threading
+
+import pytest
 
 import stackless
 
@@ -109,3 +112,30 @@ def test_the_last_reference_to_a_paused_tasklet_dropped_on_another_thread(tmp_pa
     assert lines[0] == "thread ends"
     assert "paused tasklet unwound" in lines  # killed by its own thread as that thread ends
     assert lines[-1] == "main ends"
+
+
+def test_tasklet_objects_that_outlive_their_thread_stay_usable_and_go_later():
+    kept = []
+
+    def worker(i):
+        stackless.tasklet(stackless.channel().receive)()
+        stackless.tasklet(lambda: None)()
+        stackless.run()  # the receiver stays blocked until the thread ends
+        kept.append(stackless.getcurrent() if i % 2 else stackless.tasklet(lambda: None))
+
+    def run_threads(n):
+        for i in range(n):
+            th = threading.Thread(target=worker, args=(i,))
+            th.start()
+            th.join()
+
+    run_threads(10)
+    assert stackless.threads == [threading.get_ident()]  # the ended threads are gone
+    for t in kept:
+        assert t.thread_id != threading.get_ident()
+        with pytest.raises(RuntimeError, match="another thread"):
+            t.insert()
+    del kept[:]
+    gc.collect()
+    run_threads(4)  # new threads may reuse the idents and addresses of the old ones
+    assert len(kept) == 4 and all(t.thread_id != threading.get_ident() for t in kept)
