@@ -62,7 +62,7 @@ def test_create_run_kill_and_channel_traffic_do_not_leak():
 
     def scenario(i):
         # a receiver that blocks, then gets a value (preference -1: it runs at once)
-        r = stackless.tasklet(receiver)(ch, out)
+        stackless.tasklet(receiver)(ch, out)
         # a tasklet that pauses itself, then is killed
         p = stackless.tasklet(pauser)()
         # a tasklet killed before it ever runs

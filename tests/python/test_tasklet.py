@@ -340,7 +340,7 @@ def test_insert_appends_at_the_end_in_insertion_order():
 def test_insert_of_a_scheduled_tasklet_changes_nothing():
     log = []
     a = stackless.tasklet(log.append)("a")
-    b = stackless.tasklet(log.append)("b")
+    stackless.tasklet(log.append)("b")
     a.insert()
     a.insert()
     assert stackless.getruncount() == 3
