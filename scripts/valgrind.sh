@@ -11,7 +11,7 @@ export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
     "$here/tests/python/test_channel.py" "$here/tests/python/test_tasklet.py" \
     "$here/tests/python/test_exceptions.py" "$here/tests/python/test_state.py" \
-    "$here/tests/python/test_threads.py::test_tasklet_objects_that_outlive_their_thread_stay_usable_and_go_later"
+    "$here/tests/python/test_threads.py::test_tasklets_that_outlive_their_thread_read_as_ended_and_go_later"
 for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done

@@ -778,9 +778,17 @@ PyObject* tasklet_set_ignore_nesting(PyObject* o, PyObject* flag) {
 // ---------------------------------------------------------------------------------------------
 // Attributes
 
+// Its thread has ended and this is another thread: its tasklets were killed then (or, if one
+// caught every kill, dropped without running again).
+bool of_ended_thread(const py_tasklet* t) noexcept {
+    auto* thread = static_cast<const thread_data*>(t->thread);
+    return thread != nullptr && thread != this_thread && thread->ended;
+}
+
 template <bool (stackless::tasklet::*query)() const>
 PyObject* get_flag(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
+    if (of_ended_thread(self)) Py_RETURN_FALSE;  // it can never run again
     if (check_thread(self) < 0) return nullptr;
     try {
         return PyBool_FromLong(((self->core).*query)());
@@ -791,6 +799,7 @@ PyObject* get_flag(PyObject* o, void*) {
 
 PyObject* get_next(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
+    if (of_ended_thread(self)) Py_RETURN_NONE;
     if (check_thread(self) < 0) return nullptr;
     try {
         return new_ref_or_none(self->core.next());
@@ -801,6 +810,7 @@ PyObject* get_next(PyObject* o, void*) {
 
 PyObject* get_prev(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
+    if (of_ended_thread(self)) Py_RETURN_NONE;
     if (check_thread(self) < 0) return nullptr;
     try {
         return new_ref_or_none(self->core.prev());
@@ -845,7 +855,9 @@ PyObject* get_is_main(PyObject* o, void*) {
     return PyBool_FromLong(as_tasklet(o)->is_main);
 }
 PyObject* get_thread_id(PyObject* o, void*) {
-    return PyLong_FromUnsignedLong(as_tasklet(o)->thread_ident);
+    py_tasklet* t = as_tasklet(o);
+    if (of_ended_thread(t)) return PyLong_FromLong(-1);  // as Stackless reports
+    return PyLong_FromUnsignedLong(t->thread_ident);
 }
 PyObject* get_restorable(PyObject*, void*) {
     // Tasklets switch hard (their C stack is kept): none can be pickled and restored yet.

@@ -114,13 +114,15 @@ def test_the_last_reference_to_a_paused_tasklet_dropped_on_another_thread(tmp_pa
     assert lines[-1] == "main ends"
 
 
-def test_tasklet_objects_that_outlive_their_thread_stay_usable_and_go_later():
+def test_tasklets_that_outlive_their_thread_read_as_ended_and_go_later():
     kept = []
 
     def worker(i):
-        stackless.tasklet(stackless.channel().receive)()
+        receiver = stackless.tasklet(stackless.channel().receive)()
         stackless.tasklet(lambda: None)()
         stackless.run()  # the receiver stays blocked until the thread ends
+        assert receiver.blocked and receiver.thread_id == threading.get_ident()
+        kept.append(receiver)
         kept.append(stackless.getcurrent() if i % 2 else stackless.tasklet(lambda: None))
 
     def run_threads(n):
@@ -130,12 +132,15 @@ def test_tasklet_objects_that_outlive_their_thread_stay_usable_and_go_later():
             th.join()
 
     run_threads(10)
+    assert len(kept) == 20  # every worker got through its checks
     assert stackless.threads == [threading.get_ident()]  # the ended threads are gone
     for t in kept:
-        assert t.thread_id != threading.get_ident()
+        assert t.thread_id == -1  # its thread has ended (Stackless's value)
+        assert not (t.alive or t.paused or t.blocked or t.scheduled or t.is_current)
+        assert t.next is None and t.prev is None
         with pytest.raises(RuntimeError, match="another thread"):
             t.insert()
     del kept[:]
     gc.collect()
     run_threads(4)  # new threads may reuse the idents and addresses of the old ones
-    assert len(kept) == 4 and all(t.thread_id != threading.get_ident() for t in kept)
+    assert len(kept) == 8 and all(t.thread_id == -1 for t in kept)
