@@ -15,4 +15,5 @@ export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done
+"${vg[@]}" /usr/bin/python3 "$here/tests/python/thread_operations.py" 1
 echo "valgrind: no memory errors"

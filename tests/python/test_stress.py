@@ -1,5 +1,6 @@
-"""Random operation sequences (random_operations.py) must never crash the interpreter: each seed
-runs in its own process, which must exit normally with every tasklet accounted for."""
+"""Random operation sequences (random_operations.py, thread_operations.py) must never crash the
+interpreter: each seed runs in its own process, which must exit normally with every tasklet
+accounted for."""
 import pathlib
 import subprocess
 
@@ -14,6 +15,18 @@ PROGRAM = pathlib.Path(__file__).with_name("random_operations.py")
 def test_random_operations_never_crash(seed):
     r = subprocess.run([LAUNCHER, str(PROGRAM), str(seed)], capture_output=True, text=True,
                        timeout=120)
+    assert r.returncode == 0, "seed %d: exit status %d\nstderr:\n%s" % (
+        seed, r.returncode, r.stderr[-3000:])
+    assert r.stdout.splitlines()[-1] == "ok %d" % seed
+
+
+THREAD_PROGRAM = pathlib.Path(__file__).with_name("thread_operations.py")
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_tasklets_passed_between_ending_threads_never_crash(seed):
+    r = subprocess.run([LAUNCHER, str(THREAD_PROGRAM), str(seed)], capture_output=True,
+                       text=True, timeout=120)
     assert r.returncode == 0, "seed %d: exit status %d\nstderr:\n%s" % (
         seed, r.returncode, r.stderr[-3000:])
     assert r.stdout.splitlines()[-1] == "ok %d" % seed
