@@ -36,9 +36,18 @@ void register_chunk(void* chunk) {
     chunks->push_back(chunk);
 }
 
+// Takes up to a chunk's worth of donated states, not all of them: a thread that starts while
+// another is still ending finds the list short and makes a chunk, and if it took everything each
+// time, that would add a chunk to the states in circulation at every such overlap, without bound.
 free_state* take_shared() {
     std::lock_guard lock(shared_mutex());
-    return std::exchange(shared_free, nullptr);
+    free_state* batch = shared_free;
+    if (batch == nullptr) return nullptr;
+    free_state* last = batch;
+    for (std::size_t n = 1; n < states_per_chunk && last->next != nullptr; ++n) last = last->next;
+    shared_free = last->next;
+    last->next = nullptr;
+    return batch;
 }
 
 }  // namespace

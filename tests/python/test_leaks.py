@@ -136,5 +136,43 @@ def test_threads_that_use_stackless_and_end_do_not_leak():
         scenario(i)
     gc.collect()
     assert len(gc.get_objects()) - objects0 <= OBJECTS_TOLERANCE
-    assert rss() - rss0 <= 1024 * 1024
+    assert rss() - rss0 <= RSS_TOLERANCE
     assert stackless.threads == [threading.get_ident()]  # the ended threads are gone
+
+
+def test_threads_that_overlap_do_not_grow_the_tasklet_state_pool():
+    # A thread that makes its first tasklet while another thread is still alive finds no free
+    # states handed over yet and carves a new chunk of them (16 KiB). That memory must be reused
+    # by later threads, not added again at every such overlap.
+    import threading
+
+    def run_a_tasklet():
+        stackless.tasklet(lambda: None)()
+        stackless.run()
+
+    def overlapping_pair():
+        second_made_its_tasklet = threading.Event()
+
+        def first():
+            run_a_tasklet()
+            second_made_its_tasklet.wait(30)
+
+        def second():
+            run_a_tasklet()
+            second_made_its_tasklet.set()
+
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+
+    for _ in range(200):
+        overlapping_pair()
+    gc.collect()
+    rss0 = rss()
+    pairs = 2000  # a chunk per overlap would be 32 MB
+    for _ in range(pairs):
+        overlapping_pair()
+    gc.collect()
+    assert rss() - rss0 <= 4 * 1024 * 1024
