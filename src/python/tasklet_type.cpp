@@ -491,7 +491,14 @@ PyObject* tasklet_vectorcall(PyObject* type, PyObject* const* args, size_t nargs
     Py_ssize_t n = PyVectorcall_NARGS(nargsf);
     if (kwnames == nullptr && n == 1 && type == reinterpret_cast<PyObject*>(&tasklet_type)) {
         PyObject* o = tasklet_new(&tasklet_type, nullptr, nullptr);
-        if (o != nullptr && bind(as_tasklet(o), args[0], nullptr, nullptr) < 0) Py_CLEAR(o);
+        if (o == nullptr) return nullptr;
+        // A new tasklet is unbound and unscheduled: binding only records the function (what
+        // bind() would conclude after checking that).
+        if (args[0] != Py_None && PyCallable_Check(args[0])) {
+            as_tasklet(o)->func = Py_NewRef(args[0]);
+            return o;
+        }
+        if (bind(as_tasklet(o), args[0], nullptr, nullptr) < 0) Py_CLEAR(o);
         return o;
     }
     PyObject* tuple = PyTuple_New(n);
