@@ -4,6 +4,7 @@
 // the tasklet is scheduled (in the run queue or blocked on a channel) the object holds a
 // reference to itself, so the scheduler keeps it alive, as in Stackless; a paused tasklet lives
 // only by the references Python code holds, and when the last one goes it is killed.
+#include <cstdint>
 #include <unordered_map>
 #include <vector>
 
@@ -161,7 +162,21 @@ namespace {
 int install_thread_sentinel();
 }  // namespace
 
+namespace {
+// The id of this OS thread's Python thread state whose stackless data retire_thread() tore down
+// (0: none). Code that CPython runs later while it clears that thread state (a __del__) must not
+// start tasklets again: nothing would end them while Python can still run.
+__attribute__((
+    tls_model("initial-exec"))) constinit thread_local std::uint64_t retired_thread_state = 0;
+}  // namespace
+
 py_tasklet* thread_main() {
+    if (this_thread == nullptr && retired_thread_state != 0 &&
+        PyThreadState_GetID(PyThreadState_Get()) == retired_thread_state) [[unlikely]] {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "stackless: this thread is ending; it cannot run tasklets any more");
+        return nullptr;
+    }
     thread_data& d = data();
     if (d.main_object != nullptr) [[likely]]
         return d.main_object;
@@ -323,6 +338,7 @@ void retire_thread() noexcept {
     // The OS thread may outlive this thread state (a C thread that takes and releases thread
     // states with PyGILState_Ensure): if it uses stackless again, it starts afresh.
     this_thread = nullptr;
+    retired_thread_state = PyThreadState_GetID(PyThreadState_Get());
     release_thread_data(d);
 }
 

@@ -144,3 +144,37 @@ def test_tasklets_that_outlive_their_thread_read_as_ended_and_go_later():
     gc.collect()
     run_threads(4)  # new threads may reuse the idents and addresses of the old ones
     assert len(kept) == 8 and all(t.thread_id == -1 for t in kept)
+
+
+LATE_TASKLET = textwrap.dedent("""\
+    import stackless, threading
+
+    local = threading.local()
+
+    class MakesATaskletWhenFreed:
+        def __del__(self):
+            try:
+                stackless.tasklet(stackless.channel().receive)()
+                stackless.schedule()
+                print("a tasklet was made and left blocked")
+            except RuntimeError as e:
+                print("refused:", e)
+
+    def worker():
+        stackless.getcurrent()  # the binding's end-of-thread hook enters the thread's dict first
+        local.x = MakesATaskletWhenFreed()  # freed after it, while CPython clears the thread
+
+    for _ in range(3):
+        th = threading.Thread(target=worker)
+        th.start()
+        th.join()
+    print("main ends")
+    """)
+
+
+def test_code_run_while_a_thread_is_torn_down_cannot_start_tasklets(tmp_path):
+    # A tasklet made then would outlive the thread's Python state: nothing could end it while
+    # Python still runs (it used to be killed later, running Python code with no thread state).
+    lines = run_program(tmp_path, LATE_TASKLET)
+    refusal = "refused: stackless: this thread is ending; it cannot run tasklets any more"
+    assert lines == [refusal] * 3 + ["main ends"]
