@@ -52,6 +52,7 @@ struct scheduler_stats {
     std::size_t saved_stack_bytes = 0;  // heap bytes currently holding saved stacks
     std::size_t slots_mapped = 0;       // stack slots mapped so far
     std::size_t live_tasklets = 0;      // started tasklets that have not ended
+    std::size_t state_chunks = 0;  // process-wide: chunks of 64 tasklet states allocated so far
 };
 scheduler_stats stats();
 

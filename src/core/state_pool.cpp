@@ -30,10 +30,14 @@ std::mutex& shared_mutex() {
 }
 free_state* shared_free = nullptr;  // lists donated by ended threads; guarded by shared_mutex()
 
+std::vector<void*>& chunks() {
+    static auto* all = new std::vector<void*>;  // intentionally never destroyed
+    return *all;
+}
+
 void register_chunk(void* chunk) {
-    static auto* chunks = new std::vector<void*>;  // intentionally never destroyed
     std::lock_guard lock(shared_mutex());
-    chunks->push_back(chunk);
+    chunks().push_back(chunk);
 }
 
 // Takes up to a chunk's worth of donated states, not all of them: a thread that starts while
@@ -51,6 +55,11 @@ free_state* take_shared() {
 }
 
 }  // namespace
+
+std::size_t state_chunks() noexcept {
+    std::lock_guard lock(shared_mutex());
+    return chunks().size();
+}
 
 void donate_free_states() noexcept {
     free_state* list = std::exchange(free_states, nullptr);

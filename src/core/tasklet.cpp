@@ -240,7 +240,9 @@ void configure(const scheduler_config& config) {
     scheduler::configure(config);
 }
 scheduler_stats stats() {
-    return scheduler::get().stats();
+    scheduler_stats s = scheduler::get().stats();
+    s.state_chunks = detail::state_chunks();
+    return s;
 }
 
 int kill_all() {

@@ -118,6 +118,7 @@ static_assert(sizeof(tasklet_links) <= 64, "the switch's fields must fit one cac
 
 // Gives this thread's free states to the other threads (its scheduler is ending).
 void donate_free_states() noexcept;
+std::size_t state_chunks() noexcept;  // chunks of states allocated so far, by all threads
 
 inline tasklet_state* state_of(tasklet_header* h) noexcept {
     return static_cast<tasklet_state*>(h);

@@ -215,4 +215,31 @@ TEST(Threads, ThreadExitKillsBlockedTaskletsOnEveryThread) {
     EXPECT_EQ(unwound.load(), threads * per_thread);
 }
 
+TEST(Threads, OverlappingThreadsReuseTaskletStatesInsteadOfAllocatingMore) {
+    // The second thread of each pair makes its tasklet while the first is still alive, so it
+    // cannot use the first one's free states; later pairs must find the ones handed over by
+    // ended threads rather than allocate a new chunk at every overlap.
+    auto run_a_tasklet = [] {
+        spawn([] {});
+        stackless::run();
+    };
+    auto overlapping_pair = [&] {
+        std::latch second_done(1);
+        std::thread first([&] {
+            run_a_tasklet();
+            second_done.wait();
+        });
+        std::thread second([&] {
+            run_a_tasklet();
+            second_done.count_down();
+        });
+        second.join();
+        first.join();
+    };
+    for (int i = 0; i < 4; ++i) overlapping_pair();
+    std::size_t before = stats().state_chunks;
+    for (int i = 0; i < 300; ++i) overlapping_pair();
+    EXPECT_LE(stats().state_chunks - before, 2u);  // it was one more chunk per pair
+}
+
 }  // namespace
