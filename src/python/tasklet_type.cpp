@@ -589,14 +589,8 @@ PyObject* tasklet_insert(PyObject* o, PyObject*) {
 PyObject* tasklet_remove(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
     if (check_thread(self) < 0) return nullptr;
-    try {
-        self->core.remove();
-    } catch (...) {
-        return raise_from_cxx();
-    }
-    PyObject* result = Py_NewRef(o);
-    flush_released();
-    return result;
+    if (!run_core([&] { self->core.remove(); })) return nullptr;
+    return Py_NewRef(o);
 }
 
 // Whether switching to `self` would switch at all (it is not the running tasklet).
