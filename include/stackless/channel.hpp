@@ -103,6 +103,38 @@ class channel {
         return count;
     }
 
+    // Unpickling: appends `t` to the waiting list as if it had blocked in receive() (dir < 0) or
+    // in send(value) (dir > 0). `t` must belong to this thread, be alive (bound with arguments),
+    // not started, and neither scheduled nor blocked; its function finds what it received with
+    // take_delivered() once a partner woke it, and should take its pending exception itself
+    // (tasklet::set_function_takes_pending), since one may be thrown in before it starts.
+    template <class U = T>
+    void restore_waiting(const tasklet& t, int dir, U&& value) {
+        core_->append_restored(t.state(), dir);
+        if (dir > 0)
+            detail::header_of(t.state())->value.template emplace<T>(std::forward<U>(value));
+    }
+    // In a tasklet woken by a sender after restore_waiting(dir < 0): the value it received
+    // (raises what was sent with send_exception). Empty if none was delivered.
+    static std::optional<T> take_delivered() {
+        detail::tempval& v = detail::channel_core::current_value();
+        if (v.empty()) return std::nullopt;
+        if (v.holds_exception()) std::rethrow_exception(v.take_exception());
+        return v.template take<T>();
+    }
+    // The value `t`, blocked in send() on this channel, offers (nullptr if it is not such a
+    // sender, or sends an exception).
+    const T* offered_by(const tasklet& t) const {
+        for (const tasklet& w : waiting()) {
+            if (!(w == t)) continue;
+            if (balance() <= 0) return nullptr;
+            detail::tempval& v = detail::header_of(t.state())->value;
+            if (v.empty() || v.holds_exception()) return nullptr;
+            return &v.template peek<T>();
+        }
+        return nullptr;
+    }
+
     int balance() const noexcept { return core_->balance(); }
     int preference() const noexcept { return core_->preference(); }
     // Raises std::invalid_argument unless preference is -1, 0 or 1.

@@ -138,6 +138,12 @@ class tasklet {
     // OS thread id; 0 once that thread has ended).
     std::uint64_t thread_id() const;
 
+    // For a tasklet whose function resumes earlier work (the CPython binding's unpickled
+    // tasklets): an exception thrown into it before it has started is left for its function to
+    // take with take_pending_exception(), instead of ending it before the function runs. Set it
+    // before the tasklet starts.
+    void set_function_takes_pending(bool on);
+
     void set_hooks(const tasklet_hooks* hooks, void* payload);
     void* payload() const;
     // The running tasklet's payload on this thread (nullptr if none), without making a handle.
@@ -176,6 +182,10 @@ class tasklet {
 
     detail::tasklet_state* state_;
 };
+
+// The exception thrown into the running tasklet before it started, if its function takes it
+// (tasklet::set_function_takes_pending); empty otherwise. Clears it.
+std::exception_ptr take_pending_exception() noexcept;
 
 namespace detail {
 void insert_new(tasklet_state* t);  // appends a tasklet this thread just created to the run queue

@@ -53,6 +53,24 @@ void channel_core::hand_over(int dir) {
     s.ring_insert_end(target);
 }
 
+void channel_core::append_restored(tasklet_state* t, int dir) {
+    scheduler& s = scheduler::get();
+    if (dir != 1 && dir != -1)
+        throw std::invalid_argument("channel: a waiting tasklet's direction is -1 or 1");
+    if (t->sched.load(std::memory_order_acquire) != &s)
+        throw wrong_thread_error("channel: the tasklet belongs to another thread");
+    if (t->is_main || t->state != life::ready || t->where != place::none)
+        throw tasklet_state_error(
+            "channel: only a tasklet that is alive, has not started and is neither scheduled nor "
+            "blocked can be restored as waiting on a channel");
+    if (balance_ != 0 && waiters_of_ != &s)
+        throw wrong_thread_error("channel: tasklets of another thread are waiting on it");
+    if (balance_ != 0 && (balance_ > 0) != (dir > 0))
+        throw error("channel: tasklets waiting in the other direction are queued on it");
+    channel_access::append(this, t, dir, &s);
+    if (t->hooks != nullptr) scheduler::notify_scheduled(t, true);
+}
+
 tempval& channel_core::wait(int dir) {
     scheduler& s = scheduler::get();
     tasklet_state* self = s.running();

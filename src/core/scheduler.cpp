@@ -341,7 +341,7 @@ void scheduler::tasklet_body() {
         self->hooks->switched_in(self->payload);
     std::exception_ptr escaped;
     try {
-        raise_pending(self);
+        if (!self->function_takes_pending) raise_pending(self);
         self->fn->invoke();
         if (self->exit_requested && (self->hooks == nullptr || !self->hooks->may_catch_exit))
             throw error(

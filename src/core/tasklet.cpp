@@ -207,6 +207,21 @@ std::uint64_t tasklet::thread_id() const {
     return s != nullptr ? s->thread_id() : 0;
 }
 
+void tasklet::set_function_takes_pending(bool on) {
+    tasklet_state* t = checked();
+    if (t->state == life::started || t->state == life::dead)
+        throw tasklet_state_error("tasklet: it has started already");
+    t->function_takes_pending = on;
+}
+
+std::exception_ptr take_pending_exception() noexcept {
+    scheduler* s = scheduler::get_if_exists();
+    if (s == nullptr) return {};
+    tasklet_state* t = s->running();
+    if (!t->function_takes_pending) return {};
+    return std::exchange(t->pending, nullptr);
+}
+
 void tasklet::set_hooks(const tasklet_hooks* hooks, void* payload) {
     tasklet_state* t = checked();
     t->hooks = hooks;

@@ -102,6 +102,7 @@ struct tasklet_state : tasklet_links, tasklet_header {
 
     callable_holder fn;
     void* payload = nullptr;
+    bool function_takes_pending = false;  // see tasklet::set_function_takes_pending
 
     // Every state of a scheduler, so that the scheduler can detach them when its thread ends.
     tasklet_state* all_next = nullptr;

@@ -826,3 +826,96 @@ TEST(Channel, CanBePassedByValueToTaskletFunctions) {
 }
 
 }  // namespace
+
+namespace {
+
+// Unpickling support: a tasklet that has not started can be queued on a channel as if it had
+// blocked there; its function then finds what a partner delivered.
+TEST(ChannelRestore, RestoredReceiverGetsTheValueAPartnerSends) {
+    in_fresh_thread([] {
+        channel<int> ch;
+        std::vector<int> got;
+        tasklet t;
+        t.bind([&](int) { got.push_back(channel<int>::take_delivered().value_or(-1)); }, 0);
+        t.set_function_takes_pending(true);
+        ch.restore_waiting(t, -1, 0);
+        EXPECT_EQ(ch.balance(), -1);
+        EXPECT_TRUE(t.blocked());
+        ch.send(42);  // preference -1: the receiver runs at once
+        EXPECT_EQ(got, std::vector<int>{42});
+        EXPECT_FALSE(t.alive());
+        expect_idle_scheduler();
+    });
+}
+
+TEST(ChannelRestore, RestoredSenderOffersItsValueAndKeepsQueueOrder) {
+    in_fresh_thread([] {
+        channel<int> ch;
+        std::vector<int> ended;
+        tasklet a, b;
+        a.bind([&](int n) { ended.push_back(n); }, 1);
+        b.bind([&](int n) { ended.push_back(n); }, 2);
+        ch.restore_waiting(a, +1, 10);
+        ch.restore_waiting(b, +1, 20);
+        EXPECT_EQ(ch.balance(), 2);
+        ASSERT_NE(ch.offered_by(a), nullptr);
+        EXPECT_EQ(*ch.offered_by(b), 20);
+        EXPECT_EQ(ch.receive(), 10);
+        EXPECT_EQ(ch.receive(), 20);
+        stackless::run();
+        EXPECT_EQ(ended, (std::vector<int>{1, 2}));
+        expect_idle_scheduler();
+    });
+}
+
+TEST(ChannelRestore, RefusesTaskletsThatCannotWait) {
+    in_fresh_thread([] {
+        channel<int> ch;
+        tasklet unbound, without_arguments([] {});
+        EXPECT_THROW(ch.restore_waiting(unbound, -1, 0), tasklet_state_error);
+        EXPECT_THROW(ch.restore_waiting(without_arguments, -1, 0), tasklet_state_error);
+        tasklet runnable = spawn([] {});
+        EXPECT_THROW(ch.restore_waiting(runnable, -1, 0), tasklet_state_error);
+        tasklet t;
+        t.bind([](int) {}, 0);
+        EXPECT_THROW(ch.restore_waiting(t, 0, 0), std::invalid_argument);
+        ch.restore_waiting(t, -1, 0);
+        tasklet other;
+        other.bind([](int) {}, 0);
+        EXPECT_THROW(ch.restore_waiting(other, +1, 0), error);  // receivers are queued
+        stackless::run();
+        t.kill();
+        EXPECT_EQ(ch.balance(), 0);
+        expect_idle_scheduler();
+    });
+}
+
+// A kill before the restored tasklet ever ran reaches its function, which decides what to do
+// with it (the binding raises it in the restored Python frames).
+TEST(ChannelRestore, AKillBeforeStartReachesAFunctionThatTakesPending) {
+    in_fresh_thread([] {
+        channel<int> ch;
+        bool saw_exit = false;
+        tasklet t;
+        t.bind(
+            [&](int) {
+                std::exception_ptr e = take_pending_exception();
+                try {
+                    if (e) std::rethrow_exception(e);
+                } catch (const tasklet_exit&) {
+                    saw_exit = true;
+                    throw;
+                }
+            },
+            0);
+        t.set_function_takes_pending(true);
+        ch.restore_waiting(t, -1, 0);
+        t.kill();
+        EXPECT_TRUE(saw_exit);
+        EXPECT_FALSE(t.alive());
+        EXPECT_EQ(ch.balance(), 0);
+        expect_idle_scheduler();
+    });
+}
+
+}  // namespace

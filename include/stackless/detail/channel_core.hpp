@@ -35,6 +35,9 @@ class channel_core {
     // Blocks the current tasklet until a partner arrives. Its tempval holds the value to send
     // (dir > 0) or receives the value (dir < 0); it is returned. On failure it is cleared.
     tempval& wait(int dir);
+    // Unpickling: appends `t` (alive, not started, floating, of this thread) to the waiting list
+    // as if it had blocked in direction `dir`. Raises if that cannot be.
+    void append_restored(tasklet_state* t, int dir);
     // The current tasklet's tempval.
     static tempval& current_value() {
         tempval* v = current_tempval;

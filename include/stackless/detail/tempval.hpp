@@ -59,6 +59,16 @@ class tempval {
         return out;
     }
 
+    // The value, left in place. The caller knows it holds a T.
+    template <class T>
+    T& peek() noexcept {
+        if constexpr (fits_inline<T>) {
+            return *std::launder(reinterpret_cast<T*>(buf_));
+        } else {
+            return **std::launder(reinterpret_cast<T**>(buf_));
+        }
+    }
+
     std::exception_ptr take_exception() noexcept {
         auto* p = std::launder(reinterpret_cast<std::exception_ptr*>(buf_));
         std::exception_ptr out = std::move(*p);
