@@ -135,6 +135,10 @@ class channel {
         return nullptr;
     }
 
+    // A binding's object for this channel, reported by tasklet::blocked_on().
+    void* payload() const noexcept { return core_->payload(); }
+    void set_payload(void* payload) noexcept { core_->set_payload(payload); }
+
     int balance() const noexcept { return core_->balance(); }
     int preference() const noexcept { return core_->preference(); }
     // Raises std::invalid_argument unless preference is -1, 0 or 1.

@@ -129,6 +129,14 @@ class tasklet {
     bool paused() const;     // alive, neither in the run queue nor blocked
     bool is_current() const;
     bool is_main() const;
+    // The channel a blocked tasklet waits on, as the payload its binding gave the channel
+    // (channel::set_payload), and the direction: -1 receiving, 1 sending; {nullptr, 0} if the
+    // tasklet is not blocked.
+    struct blocking {
+        void* channel_payload;
+        int direction;
+    };
+    blocking blocked_on() const;
     bool block_trap() const;
     void set_block_trap(bool trap);
     // Neighbours in the chain the tasklet is linked into (run queue or channel); empty if none.

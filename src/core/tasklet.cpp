@@ -207,6 +207,12 @@ std::uint64_t tasklet::thread_id() const {
     return s != nullptr ? s->thread_id() : 0;
 }
 
+tasklet::blocking tasklet::blocked_on() const {
+    tasklet_state* t = checked();
+    if (t->where != place::channel || t->blocked_on == nullptr) return {nullptr, 0};
+    return {t->blocked_on->payload(), t->block_dir};
+}
+
 void tasklet::set_function_takes_pending(bool on) {
     tasklet_state* t = checked();
     if (t->state == life::started || t->state == life::dead)

@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "frame_state.hpp"
 #include "frame_traverse.hpp"
 #include "interp_state.hpp"
 #include "stackless/stackless.hpp"
@@ -99,7 +100,9 @@ struct py_tasklet {
     interp_state saved;     // its interpreter state while switched out
     _PyErr_StackItem exc_base;
     _PyStackChunk* root_chunk;
-    stack_hint hint;  // its innermost frame's value stack at its last blocking call
+    stack_hint hint;     // its innermost frame's value stack at its last blocking call
+    restore_plan* plan;  // unpickled frames it resumes when it first runs (owned)
+    bool awaiting_plan;  // bound to resume unpickled frames that are not there yet
     unsigned long thread_ident;
     void* thread;          // the binding's data of its thread, to check the thread without a call
     bool self_ref;         // holds a reference to itself while scheduled
@@ -191,6 +194,26 @@ extern PyObject* schedule_callback;
 extern PyObject* channel_callback;
 // Calls the channel callback, if any, before a channel action; -1 if it raised.
 int notify_channel(PyObject* channel, int sending, int will_block) noexcept;
+
+// Pickling (pickling.cpp): the helper module python/_stackless_pickle.py, imported once.
+int install_pickling(PyObject* module);
+PyObject* tasklet_reduce(PyObject* self, PyObject*);
+PyObject* tasklet_reduce_ex(PyObject* self, PyObject*);
+PyObject* tasklet_setstate(PyObject* self, PyObject* state);
+PyObject* tasklet_get_restorable(PyObject* self, void*);
+PyObject* channel_reduce(PyObject* self, PyObject*);
+PyObject* channel_setstate(PyObject* self, PyObject* state);
+PyObject* mod_tasklet_info(PyObject*, PyObject* t);
+PyObject* mod_tasklet_plan(PyObject*, PyObject* t);
+PyObject* mod_tasklet_frames(PyObject*, PyObject* args);
+PyObject* mod_tasklet_restore(PyObject*, PyObject* args);
+PyObject* mod_channel_info(PyObject*, PyObject* ch);
+PyObject* mod_channel_restore(PyObject*, PyObject* args);
+// Binds a fresh tasklet (or one a channel queued already) to resume `plan` (taken over on
+// success) when it runs (tasklet_type.cpp).
+int restore_tasklet(py_tasklet* t, restore_plan* plan);
+// Binds a fresh tasklet, not yet given its frames, so that a channel can queue it.
+int prepare_restored_waiter(py_tasklet* t);
 
 // Thread end (and interpreter exit for the main thread): kills every tasklet of this thread while
 // Python still runs (Stackless does the same), then drops the ones that would not die.

@@ -20,6 +20,7 @@ PyObject* channel_new(PyTypeObject* type, PyObject*, PyObject*) {
         Py_DECREF(c);
         return raise_from_cxx();
     }
+    c->ch.set_payload(c);  // what a blocked tasklet reports as its channel (pickling)
     return reinterpret_cast<PyObject*>(c);
 }
 
@@ -239,6 +240,7 @@ void channel_dealloc(PyObject* o) {
     py_channel* self = as_channel(o);
     PyObject_GC_UnTrack(o);
     if (self->weakreflist != nullptr) PyObject_ClearWeakRefs(o);
+    self->ch.set_payload(nullptr);  // tasklets may still wait on it
     self->ch.~channel();
     Py_TYPE(o)->tp_free(o);
 }
@@ -255,6 +257,9 @@ PyMethodDef channel_methods[] = {
     {"send_sequence", channel_send_sequence, METH_O, "send every item; returns the count"},
     {"close", channel_close, METH_NOARGS, "refuse new blocking operations"},
     {"open", channel_open, METH_NOARGS, "undo close()"},
+    {"__reduce__", channel_reduce, METH_NOARGS, "pickle support"},
+    {"__reduce_ex__", channel_reduce, METH_O, "pickle support"},
+    {"__setstate__", channel_setstate, METH_O, "unpickle support"},
     {nullptr, nullptr, 0, nullptr},
 };
 

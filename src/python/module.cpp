@@ -351,6 +351,12 @@ PyMethodDef module_methods[] = {
     {"get_channel_callback", mod_get_channel_callback, METH_NOARGS, "the channel callback"},
     {"switch_trap", mod_switch_trap, METH_O,
      "switch_trap(delta) -> old level: while above 0, switching raises RuntimeError"},
+    {"_tasklet_info", mod_tasklet_info, METH_O, "pickling: a tasklet's state"},
+    {"_tasklet_plan", mod_tasklet_plan, METH_O, "pickling: an unpickled tasklet's frames"},
+    {"_tasklet_frames", mod_tasklet_frames, METH_VARARGS, "pickling: a tasklet's frames"},
+    {"_tasklet_restore", mod_tasklet_restore, METH_VARARGS, "unpickling: frames to resume"},
+    {"_channel_info", mod_channel_info, METH_O, "pickling: a channel's state"},
+    {"_channel_restore", mod_channel_restore, METH_VARARGS, "unpickling: a channel's state"},
     {"_stats", mod_stats, METH_NOARGS, "the core scheduler's counters for this thread"},
     {"_atexit", mod_atexit, METH_NOARGS, "kills the main thread's tasklets (interpreter exit)"},
     {nullptr, nullptr, 0, nullptr},
@@ -445,7 +451,7 @@ PyMODINIT_FUNC PyInit_stackless() {
     Py_XDECREF(r);
     Py_XDECREF(hook);
     Py_XDECREF(atexit);
-    if (r == nullptr) {
+    if (r == nullptr || install_pickling(m) < 0) {
         Py_DECREF(m);
         return nullptr;
     }

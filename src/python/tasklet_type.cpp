@@ -4,7 +4,10 @@
 // the tasklet is scheduled (in the run queue or blocked on a channel) the object holds a
 // reference to itself, so the scheduler keeps it alive, as in Stackless; a paused tasklet lives
 // only by the references Python code holds, and when the last one goes it is killed.
+#include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -91,6 +94,8 @@ const stackless::tasklet_hooks hooks{&switched_out, &switched_in, &scheduled_cha
 // The body of every tasklet's core function: runs the bound Python callable on the tasklet's own
 // C stack. A normal end, or TaskletExit, ends the tasklet silently; any other exception goes to
 // the main tasklet as python_error.
+void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result);
+
 void run_body(py_tasklet* self) {
     PyThreadState* ts = self->tstate;
     _PyCFrame root;
@@ -126,9 +131,94 @@ void run_body(py_tasklet* self) {
                                       static_cast<size_t>(PyTuple_GET_SIZE(self->args)), nullptr)
                 : PyObject_Call(self->func, self->args, self->kwargs);
     }
+    finish_body(self, ts, result);
+}
+
+// The value the blocking call an unpickled tasklet was pickled in returns now that it resumes
+// (nullptr with an exception set: raise that in its innermost frame instead).
+PyObject* resume_value(py_tasklet* self, resume_op op) {
+    switch (op) {
+        case resume_op::tempval: {
+            PyObject* value = self->tempval;  // schedule()'s protocol
+            self->tempval = nullptr;
+            if (value == nullptr) Py_RETURN_NONE;
+            if (explode_if_bomb(value)) return nullptr;
+            return value;
+        }
+        case resume_op::none:
+            Py_RETURN_NONE;
+        case resume_op::receive:
+            try {
+                std::optional<py_ref> received = stackless::channel<py_ref>::take_delivered();
+                if (!received) {
+                    PyErr_SetString(PyExc_RuntimeError,
+                                    "stackless: this unpickled tasklet was blocked receiving on a "
+                                    "channel and was run without being sent a value");
+                    return nullptr;
+                }
+                PyObject* value = received->release();
+                if (explode_if_bomb(value)) return nullptr;
+                return value;
+            } catch (...) {
+                return raise_from_cxx();
+            }
+    }
+    Py_RETURN_NONE;
+}
+
+// The core function of an unpickled tasklet: rebuilds its frames on its own C stack and resumes
+// them where they were pickled (frame_state.cpp).
+void run_restored(py_tasklet* self) {
+    PyThreadState* ts = self->tstate;
+    _PyCFrame root;
+    std::unique_ptr<restore_plan> plan(std::exchange(self->plan, nullptr));
+    self->awaiting_plan = false;
+    PyObject* context = std::exchange(self->context, nullptr);
+    std::size_t frame_bytes = plan != nullptr ? plan->chunk_bytes : 0;
+    if (self->root_chunk != nullptr) free_root_chunk(self->root_chunk);
+    self->root_chunk =
+        new_root_chunk_of(offsetof(_PyStackChunk, data) + sizeof(PyObject*) * 32 + frame_bytes);
+    if (self->root_chunk == nullptr) {
+        Py_XDECREF(context);
+        PyErr_NoMemory();
+        throw python_error();
+    }
+    start_interp_state(ts, &root, self->root_chunk, &self->exc_base, context);
+    self->python_started = true;
+    install_hook_functions(ts, self->saved);
+    if (schedule_callback != nullptr) [[unlikely]]
+        call_schedule_callback(self);
+    PyObject* value = nullptr;
+    std::exception_ptr pending = stackless::take_pending_exception();
+    if (plan == nullptr) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "stackless: this tasklet was unpickled without its frames (a channel's "
+                        "pickle queued it, but the tasklet's own state never came)");
+    } else if (pending) {
+        try {
+            std::rethrow_exception(pending);
+        } catch (...) {
+            raise_from_cxx();
+        }
+    } else {
+        value = resume_value(self, plan->op);
+    }
+    PyObject* result = nullptr;
+    if (plan != nullptr) {
+        self->exc_base.exc_value = std::exchange(plan->exc_value, nullptr);
+        result = resume_frames(ts, &root, *plan, value);
+        plan.reset();
+    }
+    finish_body(self, ts, result);
+}
+
+// The end of a tasklet's core function. A normal end, or TaskletExit, ends the tasklet silently;
+// any other exception goes to the main tasklet as python_error.
+void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result) {
     // An ended tasklet holds on to nothing; and `root` dies with this function, so the thread
     // state must not point to it when the final switch saves the state.
     ts->cframe = &ts->root_cframe;
+    Py_CLEAR(self->exc_base.exc_value);
     self->python_finished = true;
     Py_CLEAR(self->args);
     Py_CLEAR(self->kwargs);
@@ -477,6 +567,8 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
         Py_XDECREF(args);
     }
     self->python_started = false;
+    delete std::exchange(self->plan, nullptr);  // an unpickled tasklet bound to something else
+    self->awaiting_plan = false;
     try {
         if (with_args)
             self->core.bind(&run_body, self);
@@ -537,6 +629,53 @@ PyObject* tasklet_vectorcall(PyObject* type, PyObject* const* args, size_t nargs
     Py_XDECREF(kwargs);
     return result;
 }
+
+}  // namespace
+
+int prepare_restored_waiter(py_tasklet* t) {
+    stackless::tasklet::status_flags st;
+    try {
+        st = t->core.status();
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    if (t->awaiting_plan || t->plan != nullptr) {
+        if (!st.started && !st.scheduled) return 0;  // bound for this already
+    } else if (!t->is_main && !st.alive && !st.scheduled && t->func == nullptr) {
+        // A fresh tasklet from the unpickler: it resumes its frames in a copy of the context
+        // of the code unpickling it.
+        if (t->context == nullptr && t->tstate->context != nullptr) {
+            t->context = PyContext_CopyCurrent();
+            if (t->context == nullptr) return -1;
+        }
+        try {
+            t->core.bind(&run_restored, t);
+            t->core.set_function_takes_pending(true);
+        } catch (...) {
+            return raise_from_cxx_int();
+        }
+        t->python_started = false;
+        t->awaiting_plan = true;
+        return 0;
+    }
+    PyErr_SetString(PyExc_RuntimeError,
+                    "stackless: only a new tasklet made by the unpickler can take unpickled "
+                    "frames (this one is bound, scheduled or has run)");
+    return -1;
+}
+
+int restore_tasklet(py_tasklet* t, restore_plan* plan) {
+    if (t->plan != nullptr) {
+        PyErr_SetString(PyExc_RuntimeError, "stackless: the tasklet has its frames already");
+        return -1;
+    }
+    if (prepare_restored_waiter(t) < 0) return -1;
+    t->plan = plan;
+    t->awaiting_plan = false;
+    return 0;
+}
+
+namespace {
 
 PyObject* tasklet_bind(PyObject* o, PyObject* args, PyObject* kwds) {
     static const char* names[] = {"func", "args", "kwargs", nullptr};
@@ -876,10 +1015,6 @@ PyObject* get_thread_id(PyObject* o, void*) {
     if (of_ended_thread(t)) return PyLong_FromLong(-1);  // as Stackless reports
     return PyLong_FromUnsignedLong(t->thread_ident);
 }
-PyObject* get_restorable(PyObject*, void*) {
-    // Tasklets switch hard (their C stack is kept): none can be pickled and restored yet.
-    Py_RETURN_FALSE;
-}
 PyObject* get_nesting_level(PyObject*, void*) {
     return PyLong_FromLong(0);
 }
@@ -955,6 +1090,8 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(self->kwargs);
     Py_VISIT(self->tempval);
     Py_VISIT(self->context);
+    if (self->plan != nullptr)
+        if (int r = traverse_plan(*self->plan, visit, arg)) return r;
     bool suspended_in_python = false;  // switched out with frames of its own
     try {
         suspended_in_python = self->python_started && !self->is_main && this_thread != nullptr &&
@@ -986,6 +1123,7 @@ int tasklet_clear(PyObject* o) {
     }
     Py_CLEAR(self->tempval);
     Py_CLEAR(self->context);
+    delete std::exchange(self->plan, nullptr);
     return 0;
 }
 
@@ -1001,7 +1139,9 @@ void tasklet_finalize(PyObject* o) {
         // to itself), or by the collector because it is unreachable (then it may be blocked on
         // an unreachable channel). A runnable one is never unreachable: the run queue is a root.
         stackless::tasklet::status_flags st = self->core.status();
-        if (st.started && (!st.scheduled || st.blocked)) self->core.kill(false);
+        // An unpickled tasklet waiting on a channel has frames to unwind too.
+        bool has_frames = st.started || self->plan != nullptr;
+        if (has_frames && (!st.scheduled || st.blocked)) self->core.kill(false);
     } catch (...) {
         raise_from_cxx();
         PyErr_WriteUnraisable(o);
@@ -1086,6 +1226,9 @@ PyMethodDef tasklet_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, "context_run(callable, *args, **kwargs) in its context"},
     {"set_ignore_nesting", tasklet_set_ignore_nesting, METH_O,
      "set_ignore_nesting(flag) -> old flag"},
+    {"__reduce__", tasklet_reduce, METH_NOARGS, "pickle support"},
+    {"__reduce_ex__", tasklet_reduce_ex, METH_O, "pickle support"},
+    {"__setstate__", tasklet_setstate, METH_O, "unpickle support"},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -1105,7 +1248,7 @@ PyGetSetDef tasklet_getset[] = {
     {"atomic", get_atomic, nullptr, "inside set_atomic(True)", nullptr},
     {"ignore_nesting", get_ignore_nesting, nullptr, "inside set_ignore_nesting(True)", nullptr},
     {"thread_id", get_thread_id, nullptr, "id of the thread it belongs to", nullptr},
-    {"restorable", get_restorable, nullptr, "can be pickled and restored", nullptr},
+    {"restorable", tasklet_get_restorable, nullptr, "can be pickled and restored", nullptr},
     {"nesting_level", get_nesting_level, nullptr, "interpreter nesting level", nullptr},
     {"context", get_context, nullptr, "its contextvars context", nullptr},
     {"trace_function", get_hook_function<true>, set_hook_function<true>,

@@ -860,10 +860,15 @@ TEST(ChannelRestore, RestoredSenderOffersItsValueAndKeepsQueueOrder) {
         EXPECT_EQ(ch.balance(), 2);
         ASSERT_NE(ch.offered_by(a), nullptr);
         EXPECT_EQ(*ch.offered_by(b), 20);
+        int marker = 0;
+        ch.set_payload(&marker);
+        EXPECT_EQ(b.blocked_on().channel_payload, &marker);
+        EXPECT_EQ(b.blocked_on().direction, 1);
         EXPECT_EQ(ch.receive(), 10);
         EXPECT_EQ(ch.receive(), 20);
         stackless::run();
         EXPECT_EQ(ended, (std::vector<int>{1, 2}));
+        EXPECT_EQ(b.blocked_on().channel_payload, nullptr);
         expect_idle_scheduler();
     });
 }

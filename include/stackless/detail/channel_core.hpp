@@ -57,6 +57,9 @@ class channel_core {
     void close() noexcept { closing_ = true; }
     void open() noexcept { closing_ = false; }
     tasklet_state* head() const noexcept;
+    // A binding's object for this channel (the CPython binding's channel object), or nullptr.
+    void* payload() const noexcept { return payload_; }
+    void set_payload(void* payload) noexcept { payload_ = payload; }
 
     void retain() noexcept { ++refs_; }
     // The channel is freed when no handle refers to it and no tasklet waits on it.
@@ -72,6 +75,7 @@ class channel_core {
     bool closing_ = false;
     tasklet_header* head_ = nullptr;
     tasklet_header* tail_ = nullptr;
+    void* payload_ = nullptr;
 };
 
 }  // namespace stackless::detail

@@ -1,0 +1,535 @@
+"""Pickling of tasklets and channels for the `stackless` extension module (CPython 3.11).
+
+The extension imports this module when it is imported and calls `_install(stackless)`. Here
+lives what is easier to say in Python: the pickle format (tuples that name their format version
+and the CPython minor version), the reducers Stackless registers with copyreg (code objects,
+cells, modules), functions pickled by value when they cannot be found by name, and the bytecode
+analysis that says what each value-stack slot of a frame must hold where it resumes. Reading
+and writing interpreter frames is C++ (src/python/frame_state.cpp).
+
+Unpickling runs code, as every pickle does: only load tasklets from sources you trust. What this
+module guarantees is that a damaged pickle (flipped or missing bytes) raises an exception
+instead of resuming a frame whose code or stack does not match, which could crash CPython.
+"""
+import copyreg
+import dis
+import importlib
+import marshal
+import opcode
+import pickle
+import sys
+import types
+import zlib
+
+FORMAT = 1  # bump when the layout of the tuples below changes
+PYTHON = tuple(sys.version_info[:2])
+TASKLET_TAG = "stackless.tasklet"
+CHANNEL_TAG = "stackless.channel"
+
+_stackless = None  # the extension module, set by _install()
+
+# Frames whose code is one of these are not resumed by this implementation yet.
+_UNSUPPORTED_CODE_FLAGS = (
+    ("generator", 0x20), ("coroutine", 0x80), ("iterable coroutine", 0x100),
+    ("async generator", 0x200))
+
+
+# ---------------------------------------------------------------------------------------------
+# copyreg reducers (what Stackless registers), and the functions their pickles call.
+
+def _check_python(python):
+    if tuple(python) != PYTHON:
+        raise pickle.UnpicklingError(
+            "stackless: this pickle was made by CPython %d.%d; code objects and frames only load "
+            "in the CPython minor version that made them (this is %d.%d)"
+            % (tuple(python) + PYTHON))
+
+
+_code_cache = {}  # marshalled bytes -> code object: loading the same code twice reuses it
+
+
+def _load_code(data, checksum, python):
+    _check_python(python)
+    if not isinstance(data, bytes) or zlib.crc32(data) != checksum:
+        raise pickle.UnpicklingError("stackless: corrupt pickle: a code object's bytes do not "
+                                     "match their checksum")
+    code = _code_cache.get(data)
+    if code is None:
+        code = marshal.loads(data)
+        if not isinstance(code, types.CodeType):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: not a code object")
+        if len(_code_cache) >= 1024:
+            _code_cache.clear()
+        _code_cache[data] = code
+    return code
+
+
+def _reduce_code(code):
+    data = marshal.dumps(code)
+    return _load_code, (data, zlib.crc32(data), PYTHON)
+
+
+def _new_cell():
+    return types.CellType()
+
+
+def _set_cell(cell, state):
+    if state:
+        cell.cell_contents = state[0]
+    return cell
+
+
+def _reduce_cell(cell):
+    try:
+        state = (_by_value_if_needed(cell.cell_contents),)
+    except ValueError:  # empty cell
+        state = ()
+    # Contents as state, not as an argument: a closure's cell may contain the function itself.
+    return _new_cell, (), state, None, None, _set_cell
+
+
+def _reduce_module(module):
+    return importlib.import_module, (module.__name__,)
+
+
+def _module_dict(name):
+    """The globals of a frame that ran in module `name`."""
+    return importlib.import_module(name).__dict__
+
+
+class _FunctionByValue:
+    """Stands for a function that pickle cannot find by name (a lambda, a nested function):
+    pickled as its code, module, name, defaults and closure. CPython's pickler always saves
+    functions by name, so the frames' contents (locals, stack, cells) are wrapped in this."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function):
+        self.function = function
+
+    def __reduce__(self):
+        f = self.function
+        closure = f.__closure__
+        return _make_function, (f.__code__, _globals_ref(f.__globals__), f.__name__,
+                                f.__qualname__, f.__defaults__, f.__kwdefaults__, closure,
+                                f.__dict__ or None)
+
+
+def _make_function(code, globals_ref, name, qualname, defaults, kwdefaults, closure, attrs):
+    if not isinstance(code, types.CodeType):
+        raise pickle.UnpicklingError("stackless: corrupt pickle: a function without code")
+    f = types.FunctionType(code, _resolve_globals(globals_ref), name, defaults, closure)
+    f.__qualname__ = qualname
+    if kwdefaults:
+        f.__kwdefaults__ = kwdefaults
+    if attrs:
+        f.__dict__.update(attrs)
+    return f
+
+
+def _findable_by_name(f):
+    module = sys.modules.get(getattr(f, "__module__", None) or "")
+    if module is None:
+        return False
+    obj = module
+    for part in f.__qualname__.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return False
+    return obj is f
+
+
+def _by_value_if_needed(value):
+    if type(value) is types.FunctionType and not _findable_by_name(value):
+        return _FunctionByValue(value)
+    return value
+
+
+def _globals_ref(globals_dict):
+    """A module's globals are pickled as the module's name; other dicts by value."""
+    name = globals_dict.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    if module is not None and getattr(module, "__dict__", None) is globals_dict:
+        return name
+    return globals_dict
+
+
+def _resolve_globals(ref):
+    if isinstance(ref, str):
+        return _module_dict(ref)
+    if isinstance(ref, dict):
+        return ref
+    raise pickle.UnpicklingError("stackless: corrupt pickle: a frame's globals are neither a "
+                                 "module name nor a dict")
+
+
+# ---------------------------------------------------------------------------------------------
+# What each value-stack slot holds, instruction by instruction.
+#
+# Slot kinds: "o" any object, "n" an object or NULL (the slot LOAD_METHOD, LOAD_GLOBAL and
+# PUSH_NULL leave for a method's self), "i" an iterator (FOR_ITER calls its tp_iternext
+# directly), "x" an exception or None (an exception state saved by PUSH_EXC_INFO), "e" an
+# exception (what a handler receives), "l" an int, the instruction offset a handler re-raises at.
+# The evaluation loop trusts these: a frame resumed with the wrong kind in a slot may crash, so
+# restoring a frame checks every slot against this analysis.
+
+_OP = opcode.opmap
+_CACHES = opcode._inline_cache_entries
+_NO_FALLTHROUGH = {_OP[n] for n in ("RETURN_VALUE", "RAISE_VARARGS", "RERAISE", "JUMP_FORWARD",
+                                    "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")}
+_JUMPS = set(opcode.hasjrel) | set(opcode.hasjabs)
+_STRICTER = {("o", "n"): "o", ("n", "o"): "o"}
+_slot_cache = {}
+
+
+def _merge(a, b):
+    if a == b:
+        return a
+    if len(a) != len(b):
+        return None
+    out = []
+    for x, y in zip(a, b):
+        if x == y:
+            out.append(x)
+        elif (x, y) in _STRICTER:
+            out.append(_STRICTER[(x, y)])
+        elif x == "o":
+            out.append(y)
+        elif y == "o":
+            out.append(x)
+        else:
+            return None
+    return "".join(out)
+
+
+def _effect(instr, stack, jump):
+    """The slot kinds after `instr` when it falls through (jump False) or jumps."""
+    op, arg = instr.opcode, instr.arg
+    name = instr.opname
+    if name == "PRECALL":
+        return stack
+    if name == "CALL":
+        return stack[:len(stack) - arg - 2] + "o"
+    if name == "CALL_FUNCTION_EX":
+        return stack[:len(stack) - 3 - (arg & 1)] + "o"
+    if name in ("GET_ITER", "GET_YIELD_FROM_ITER"):
+        return stack[:-1] + "i"
+    if name == "FOR_ITER":
+        return stack[:-1] if jump else stack + "o"
+    if name == "PUSH_EXC_INFO":
+        return stack[:-1] + "xe"
+    if name == "LOAD_METHOD":
+        return stack[:-1] + "no"
+    if name == "LOAD_GLOBAL":
+        return stack + ("no" if arg & 1 else "o")
+    if name == "PUSH_NULL":
+        return stack + "n"
+    if name == "SWAP":
+        s = list(stack)
+        s[-1], s[-arg] = s[-arg], s[-1]
+        return "".join(s)
+    if name == "COPY":
+        return stack + stack[-arg]
+    if name == "BEFORE_WITH":
+        return stack[:-1] + "oo"
+    effect = dis.stack_effect(op, arg, jump=jump) if op >= opcode.HAVE_ARGUMENT else \
+        dis.stack_effect(op)
+    if effect < 0:
+        return stack[:len(stack) + effect] if len(stack) + effect >= 0 else None
+    # Instructions not listed above only replace or add plain objects at the top.
+    return stack + "o" * effect
+
+
+def slot_kinds(code):
+    """{instruction index (in code units): slot kinds of the value stack before it}."""
+    result = _slot_cache.get(code)
+    if result is not None:
+        return result
+    instructions = list(dis.get_instructions(code))
+    at = {i.offset: n for n, i in enumerate(instructions)}
+    handlers = [(e.start, e.end, e.target, e.depth, e.lasti)
+                for e in dis._parse_exception_table(code)]
+    states = {}
+    work = [(0, "")]
+    while work:
+        offset, stack = work.pop()
+        if stack is None or offset not in at:
+            continue
+        old = states.get(offset)
+        if old is not None:
+            merged = _merge(old, stack)
+            if merged == old:
+                continue
+            stack = merged if merged is not None else ""
+        states[offset] = stack
+        n = at[offset]
+        instr = instructions[n]
+        for start, end, target, depth, lasti in handlers:
+            if start <= offset < end and depth <= len(stack):
+                work.append((target, stack[:depth] + ("l" if lasti else "") + "e"))
+        if instr.opcode in _JUMPS:
+            work.append((instr.argval, _effect(instr, stack, True)))
+        if instr.opcode not in _NO_FALLTHROUGH and n + 1 < len(instructions):
+            work.append((instructions[n + 1].offset, _effect(instr, stack, False)))
+    result = {offset // 2: stack for offset, stack in states.items()}
+    if len(_slot_cache) >= 4096:
+        _slot_cache.clear()
+    _slot_cache[code] = result
+    return result
+
+
+_instruction_cache = {}
+
+
+def _instruction(code, index):
+    """The instruction at `index` (code units), with its full argument, or None."""
+    table = _instruction_cache.get(code)
+    if table is None:
+        table = {i.offset // 2: i for i in dis.get_instructions(code)}
+        if len(_instruction_cache) >= 4096:
+            _instruction_cache.clear()
+        _instruction_cache[code] = table
+    return table.get(index)
+
+
+def _call_site(code, index):
+    """For a frame stopped inside a C call at instruction `index`: (stack depth, mode, slot),
+    where mode 1 is a call whose [method or NULL, callable or self] pair starts at the slot,
+    2 a CALL_FUNCTION_EX whose callable is the slot, 3 a FOR_ITER over the iterator in the
+    slot, 0 anything else; depth -1 if the analysis has no state there."""
+    stack = slot_kinds(code).get(index)
+    instr = _instruction(code, index)
+    if stack is None or instr is None:
+        return -1, 0, -1
+    depth = len(stack)
+    name, arg = instr.opname, instr.arg or 0
+    if name in ("PRECALL", "CALL"):
+        return depth, 1, depth - arg - 2
+    if name == "CALL_FUNCTION_EX":
+        return depth, 2, depth - 2 - (arg & 1)
+    if name == "FOR_ITER":
+        return depth, 3, depth - 1
+    return depth, 0, -1
+
+
+def _next_index(code, index):
+    """Index of the instruction after the one at `index` and its inline caches."""
+    return index + 1 + _CACHES[code.co_code[2 * index]]
+
+
+def _resume_after_call(code, index):
+    """Where a frame continues once the call made by its instruction at `index` returns, and
+    how many stack entries the call consumes; None if that instruction is no call."""
+    instr = _instruction(code, index)
+    if instr is None:
+        return None
+    name, arg = instr.opname, instr.arg or 0
+    if name == "PRECALL":
+        call = _next_index(code, index)
+        after = _instruction(code, call)
+        if after is None or after.opname != "CALL":
+            return None
+        return _next_index(code, call), arg + 2
+    if name == "CALL":
+        return _next_index(code, index), arg + 2
+    if name == "CALL_FUNCTION_EX":
+        return index + 1, 3 + (arg & 1)
+    if name == "FOR_ITER":
+        return index + 1, 0
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasklets
+
+def _where(code, index):
+    line = None
+    for start, end, lineno in code.co_lines():
+        if start <= 2 * index < end:
+            line = lineno
+    return "%s (%s, line %s)" % (code.co_qualname, code.co_filename, line)
+
+
+def _callable_name(obj):
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if name is None:
+        name = type(obj).__qualname__ + " object"
+    module = getattr(obj, "__module__", None)
+    if isinstance(module, str) and module not in ("builtins",):
+        name = module + "." + name
+    return name
+
+
+def _refuse(message):
+    raise pickle.PicklingError("stackless: cannot pickle this tasklet: " + message)
+
+
+def _capture_frames(t):
+    """The tasklet's frames as pickle records, innermost last, and how the innermost resumes."""
+    raw = _stackless._tasklet_frames(t, _call_site)
+    records = []
+    resume_op = None
+    for n, (code, globals_dict, index, in_c_call, local_values, local_nulls, stack, stack_nulls,
+            pending) in enumerate(raw):
+        innermost = n == len(raw) - 1
+        for what, flag in _UNSUPPORTED_CODE_FLAGS:
+            if code.co_flags & flag:
+                _refuse("%s runs a %s frame; pickling those is not supported yet"
+                        % (_where(code, index), what))
+        if not in_c_call:
+            resume = index + 1  # the instruction after the call's caches
+        else:
+            after = _resume_after_call(code, index)
+            if after is None or stack is None:
+                _refuse("%s is inside a C call (%s) that pickling cannot resume"
+                        % (_where(code, index), opcode.opname[code.co_code[2 * index]]))
+            resume, consumed = after
+            kind, callee = pending
+            if innermost:
+                if kind is None:
+                    _refuse("%s is blocked inside the C function %s, which called back into "
+                            "code that switched tasklets; pickling cannot resume C functions"
+                            % (_where(code, index), _callable_name(callee)))
+                resume_op = kind
+            elif kind != "python":
+                _refuse("%s called the C function %s, which called the Python function %s; "
+                        "pickling cannot resume C functions"
+                        % (_where(code, index), _callable_name(callee),
+                           raw[n + 1][0].co_qualname))
+            stack = stack[:len(stack) - consumed]
+            stack_nulls = tuple(i for i in stack_nulls if i < len(stack))
+        records.append((code, _globals_ref(globals_dict), resume,
+                        tuple(_by_value_if_needed(v) for v in local_values), local_nulls,
+                        tuple(_by_value_if_needed(v) for v in stack), stack_nulls))
+    return tuple(records), resume_op
+
+
+def reduce_tasklet(t):
+    info = _stackless._tasklet_info(t)
+    (state, func, args, kwargs, tempval, atomic, ignore_nesting, block_trap, channel,
+     direction, exc_value) = info
+    if state == "main":
+        _refuse("it is a main tasklet (Stackless cannot pickle those either)")
+    if state == "current":
+        _refuse("it is the current tasklet; pickle it from another one")
+    if state in ("dead", "bound"):
+        body = (_by_value_if_needed(func),) if state == "bound" else ()
+    elif state == "new":
+        body = (_by_value_if_needed(func), tuple(_by_value_if_needed(a) for a in args), kwargs)
+    elif state == "restored":  # unpickled and not run since: the same frames again
+        body = _stackless._tasklet_plan(t)
+        state = "frames"
+    else:
+        frames, resume_op = _capture_frames(t)
+        body = (frames, resume_op, exc_value)
+    blocked = (channel, direction) if channel is not None else None
+    flags = (bool(atomic), bool(ignore_nesting), bool(block_trap))
+    attrs = getattr(t, "__dict__", None) or None
+    return (copyreg.__newobj__, (type(t),),
+            (TASKLET_TAG, FORMAT, PYTHON, state, body, flags, tempval, blocked, attrs))
+
+
+def _check_state(state, tag, size):
+    if not isinstance(state, tuple) or len(state) != size or state[0] != tag:
+        raise pickle.UnpicklingError("stackless: corrupt pickle: not a %s state" % tag)
+    if state[1] != FORMAT:
+        raise pickle.UnpicklingError(
+            "stackless: this %s pickle has format %r; this stackless reads format %d"
+            % (tag, state[1], FORMAT))
+    _check_python(state[2])
+
+
+def setstate_tasklet(t, state):
+    _check_state(state, TASKLET_TAG, 9)
+    _, _, _, kind, body, flags, tempval, blocked, attrs = state
+    if not isinstance(body, tuple) or not isinstance(flags, tuple) or len(flags) != 3:
+        raise pickle.UnpicklingError("stackless: corrupt pickle: bad tasklet state")
+    if kind == "dead":
+        pass
+    elif kind == "bound" and len(body) == 1:
+        t.bind(body[0])
+    elif kind == "new" and len(body) == 3:
+        t.bind(body[0], body[1], body[2])
+    elif kind == "frames" and len(body) == 3:
+        frames, resume_op, exc_value = body
+        if not isinstance(frames, tuple) or not frames:
+            raise pickle.UnpicklingError("stackless: corrupt pickle: a tasklet without frames")
+        prepared = []
+        for record in frames:
+            if not isinstance(record, tuple) or len(record) != 7:
+                raise pickle.UnpicklingError("stackless: corrupt pickle: bad frame record")
+            code, globals_ref, resume, local_values, local_nulls, stack, stack_nulls = record
+            if not isinstance(code, types.CodeType):
+                raise pickle.UnpicklingError("stackless: corrupt pickle: a frame without code")
+            kinds = slot_kinds(code).get(resume) if isinstance(resume, int) else None
+            if kinds is None:
+                raise pickle.UnpicklingError(
+                    "stackless: corrupt pickle: frame of %s resumes at %r, which is not an "
+                    "instruction it can resume at" % (code.co_qualname, resume))
+            prepared.append((code, _resolve_globals(globals_ref), resume, kinds, local_values,
+                             local_nulls, stack, stack_nulls))
+        if not isinstance(resume_op, str):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: bad resume operation")
+        _stackless._tasklet_restore(t, tuple(prepared), resume_op, exc_value, frames)
+    else:
+        raise pickle.UnpicklingError("stackless: corrupt pickle: unknown tasklet state %r"
+                                     % (kind,))
+    t.tempval = tempval
+    atomic, ignore_nesting, block_trap = flags
+    t.set_atomic(bool(atomic))
+    t.set_ignore_nesting(bool(ignore_nesting))
+    t.block_trap = bool(block_trap)
+    if attrs:
+        if not isinstance(attrs, dict) or not hasattr(t, "__dict__"):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: bad tasklet attributes")
+        t.__dict__.update(attrs)
+    # `blocked` only made the pickle carry the channel: the channel's own state queues the
+    # tasklet again, in its place.
+    if blocked is not None and not (isinstance(blocked, tuple) and len(blocked) == 2):
+        raise pickle.UnpicklingError("stackless: corrupt pickle: bad blocking state")
+
+
+def is_restorable(t):
+    try:
+        reduce_tasklet(t)
+    except pickle.PicklingError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Channels
+
+def reduce_channel(ch):
+    preference, schedule_all, closing, queue = _stackless._channel_info(ch)
+    queue = tuple((t, d, _by_value_if_needed(v)) for t, d, v in queue)
+    attrs = getattr(ch, "__dict__", None) or None
+    return (copyreg.__newobj__, (type(ch),),
+            (CHANNEL_TAG, FORMAT, PYTHON, preference, schedule_all, closing, queue, attrs))
+
+
+def setstate_channel(ch, state):
+    _check_state(state, CHANNEL_TAG, 8)
+    _, _, _, preference, schedule_all, closing, queue, attrs = state
+    if not isinstance(queue, tuple) or not all(isinstance(w, tuple) and len(w) == 3
+                                               for w in queue):
+        raise pickle.UnpicklingError("stackless: corrupt pickle: bad channel queue")
+    _stackless._channel_restore(ch, preference, bool(schedule_all), bool(closing), queue)
+    if attrs:
+        if not isinstance(attrs, dict) or not hasattr(ch, "__dict__"):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: bad channel attributes")
+        ch.__dict__.update(attrs)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _install(module):
+    global _stackless
+    _stackless = module
+    copyreg.pickle(types.CodeType, _reduce_code)
+    copyreg.pickle(types.CellType, _reduce_cell)
+    copyreg.pickle(types.ModuleType, _reduce_module)
+    # What pickles refer to, under the extension's name (pickle finds them as stackless._...).
+    for f in (_load_code, _new_cell, _set_cell, _make_function):
+        f.__module__ = module.__name__
+        setattr(module, f.__name__, f)

@@ -1,0 +1,66 @@
+// Reading a switched-out tasklet's interpreter frames for pickling, and building frames from a
+// pickle and resuming them (frame_state.cpp, CPython 3.11 only). The pickle format and the
+// bytecode analysis that says what each frame slot must hold are in python/_stackless_pickle.py.
+#pragma once
+
+#include <Python.h>
+
+#include <cstddef>
+#include <vector>
+
+namespace stackless::python {
+
+// What the blocking call of a tasklet's innermost frame returns when the tasklet resumes.
+enum class resume_op {
+    tempval,  // the tasklet's tempval (stackless.schedule, schedule_remove)
+    none,     // None (channel.send, tasklet.run, tasklet.switch, ...)
+    receive,  // the value a channel delivers (channel.receive, iterating over a channel)
+};
+
+// Says what a frame's pending C call is: for the innermost frame, returns the name of the
+// resume_op of the stackless operation `callee` (nullptr: not one); `is_iteration` when the
+// frame is in a FOR_ITER over `callee`.
+using classify_call = const char* (*)(PyObject* callee, bool is_iteration);
+
+// The frames of a switched-out tasklet, first (outermost) to innermost, as a new list of tuples
+// (code, globals, instruction index, in_c_call, locals, local NULL indices, stack or None, stack
+// NULL indices, (kind, callee) or None); see _stackless_pickle._capture_frames. `call_site` is
+// called as call_site(code, index) -> (depth, mode, position) for frames inside a C call.
+PyObject* capture_frames(struct _PyInterpreterFrame* innermost, PyObject* call_site,
+                         classify_call classify);
+
+// A frame to rebuild: its function (made from the pickled code and globals), where it resumes
+// and its locals and value stack. Owned references; NULL entries stand for empty slots.
+struct restored_frame {
+    PyObject* func = nullptr;
+    int resume = 0;  // index of the instruction it continues at
+    std::vector<PyObject*> locals;
+    std::vector<PyObject*> stack;
+};
+
+struct restore_plan {
+    std::vector<restored_frame> frames;  // outermost first
+    resume_op op = resume_op::none;
+    PyObject* exc_value = nullptr;  // the exception being handled where the innermost stopped
+    PyObject* source = nullptr;     // the pickled frames, to pickle the tasklet again unchanged
+    std::size_t chunk_bytes = 0;    // frame memory the frames need
+    ~restore_plan();
+};
+
+// Checks one pickled frame against its code and the analysis of what each stack slot holds
+// (`kinds`, a str: see _stackless_pickle.slot_kinds) and adds it to `plan`. Returns -1 with an
+// exception (a corrupt or mismatched pickle) on failure.
+int add_restored_frame(restore_plan& plan, PyObject* code, PyObject* globals, int resume,
+                       PyObject* kinds, PyObject* locals, PyObject* local_nulls, PyObject* stack,
+                       PyObject* stack_nulls);
+
+// Runs on the tasklet's fresh C stack, after start_interp_state() with a root chunk of at least
+// plan.chunk_bytes: builds the frames and resumes them innermost first, each continuing where it
+// stopped with the value its call returns (`value`, owned; nullptr: raise the current exception
+// there). Returns the outermost frame's result (new reference) or nullptr with an exception.
+// The plan's references are used up.
+PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, PyObject* value);
+
+int traverse_plan(const restore_plan& plan, visitproc visit, void* arg);
+
+}  // namespace stackless::python
