@@ -178,8 +178,24 @@ _CACHES = opcode._inline_cache_entries
 _NO_FALLTHROUGH = {_OP[n] for n in ("RETURN_VALUE", "RAISE_VARARGS", "RERAISE", "JUMP_FORWARD",
                                     "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")}
 _JUMPS = set(opcode.hasjrel) | set(opcode.hasjabs)
-_STRICTER = {("o", "n"): "o", ("n", "o"): "o"}
 _slot_cache = {}
+
+
+def _merge_kind(x, y):
+    """The kind of a slot reached with kinds x and y on two paths, or None if they conflict.
+    The result is checked for every value that may be there: a special kind (an iterator, a
+    saved exception, ...) wins over "any object", and "any object" over "object or NULL"."""
+    if x == y:
+        return x
+    if {x, y} == {"x", "e"}:
+        return "x"  # PUSH_EXC_INFO keeps an exception or None where the exception was
+    if {x, y} == {"o", "n"}:
+        return "o"
+    if x in "on":
+        return y
+    if y in "on":
+        return x
+    return None
 
 
 def _merge(a, b):
@@ -189,16 +205,10 @@ def _merge(a, b):
         return None
     out = []
     for x, y in zip(a, b):
-        if x == y:
-            out.append(x)
-        elif (x, y) in _STRICTER:
-            out.append(_STRICTER[(x, y)])
-        elif x == "o":
-            out.append(y)
-        elif y == "o":
-            out.append(x)
-        else:
+        kind = _merge_kind(x, y)
+        if kind is None:
             return None
+        out.append(kind)
     return "".join(out)
 
 
@@ -224,6 +234,8 @@ def _effect(instr, stack, jump):
         return stack + ("no" if arg & 1 else "o")
     if name == "PUSH_NULL":
         return stack + "n"
+    if name in ("SWAP", "COPY") and not 0 < arg <= len(stack):
+        return None
     if name == "SWAP":
         s = list(stack)
         s[-1], s[-arg] = s[-arg], s[-1]
@@ -258,9 +270,9 @@ def slot_kinds(code):
         old = states.get(offset)
         if old is not None:
             merged = _merge(old, stack)
-            if merged == old:
-                continue
-            stack = merged if merged is not None else ""
+            if merged is None or merged == old:
+                continue  # nothing new, or paths that disagree: the first one stands
+            stack = merged
         states[offset] = stack
         n = at[offset]
         instr = instructions[n]

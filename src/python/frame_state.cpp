@@ -222,9 +222,13 @@ void hand_frame_to_object(PyThreadState* ts, PyFrameObject* f, _PyInterpreterFra
     if (owned->previous != nullptr && f->f_back == nullptr) {
         // The caller's frame object (made now if needed): CPython keeps f_back that way. The
         // caller is the thread state's current frame at this point.
+        // (An exception may be on its way out of the finished frame: keep it.)
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
         PyFrameObject* back = PyEval_GetFrame();  // borrowed
         if (back != nullptr) f->f_back = reinterpret_cast<PyFrameObject*>(Py_NewRef(back));
-        PyErr_Clear();
+        PyErr_Clear();  // no memory for the caller's frame object: f_back stays None
+        PyErr_Restore(type, value, tb);
     }
     (void)ts;
     owned->previous = nullptr;

@@ -640,7 +640,7 @@ int prepare_restored_waiter(py_tasklet* t) {
         return raise_from_cxx_int();
     }
     if (t->awaiting_plan || t->plan != nullptr) {
-        if (!st.started && !st.scheduled) return 0;  // bound for this already
+        if (!st.started) return 0;  // bound for this already (and maybe queued by a channel)
     } else if (!t->is_main && !st.alive && !st.scheduled && t->func == nullptr) {
         // A fresh tasklet from the unpickler: it resumes its frames in a copy of the context
         // of the code unpickling it.

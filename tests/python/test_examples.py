@@ -19,9 +19,11 @@ def run_example(name, *args):
                           capture_output=True, text=True, timeout=60, cwd=str(ROOT))
 
 
-@pytest.mark.parametrize("name", ["listing1", "listing2", "sort", "network_simulation"])
-def test_example_prints_the_expected_output(name):
-    r = run_example(name)
+@pytest.mark.parametrize("name, args", [("listing1", ()), ("listing2", ()), ("sort", ()),
+                                        ("network_simulation", ()), ("squareroot", ("2",)),
+                                        ("migrate", ())])
+def test_example_prints_the_expected_output(name, args):
+    r = run_example(name, *args)
     assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr)
     assert r.stderr == ""
     assert r.stdout == (EXAMPLES / "expected" / (name + ".txt")).read_text()
@@ -31,6 +33,27 @@ def test_example_prints_the_expected_output(name):
 def test_expected_outputs_are_those_of_the_cpp_examples(name):
     cpp = ROOT / "examples" / "cpp" / "expected" / (name + ".txt")
     assert (EXAMPLES / "expected" / (name + ".txt")).read_text() == cpp.read_text()
+
+
+def test_expected_squareroot_output_is_the_articles():
+    # The article's Listing 6 output for `stackless squareroot.py 2`.
+    article = (ROOT.parent / "shared" / "seed" / "stackless-article.md")
+    expected = (EXAMPLES / "expected" / "squareroot.txt").read_text()
+    assert expected.startswith("Square root of 2.0\n-----\n0 : 2.0\n")
+    if article.exists():
+        text = article.read_text()
+        block = text[text.index("$ stackless squareroot.py 2\n"):]
+        block = block[len("$ stackless squareroot.py 2\n"):block.index("```")]
+        assert expected == block
+
+
+def test_squareroot_of_another_number_continues_after_unpickling():
+    r = run_example("squareroot", "9")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[:4] == ["Square root of 9.0", "-----", "0 : 9.0", "1 : 5.0"]
+    assert lines[5:7] == ["pickle", "unpickle"]
+    assert lines[-1].startswith("4 : 3.0000")
 
 
 def test_expected_sort_output_is_listing3_with_seed_2007():
