@@ -50,11 +50,13 @@ _code_cache = {}  # marshalled bytes -> code object: loading the same code twice
 
 def _load_code(data, checksum, python):
     _check_python(python)
-    if not isinstance(data, bytes) or zlib.crc32(data) != checksum:
-        raise pickle.UnpicklingError("stackless: corrupt pickle: a code object's bytes do not "
-                                     "match their checksum")
-    code = _code_cache.get(data)
+    if not isinstance(data, bytes):
+        raise pickle.UnpicklingError("stackless: corrupt pickle: bad code object")
+    code = _code_cache.get(data)  # holds only codes that passed the checks below
     if code is None:
+        if zlib.crc32(data) != checksum:
+            raise pickle.UnpicklingError("stackless: corrupt pickle: a code object's bytes do "
+                                         "not match their checksum")
         code = marshal.loads(data)
         if not isinstance(code, types.CodeType):
             raise pickle.UnpicklingError("stackless: corrupt pickle: not a code object")
@@ -305,23 +307,24 @@ def _instruction(code, index):
 
 
 def _call_site(code, index):
-    """For a frame stopped inside a C call at instruction `index`: (stack depth, mode, slot),
-    where mode 1 is a call whose [method or NULL, callable or self] pair starts at the slot,
-    2 a CALL_FUNCTION_EX whose callable is the slot, 3 a FOR_ITER over the iterator in the
-    slot, 0 anything else; depth -1 if the analysis has no state there."""
+    """For a frame stopped inside a C call at instruction `index`: (stack depth, mode, slot,
+    resume index, stack entries the call consumes), where mode 1 is a call whose [method or
+    NULL, callable or self] pair starts at the slot, 2 a CALL_FUNCTION_EX whose callable is the
+    slot, 3 a FOR_ITER over the iterator in the slot; depth -1 if this is no call that can be
+    resumed or the analysis has no state there."""
     stack = slot_kinds(code).get(index)
     instr = _instruction(code, index)
-    if stack is None or instr is None:
-        return -1, 0, -1
+    after = _resume_after_call(code, index)
+    if stack is None or instr is None or after is None:
+        return -1, 0, -1, -1, 0
     depth = len(stack)
+    resume, consumed = after
     name, arg = instr.opname, instr.arg or 0
     if name in ("PRECALL", "CALL"):
-        return depth, 1, depth - arg - 2
+        return depth, 1, depth - arg - 2, resume, consumed
     if name == "CALL_FUNCTION_EX":
-        return depth, 2, depth - 2 - (arg & 1)
-    if name == "FOR_ITER":
-        return depth, 3, depth - 1
-    return depth, 0, -1
+        return depth, 2, depth - 2 - (arg & 1), resume, consumed
+    return depth, 3, depth - 1, resume, consumed  # FOR_ITER
 
 
 def _next_index(code, index):
@@ -377,43 +380,27 @@ def _refuse(message):
 
 
 def _capture_frames(t):
-    """The tasklet's frames as pickle records, innermost last, and how the innermost resumes."""
-    raw = _stackless._tasklet_frames(t, _call_site)
-    records = []
-    resume_op = None
-    for n, (code, globals_dict, index, in_c_call, local_values, local_nulls, stack, stack_nulls,
-            pending) in enumerate(raw):
-        innermost = n == len(raw) - 1
-        for what, flag in _UNSUPPORTED_CODE_FLAGS:
-            if code.co_flags & flag:
-                _refuse("%s runs a %s frame; pickling those is not supported yet"
-                        % (_where(code, index), what))
-        if not in_c_call:
-            resume = index + 1  # the instruction after the call's caches
-        else:
-            after = _resume_after_call(code, index)
-            if after is None or stack is None:
-                _refuse("%s is inside a C call (%s) that pickling cannot resume"
-                        % (_where(code, index), opcode.opname[code.co_code[2 * index]]))
-            resume, consumed = after
-            kind, callee = pending
-            if innermost:
-                if kind is None:
-                    _refuse("%s is blocked inside the C function %s, which called back into "
-                            "code that switched tasklets; pickling cannot resume C functions"
-                            % (_where(code, index), _callable_name(callee)))
-                resume_op = kind
-            elif kind != "python":
-                _refuse("%s called the C function %s, which called the Python function %s; "
-                        "pickling cannot resume C functions"
-                        % (_where(code, index), _callable_name(callee),
-                           raw[n + 1][0].co_qualname))
-            stack = stack[:len(stack) - consumed]
-            stack_nulls = tuple(i for i in stack_nulls if i < len(stack))
-        records.append((code, _globals_ref(globals_dict), resume,
-                        tuple(_by_value_if_needed(v) for v in local_values), local_nulls,
-                        tuple(_by_value_if_needed(v) for v in stack), stack_nulls))
-    return tuple(records), resume_op
+    """The tasklet's frames as pickle records, innermost last, and how the innermost resumes
+    (frame_state.cpp makes them; here the reasons a frame cannot be pickled become words)."""
+    result = _stackless._tasklet_frames(t, _call_site, _by_value_if_needed)
+    if result[0] != "refuse":
+        return result
+    _, reason, code, index, callee, next_code = result
+    where = _where(code, index)
+    if reason == "generator":
+        flags = [what for what, flag in _UNSUPPORTED_CODE_FLAGS if code.co_flags & flag]
+        _refuse("%s runs a %s frame; pickling those is not supported yet"
+                % (where, flags[0] if flags else "generator"))
+    if reason == "blocked-in-c":
+        _refuse("%s is blocked inside the C function %s, which switched tasklets from C code; "
+                "pickling cannot resume C functions" % (where, _callable_name(callee)))
+    if reason == "c-between":
+        _refuse("%s called the C function %s, which called the Python function %s; pickling "
+                "cannot resume C functions" % (where, _callable_name(callee),
+                                               next_code.co_qualname))
+    instr = _instruction(code, index)
+    _refuse("%s is inside a C call (%s) that pickling cannot resume"
+            % (where, instr.opname if instr else "?"))
 
 
 def reduce_tasklet(t):
@@ -464,25 +451,12 @@ def setstate_tasklet(t, state):
         t.bind(body[0], body[1], body[2])
     elif kind == "frames" and len(body) == 3:
         frames, resume_op, exc_value = body
-        if not isinstance(frames, tuple) or not frames:
-            raise pickle.UnpicklingError("stackless: corrupt pickle: a tasklet without frames")
-        prepared = []
-        for record in frames:
-            if not isinstance(record, tuple) or len(record) != 7:
-                raise pickle.UnpicklingError("stackless: corrupt pickle: bad frame record")
-            code, globals_ref, resume, local_values, local_nulls, stack, stack_nulls = record
-            if not isinstance(code, types.CodeType):
-                raise pickle.UnpicklingError("stackless: corrupt pickle: a frame without code")
-            kinds = slot_kinds(code).get(resume) if isinstance(resume, int) else None
-            if kinds is None:
-                raise pickle.UnpicklingError(
-                    "stackless: corrupt pickle: frame of %s resumes at %r, which is not an "
-                    "instruction it can resume at" % (code.co_qualname, resume))
-            prepared.append((code, _resolve_globals(globals_ref), resume, kinds, local_values,
-                             local_nulls, stack, stack_nulls))
-        if not isinstance(resume_op, str):
-            raise pickle.UnpicklingError("stackless: corrupt pickle: bad resume operation")
-        _stackless._tasklet_restore(t, tuple(prepared), resume_op, exc_value, frames)
+        if not isinstance(frames, tuple) or not isinstance(resume_op, str):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: bad tasklet frames")
+        try:
+            _stackless._tasklet_restore(t, frames, resume_op, exc_value)
+        except ValueError as e:
+            raise pickle.UnpicklingError(str(e)) from None
     else:
         raise pickle.UnpicklingError("stackless: corrupt pickle: unknown tasklet state %r"
                                      % (kind,))

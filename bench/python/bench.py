@@ -20,6 +20,10 @@ Workloads (ANCHORS.md):
   memory     100,000 tasklets each blocked in receive() on one channel; resident bytes
              (/proc/self/statm) added per blocked tasklet
   sleepsort  the article's Listing 3 with 1,000 numbers; total milliseconds
+  pickle     (ours only: the peers cannot pickle a running tasklet) a tasklet blocked in
+             receive() 11 frames deep, with its channel: microseconds per pickle.dumps and per
+             pickle.loads (the loaded tasklets are kept until the batch's time is taken, then
+             dropped; dropping one kills it, which is not part of loads)
 
 Output, one line per figure: `python <system> <figure> <value>`; then the Stackless 3.7
 reference figures of ANCHORS.md (`python stackless37 <figure> <value> reference`: they cannot
@@ -45,15 +49,18 @@ MEMORY_TASKLETS = 100_000
 SLEEPSORT_NUMBERS = 1_000
 SLEEPSORT_SEED = 2007
 MEASURED_RUNS = 5  # per timing workload, after one warm-up run
+PICKLE_DEPTH = 11  # frames of the pickled tasklet (ANCHORS.md), the last one blocked in receive()
+PICKLE_BATCH = 200  # pickles made or loaded per timed batch
 
 FIGURES = ["pingpong_ns_per_transfer", "schedule_ns_per_switch", "spawn_run_ns_per_tasklet",
-           "memory_bytes_per_blocked_tasklet", "sleepsort_1000_ms"]
+           "memory_bytes_per_blocked_tasklet", "sleepsort_1000_ms", "pickle_dumps_us",
+           "pickle_loads_us"]
 GOALS = {"pingpong_ns_per_transfer": 40, "schedule_ns_per_switch": 35,
          "spawn_run_ns_per_tasklet": 450, "memory_bytes_per_blocked_tasklet": 1024,
-         "sleepsort_1000_ms": 20}
+         "sleepsort_1000_ms": 20, "pickle_dumps_us": 20, "pickle_loads_us": 8}
 STACKLESS37 = {"pingpong_ns_per_transfer": 76, "schedule_ns_per_switch": 59,
                "spawn_run_ns_per_tasklet": 1160, "memory_bytes_per_blocked_tasklet": 600,
-               "sleepsort_1000_ms": 29}
+               "sleepsort_1000_ms": 29, "pickle_dumps_us": 40, "pickle_loads_us": 15}
 
 
 def note(message):
@@ -97,6 +104,14 @@ def check(condition, what):
 
 
 # --- ours ------------------------------------------------------------------------------------
+
+
+def blocked_deep(ch, n):
+    """The pickle workload's tasklet: n frames of this function, the last blocked in receive().
+    (At module level, as a program's functions are: found by name when it is unpickled.)"""
+    if n == 1:
+        return ch.receive()
+    return blocked_deep(ch, n - 1) + 1
 
 
 def ours(family):
@@ -154,7 +169,42 @@ def ours(family):
         check(rlist == sorted(numbers), "sleepsort did not sort")
         return ch
 
+    def pickling():
+        import pickle
+
+        ch = stackless.channel()
+        t = stackless.tasklet(blocked_deep)(ch, PICKLE_DEPTH)
+        stackless.run()
+        check(t.blocked, "the pickled tasklet is not blocked")
+        data = pickle.dumps(t, pickle.HIGHEST_PROTOCOL)
+        check(pickle.loads(data).blocked, "the unpickled tasklet is not blocked")
+        t2, ch2 = pickle.loads(pickle.dumps((t, ch)))
+        ch2.send(0)  # it resumes, returns through its 11 frames and ends
+        check(not t2.alive, "the unpickled tasklet did not finish")
+        dumps_times, loads_times = [], []
+        for _ in range(MEASURED_RUNS + 1):
+            start = time.perf_counter()
+            for _ in range(PICKLE_BATCH):
+                pickle.dumps(t, pickle.HIGHEST_PROTOCOL)
+            dumps_times.append((time.perf_counter() - start) * 1e6 / PICKLE_BATCH)
+            kept = []
+            start = time.perf_counter()
+            for _ in range(PICKLE_BATCH):
+                kept.append(pickle.loads(data))
+            loads_times.append((time.perf_counter() - start) * 1e6 / PICKLE_BATCH)
+            del kept
+        t.kill()
+        dumps_times, loads_times = sorted(dumps_times[1:]), sorted(loads_times[1:])
+        if os.environ.get("BENCH_VERBOSE"):
+            print("pickle dumps runs: %s; loads runs: %s" % (
+                " ".join("%.1f" % v for v in dumps_times),
+                " ".join("%.1f" % v for v in loads_times)), file=sys.stderr)
+        return dumps_times[MEASURED_RUNS // 2], loads_times[MEASURED_RUNS // 2]
+
     if family == "time":
+        dumps_us, loads_us = pickling()
+        report("ours", "pickle_dumps_us", dumps_us)
+        report("ours", "pickle_loads_us", loads_us)
         report("ours", "pingpong_ns_per_transfer",
                median_of_runs("pingpong", pingpong, 1e9 / (2 * PINGPONG_ROUND_TRIPS)))
         report("ours", "schedule_ns_per_switch",

@@ -37,14 +37,28 @@ int code_units(PyCodeObject* code) {
 }
 
 // A tuple of `n` values starting at `values`, with None for NULL, and the NULLs' indices.
-bool values_tuple(PyObject* const* values, int n, PyObject** out, PyObject** nulls) {
+// Functions go through `by_value` (functions pickle cannot find by name are wrapped).
+bool values_tuple(PyObject* const* values, int n, PyObject* by_value, PyObject** out,
+                  PyObject** nulls) {
+    *nulls = nullptr;
     *out = PyTuple_New(n);
     if (*out == nullptr) return false;
     int null_count = 0;
     for (int i = 0; i < n; ++i) {
         PyObject* v = values[i];
-        if (v == nullptr) ++null_count;
-        PyTuple_SET_ITEM(*out, i, Py_NewRef(v != nullptr ? v : Py_None));
+        if (v == nullptr) {
+            ++null_count;
+            v = Py_NewRef(Py_None);
+        } else if (PyFunction_Check(v)) {
+            v = PyObject_CallOneArg(by_value, v);
+            if (v == nullptr) {
+                Py_CLEAR(*out);
+                return false;
+            }
+        } else {
+            Py_INCREF(v);
+        }
+        PyTuple_SET_ITEM(*out, i, v);
     }
     *nulls = PyTuple_New(null_count);
     if (*nulls == nullptr) {
@@ -72,114 +86,91 @@ bool calls_frame(PyObject* callee, _PyInterpreterFrame* next) {
            PyFunction_GET_CODE(callee) == reinterpret_cast<PyObject*>(next->f_code);
 }
 
-// What the frame's pending C call is: ("python", callee) when it calls the next frame's
-// function; (kind, callee) for the innermost frame's stackless operation (kind None if it is
-// not one). `mode` and `position` come from the bytecode analysis (see _call_site).
-PyObject* pending_call(PyObject* const* stack, int depth, int mode, int position,
-                       _PyInterpreterFrame* next, classify_call classify) {
-    PyObject* callee = nullptr;
-    bool iteration = false;
-    if (mode == 1 && position >= 0 && position + 1 < depth) {  // [NULL|method, callable|self]
-        callee = stack[position] != nullptr ? stack[position] : stack[position + 1];
-    } else if ((mode == 2 || mode == 3) && position >= 0 && position < depth) {
-        callee = stack[position];
-        iteration = mode == 3;
+// A module's globals are pickled as the module's name; other dicts as themselves.
+PyObject* globals_ref(PyObject* globals) {
+    static PyObject* name_key = PyUnicode_InternFromString("__name__");
+    PyObject* name = name_key != nullptr ? PyDict_GetItemWithError(globals, name_key) : nullptr;
+    if (name != nullptr && PyUnicode_Check(name)) {
+        // sys.modules directly: PyImport_GetModule also checks that the module finished
+        // importing, at the cost of an AttributeError raised and caught each time.
+        PyObject* module = PyDict_GetItemWithError(PyImport_GetModuleDict(), name);  // borrowed
+        if (module != nullptr && PyModule_Check(module) && PyModule_GetDict(module) == globals)
+            return Py_NewRef(name);
     }
-    const char* kind = nullptr;
-    if (next != nullptr)
-        kind = !iteration && calls_frame(callee, next) ? "python" : nullptr;
-    else if (callee != nullptr)
-        kind = classify(callee, iteration);
-    return Py_BuildValue("(zO)", kind, callee != nullptr ? callee : Py_None);
+    if (PyErr_Occurred()) return nullptr;
+    return Py_NewRef(globals);
 }
 
-PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next, PyObject* call_site,
-                      classify_call classify) {
+// Why a frame cannot be pickled: ("refuse", reason, code, index, callee, next code), for
+// _stackless_pickle to put into words.
+PyObject* refusal(const char* reason, PyCodeObject* code, int index, PyObject* callee,
+                  _PyInterpreterFrame* next) {
+    return Py_BuildValue("(ssOiOO)", "refuse", reason, code, index,
+                         callee != nullptr ? callee : Py_None,
+                         next != nullptr ? reinterpret_cast<PyObject*>(next->f_code) : Py_None);
+}
+
+constexpr int code_flags_not_resumable =
+    CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE;
+
+// One frame's record, or a refusal (*refused set), or nullptr with an exception.
+PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
+                      const capture_helpers& helpers, const char** op, bool* refused) {
     PyCodeObject* code = f->f_code;
     int nlocals = code->co_nlocalsplus;
     int index = static_cast<int>(f->prev_instr - _PyCode_CODE(code));
+    *refused = true;
+    if (code->co_flags & code_flags_not_resumable)
+        return refusal("generator", code, index, nullptr, nullptr);
     bool in_c_call = next == nullptr || next->is_entry;
-    PyObject *locals = nullptr, *local_nulls = nullptr;
-    if (!values_tuple(f->localsplus, nlocals, &locals, &local_nulls)) return nullptr;
-    PyObject *stack = Py_NewRef(Py_None), *stack_nulls = PyTuple_New(0);
-    PyObject* pending = Py_NewRef(Py_None);
-    PyObject* result = nullptr;
-    if (stack_nulls == nullptr) goto done;
+    PyObject* const* stack = f->localsplus + nlocals;
+    int depth, resume;
     if (!in_c_call) {
-        int depth = f->stacktop - nlocals;
-        if (depth < 0 || depth > code->co_stacksize) {
-            PyErr_SetString(PyExc_SystemError, "stackless: a frame's stack top is out of range");
-            goto done;
-        }
-        Py_CLEAR(stack);
-        Py_CLEAR(stack_nulls);
-        if (!values_tuple(f->localsplus + nlocals, depth, &stack, &stack_nulls)) goto done;
+        // It made an inline Python call: stacktop is up to date, prev_instr is on the call's last
+        // cache entry, and the result is pushed when the callee returns.
+        depth = f->stacktop - nlocals;
+        resume = index + 1;
+        if (depth < 0 || depth > code->co_stacksize)
+            return refusal("c-call", code, index, nullptr, next);
     } else {
-        PyObject* site = PyObject_CallFunction(call_site, "Oi", code, index);
-        int depth = -1, mode = 0, position = -1;
-        if (site == nullptr) goto done;
-        if (!PyArg_ParseTuple(site, "iii", &depth, &mode, &position)) {
-            Py_DECREF(site);
-            goto done;
-        }
+        // Inside a C call: where the stack ends and where the frame goes on come from the
+        // bytecode analysis (_call_site); the callable or iterator is on the stack meanwhile.
+        PyObject* site = PyObject_CallFunction(helpers.call_site, "Oi", code, index);
+        if (site == nullptr) return nullptr;
+        int mode = 0, position = -1, consumed = 0;
+        depth = resume = -1;
+        int parsed = PyArg_ParseTuple(site, "iiiii", &depth, &mode, &position, &resume, &consumed);
         Py_DECREF(site);
-        if (depth >= 0 && depth <= code->co_stacksize) {
-            PyObject* const* values = f->localsplus + nlocals;
-            Py_CLEAR(stack);
-            Py_CLEAR(stack_nulls);
-            if (!values_tuple(values, depth, &stack, &stack_nulls)) goto done;
-            Py_SETREF(pending, pending_call(values, depth, mode, position,
-                                            next != nullptr ? next : nullptr, classify));
-            if (pending == nullptr) goto done;
+        if (!parsed) return nullptr;
+        if (depth < 0 || depth > code->co_stacksize || resume < 0 || consumed < 0 ||
+            consumed > depth)
+            return refusal("c-call", code, index, nullptr, next);
+        PyObject* callee = nullptr;
+        if (mode == 1 && position >= 0 && position + 1 < depth)  // [NULL|method, callable|self]
+            callee = stack[position] != nullptr ? stack[position] : stack[position + 1];
+        else if ((mode == 2 || mode == 3) && position >= 0 && position < depth)
+            callee = stack[position];
+        if (next == nullptr) {
+            const char* kind = callee != nullptr ? helpers.classify(callee, mode == 3) : nullptr;
+            if (kind == nullptr) return refusal("blocked-in-c", code, index, callee, nullptr);
+            *op = kind;
+        } else if (mode == 3 || !calls_frame(callee, next)) {
+            return refusal("c-between", code, index, callee, next);
         }
+        depth -= consumed;  // the call's callable and arguments: its result takes their place
     }
-    result = Py_BuildValue("(OOiOOOOOO)", code, f->f_globals, index, in_c_call ? Py_True : Py_False,
-                           locals, local_nulls, stack,
-                           stack_nulls != nullptr ? stack_nulls : Py_None, pending);
-done:
-    Py_XDECREF(locals);
-    Py_XDECREF(local_nulls);
-    Py_XDECREF(stack);
-    Py_XDECREF(stack_nulls);
-    Py_XDECREF(pending);
+    *refused = false;
+    // The locals and the value stack are one array: one tuple.
+    PyObject *values = nullptr, *nulls = nullptr;
+    PyObject* result = nullptr;
+    PyObject* globals = globals_ref(f->f_globals);
+    if (globals != nullptr &&
+        values_tuple(f->localsplus, nlocals + depth, helpers.by_value, &values, &nulls))
+        result = Py_BuildValue("(OOiOO)", code, globals, resume, values, nulls);
+    Py_XDECREF(globals);
+    Py_XDECREF(values);
+    Py_XDECREF(nulls);
     return result;
-}
-
-// The values of a pickled tuple with the listed indices made NULL; new references.
-bool take_values(PyObject* values, PyObject* nulls, Py_ssize_t expected_size, const char* what,
-                 std::vector<PyObject*>& out) {
-    if (!PyTuple_Check(values) || !PyTuple_Check(nulls) ||
-        (expected_size >= 0 && PyTuple_GET_SIZE(values) != expected_size)) {
-        PyErr_Format(PyExc_ValueError,
-                     "stackless: corrupt pickle: a frame's %s do not match its code", what);
-        return false;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(values);
-    std::vector<bool> is_null(static_cast<std::size_t>(n), false);
-    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j) {
-        PyObject* index = PyTuple_GET_ITEM(nulls, j);
-        Py_ssize_t i = PyLong_Check(index) ? PyLong_AsSsize_t(index) : -1;
-        if (i < 0 || i >= n || PyTuple_GET_ITEM(values, i) != Py_None) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_ValueError,
-                         "stackless: corrupt pickle: bad empty-slot index in "
-                         "a frame's %s",
-                         what);
-            return false;
-        }
-        is_null[static_cast<std::size_t>(i)] = true;
-    }
-    out.reserve(static_cast<std::size_t>(n));
-    for (Py_ssize_t i = 0; i < n; ++i)
-        out.push_back(is_null[static_cast<std::size_t>(i)]
-                          ? nullptr
-                          : Py_NewRef(PyTuple_GET_ITEM(values, i)));
-    return true;
-}
-
-void release_values(std::vector<PyObject*>& values) noexcept {
-    for (PyObject* v : values) Py_XDECREF(v);
-    values.clear();
 }
 
 // Does `value` fit a slot of kind `kind` (see _stackless_pickle.slot_kinds)?
@@ -255,98 +246,238 @@ void clear_frame(PyThreadState* ts, _PyInterpreterFrame* frame) {
 
 }  // namespace
 
-PyObject* capture_frames(_PyInterpreterFrame* innermost, PyObject* call_site,
-                         classify_call classify) {
+PyObject* capture_frames(_PyInterpreterFrame* innermost, const capture_helpers& helpers) {
     std::vector<_PyInterpreterFrame*> chain;
     for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) chain.push_back(f);
     std::reverse(chain.begin(), chain.end());
-    PyObject* list = PyList_New(0);
-    if (list == nullptr) return nullptr;
+    PyObject* records = PyTuple_New(static_cast<Py_ssize_t>(chain.size()));
+    if (records == nullptr) return nullptr;
+    const char* op = nullptr;
     for (std::size_t i = 0; i < chain.size(); ++i) {
         _PyInterpreterFrame* next = i + 1 < chain.size() ? chain[i + 1] : nullptr;
-        PyObject* item = capture_one(chain[i], next, call_site, classify);
-        if (item == nullptr || PyList_Append(list, item) < 0) {
-            Py_XDECREF(item);
-            Py_DECREF(list);
-            return nullptr;
+        bool refused = false;
+        PyObject* item = capture_one(chain[i], next, helpers, &op, &refused);
+        if (item == nullptr || refused) {
+            Py_DECREF(records);
+            return item;
         }
-        Py_DECREF(item);
+        PyTuple_SET_ITEM(records, static_cast<Py_ssize_t>(i), item);
     }
-    return list;
+    PyObject* result = Py_BuildValue("(Os)", records, op != nullptr ? op : "none");
+    Py_DECREF(records);
+    return result;
 }
 
 restore_plan::~restore_plan() {
     for (restored_frame& f : frames) {
         Py_XDECREF(f.func);
-        release_values(f.locals);
-        release_values(f.stack);
+        Py_XDECREF(f.values);
+        Py_XDECREF(f.nulls);
     }
     Py_XDECREF(exc_value);
     Py_XDECREF(source);
 }
 
-int add_restored_frame(restore_plan& plan, PyObject* code_object, PyObject* globals, int resume,
-                       PyObject* kinds, PyObject* locals, PyObject* local_nulls, PyObject* stack,
-                       PyObject* stack_nulls) {
-    if (!PyCode_Check(code_object) || !PyDict_Check(globals) || !PyUnicode_Check(kinds)) {
+namespace {
+
+// What add_restored_frame keeps on a code object (co_extra): a list [slot kinds by resume index
+// (a dict), the last function made for it]. Frees with the code object.
+Py_ssize_t code_extra_index = -1;
+
+void release_extra(void* extra) {
+    Py_XDECREF(static_cast<PyObject*>(extra));
+}
+
+PyObject* code_cache(PyCodeObject* code, PyObject* slot_kinds) {
+    auto* object = reinterpret_cast<PyObject*>(code);
+    if (code_extra_index < 0) {
+        code_extra_index = _PyEval_RequestCodeExtraIndex(&release_extra);
+        if (code_extra_index < 0) return nullptr;
+    }
+    void* extra = nullptr;
+    if (_PyCode_GetExtra(object, code_extra_index, &extra) < 0) return nullptr;
+    if (extra != nullptr) return static_cast<PyObject*>(extra);
+    PyObject* table = PyObject_CallOneArg(slot_kinds, object);
+    if (table == nullptr) return nullptr;
+    if (!PyDict_Check(table)) {
+        Py_DECREF(table);
+        PyErr_SetString(PyExc_TypeError, "slot_kinds() did not return a dict");
+        return nullptr;
+    }
+    PyObject* cache = Py_BuildValue("[NO]", table, Py_None);
+    if (cache == nullptr) return nullptr;
+    if (_PyCode_SetExtra(object, code_extra_index, cache) < 0) {
+        Py_DECREF(cache);
+        return nullptr;
+    }
+    return cache;  // the code object owns it
+}
+
+// The slot kinds of `code` before its instruction `resume` (borrowed); nullptr, without an
+// exception, if the code cannot resume there.
+PyObject* kinds_at(PyObject* cache, int resume) {
+    PyObject* key = PyLong_FromLong(resume);
+    if (key == nullptr) return nullptr;
+    PyObject* kinds = PyDict_GetItemWithError(PyList_GET_ITEM(cache, 0), key);
+    Py_DECREF(key);
+    return kinds;
+}
+
+// A function for a frame of `code` running in `globals` (a new reference): the one made last
+// time if it has the same globals.
+PyObject* function_for(PyObject* cache, PyObject* code, PyObject* globals) {
+    PyObject* last = PyList_GET_ITEM(cache, 1);
+    if (PyFunction_Check(last) && PyFunction_GET_GLOBALS(last) == globals) return Py_NewRef(last);
+    PyObject* func = PyFunction_New(code, globals);
+    if (func != nullptr) PyList_SetItem(cache, 1, Py_NewRef(func));
+    return func;
+}
+
+// A frame's globals: a module name (that module's dict; imported if needed) or a dict.
+PyObject* resolve_globals(PyObject* ref) {
+    if (PyDict_Check(ref)) return Py_NewRef(ref);
+    if (!PyUnicode_Check(ref)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: corrupt pickle: a frame's globals are neither a module name "
+                        "nor a dict");
+        return nullptr;
+    }
+    PyObject* module = Py_XNewRef(PyDict_GetItemWithError(PyImport_GetModuleDict(), ref));
+    if (module == nullptr && !PyErr_Occurred()) module = PyImport_Import(ref);
+    if (module == nullptr) return nullptr;
+    PyObject* dict = PyModule_Check(module) ? PyModule_GetDict(module) : nullptr;
+    Py_XINCREF(dict);
+    Py_DECREF(module);
+    if (dict == nullptr)
+        PyErr_SetString(PyExc_ValueError, "stackless: a frame's module is not a module");
+    return dict;
+}
+
+int corrupt(PyCodeObject* code, const char* what) {
+    PyErr_Format(PyExc_ValueError, "stackless: corrupt pickle: a frame of %U: %s",
+                 code->co_qualname, what);
+    return -1;
+}
+
+// Marks in `is_null` the indices listed in `nulls` (a tuple of ints) of `values` (a tuple),
+// each of which must hold a None placeholder.
+bool read_nulls(PyObject* values, PyObject* nulls, char* is_null) {
+    Py_ssize_t n = PyTuple_GET_SIZE(values);
+    std::fill(is_null, is_null + n, 0);
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j) {
+        PyObject* index = PyTuple_GET_ITEM(nulls, j);
+        Py_ssize_t i = PyLong_CheckExact(index) ? PyLong_AsSsize_t(index) : -1;
+        if (i == -1) PyErr_Clear();
+        if (i < 0 || i >= n || PyTuple_GET_ITEM(values, i) != Py_None) return false;
+        is_null[i] = 1;
+    }
+    return true;
+}
+
+// Checks a frame's pickled locals and value stack (one tuple, `values`, with None placeholders
+// at the indices listed in `nulls`) against its code resuming where the stack slots must hold
+// `kind` (the last slot is the pending call's result, pushed when it resumes).
+int check_slots(PyCodeObject* code, const char* kind, Py_ssize_t nkinds, PyObject* values,
+                PyObject* nulls) {
+    if (!PyTuple_Check(values) || !PyTuple_Check(nulls))
+        return corrupt(code, "bad locals and stack");
+    Py_ssize_t nlocals = code->co_nlocalsplus;
+    Py_ssize_t n = PyTuple_GET_SIZE(values);
+    if (n != nlocals + nkinds - 1)
+        return corrupt(code, "its locals and value stack do not match its code where it resumes");
+    char small[256];
+    std::vector<char> large;
+    char* is_null = small;
+    if (n > static_cast<Py_ssize_t>(sizeof small)) {
+        large.resize(static_cast<std::size_t>(n));
+        is_null = large.data();
+    }
+    if (!read_nulls(values, nulls, is_null)) return corrupt(code, "bad empty slot");
+    const char* local_kinds = PyBytes_AS_STRING(code->co_localspluskinds);
+    for (Py_ssize_t i = 0; i < nlocals; ++i) {
+        // LOAD_DEREF and friends trust a cell or free variable's slot to hold a cell.
+        if ((static_cast<unsigned char>(local_kinds[i]) & (fast_cell | fast_free)) &&
+            (is_null[i] || !PyCell_Check(PyTuple_GET_ITEM(values, i))))
+            return corrupt(code, "a cell variable without its cell");
+    }
+    for (Py_ssize_t i = nlocals; i < n; ++i) {
+        char k = kind[i - nlocals];
+        bool ok = is_null[i] ? k == 'n' : fits(k, PyTuple_GET_ITEM(values, i), code);
+        if (!ok) return corrupt(code, "its value stack holds what its code cannot resume with");
+    }
+    return 0;
+}
+
+// A new reference to each value of `values`, NULL at the indices in `nulls`, into `out`.
+void copy_values(PyObject* values, PyObject* nulls, PyObject** out) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); ++i)
+        out[i] = Py_NewRef(PyTuple_GET_ITEM(values, i));
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(nulls, j));  // checked already
+        Py_CLEAR(out[i]);
+    }
+}
+
+}  // namespace
+
+int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds) {
+    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 5 ||
+        !PyCode_Check(PyTuple_GET_ITEM(record, 0)) || !PyLong_Check(PyTuple_GET_ITEM(record, 2))) {
         PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad frame record");
         return -1;
     }
+    PyObject* code_object = PyTuple_GET_ITEM(record, 0);
     auto* code = reinterpret_cast<PyCodeObject*>(code_object);
-    if (code->co_flags &
-        (CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE)) {
+    long resume = PyLong_AsLong(PyTuple_GET_ITEM(record, 2));
+    if (resume == -1 && PyErr_Occurred()) return -1;
+    if (code->co_flags & code_flags_not_resumable) {
         PyErr_Format(PyExc_ValueError,
                      "stackless: cannot restore a frame of %U: generator and coroutine frames are "
                      "not supported yet",
                      code->co_qualname);
         return -1;
     }
+    if (resume < 1 || resume >= code_units(code))
+        return corrupt(code, "it resumes outside its code");
+    PyObject* cache = code_cache(code, slot_kinds);
+    if (cache == nullptr) return -1;
+    PyObject* kinds = kinds_at(cache, static_cast<int>(resume));
+    if (kinds == nullptr) {
+        if (PyErr_Occurred()) return -1;
+        return corrupt(code, "it resumes where no instruction of its code can continue");
+    }
+    if (!PyUnicode_Check(kinds) || !PyUnicode_IS_ASCII(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "stackless: bad slot kinds");
+        return -1;
+    }
     Py_ssize_t nkinds = PyUnicode_GET_LENGTH(kinds);
-    const char* kind = PyUnicode_AsUTF8(kinds);
-    if (kind == nullptr) return -1;
-    // The resumed frame gets the call's result pushed: its stack plus one slot is what the code
-    // expects at `resume`.
-    if (resume < 1 || resume >= code_units(code) || nkinds < 1 || nkinds > code->co_stacksize ||
-        (kind[nkinds - 1] != 'o' && kind[nkinds - 1] != 'n')) {
-        PyErr_Format(PyExc_ValueError,
-                     "stackless: corrupt pickle: a frame of %U cannot resume at instruction %d",
-                     code->co_qualname, resume);
-        return -1;
-    }
+    const char* kind = static_cast<const char*>(PyUnicode_DATA(kinds));
+    // The call's result is pushed where it resumes: a plain object.
+    if (nkinds < 1 || nkinds > code->co_stacksize ||
+        (kind[nkinds - 1] != 'o' && kind[nkinds - 1] != 'n'))
+        return corrupt(code, "it resumes where no call returns");
+    PyObject* values = PyTuple_GET_ITEM(record, 3);
+    PyObject* nulls = PyTuple_GET_ITEM(record, 4);
+    if (check_slots(code, kind, nkinds, values, nulls) < 0) return -1;
+    PyObject* globals = resolve_globals(PyTuple_GET_ITEM(record, 1));
+    if (globals == nullptr) return -1;
+    PyObject* func = function_for(cache, code_object, globals);
+    Py_DECREF(globals);
+    if (func == nullptr) return -1;
     restored_frame f;
-    f.resume = resume;
-    if (!take_values(locals, local_nulls, code->co_nlocalsplus, "locals", f.locals) ||
-        !take_values(stack, stack_nulls, nkinds - 1, "value stack", f.stack)) {
-        release_values(f.locals);
-        release_values(f.stack);
-        return -1;
-    }
-    const char* local_kinds = PyBytes_AS_STRING(code->co_localspluskinds);
-    bool ok = true;
-    for (std::size_t i = 0; ok && i < f.locals.size(); ++i) {
-        auto k = static_cast<unsigned char>(local_kinds[i]);
-        if (k & (fast_cell | fast_free)) ok = f.locals[i] != nullptr && PyCell_Check(f.locals[i]);
-    }
-    for (std::size_t i = 0; ok && i < f.stack.size(); ++i) ok = fits(kind[i], f.stack[i], code);
-    if (ok) f.func = PyFunction_New(code_object, globals);
-    if (f.func == nullptr) {
-        if (!ok)
-            PyErr_Format(PyExc_ValueError,
-                         "stackless: corrupt pickle: a frame of %U holds values its code cannot "
-                         "resume with",
-                         code->co_qualname);
-        release_values(f.locals);
-        release_values(f.stack);
-        return -1;
-    }
-    plan.chunk_bytes +=
-        sizeof(PyObject*) * (FRAME_SPECIALS_SIZE + static_cast<std::size_t>(code->co_nlocalsplus) +
-                             static_cast<std::size_t>(code->co_stacksize));
-    plan.frames.push_back(std::move(f));
+    f.func = func;
+    f.resume = static_cast<int>(resume);
+    f.values = Py_NewRef(values);
+    f.nulls = Py_NewRef(nulls);
+    plan.chunk_bytes += sizeof(PyObject*) * (FRAME_SPECIALS_SIZE +
+                                             static_cast<std::size_t>(code->co_nlocalsplus) +
+                                             static_cast<std::size_t>(code->co_stacksize));
+    plan.frames.push_back(f);
     return 0;
 }
 
-PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, PyObject* value) {
+PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan,
+                        PyObject* value) {
     std::vector<_PyInterpreterFrame*> built;
     built.reserve(plan.frames.size());
     for (restored_frame& rf : plan.frames) {
@@ -357,16 +488,12 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         auto* frame = reinterpret_cast<_PyInterpreterFrame*>(ts->datastack_top);
         ts->datastack_top += words;  // the root chunk was sized for every frame (chunk_bytes)
         _PyFrame_InitializeSpecials(frame, func, nullptr, code->co_nlocalsplus);
-        std::copy(rf.locals.begin(), rf.locals.end(), frame->localsplus);
-        std::copy(rf.stack.begin(), rf.stack.end(), frame->localsplus + code->co_nlocalsplus);
-        frame->stacktop = code->co_nlocalsplus + static_cast<int>(rf.stack.size());
+        copy_values(rf.values, rf.nulls, frame->localsplus);
+        frame->stacktop = static_cast<int>(PyTuple_GET_SIZE(rf.values));
         frame->prev_instr = _PyCode_CODE(code) + rf.resume - 1;
         frame->previous = built.empty() ? nullptr : built.back();
-        rf.locals.clear();  // the frame owns them now
-        rf.stack.clear();
         built.push_back(frame);
     }
-    plan.frames.clear();
     for (std::size_t i = built.size(); i-- > 0;) {
         _PyInterpreterFrame* frame = built[i];
         _PyInterpreterFrame* caller = i > 0 ? built[i - 1] : nullptr;
@@ -386,8 +513,7 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
 int traverse_plan(const restore_plan& plan, visitproc visit, void* arg) {
     for (const restored_frame& f : plan.frames) {
         Py_VISIT(f.func);
-        for (PyObject* v : f.locals) Py_VISIT(v);
-        for (PyObject* v : f.stack) Py_VISIT(v);
+        Py_VISIT(f.values);
     }
     Py_VISIT(plan.exc_value);
     Py_VISIT(plan.source);

@@ -22,20 +22,29 @@ enum class resume_op {
 // frame is in a FOR_ITER over `callee`.
 using classify_call = const char* (*)(PyObject* callee, bool is_iteration);
 
-// The frames of a switched-out tasklet, first (outermost) to innermost, as a new list of tuples
-// (code, globals, instruction index, in_c_call, locals, local NULL indices, stack or None, stack
-// NULL indices, (kind, callee) or None); see _stackless_pickle._capture_frames. `call_site` is
-// called as call_site(code, index) -> (depth, mode, position) for frames inside a C call.
-PyObject* capture_frames(struct _PyInterpreterFrame* innermost, PyObject* call_site,
-                         classify_call classify);
+struct capture_helpers {
+    // call_site(code, index) -> (stack depth, mode, slot, resume index, entries consumed) for a
+    // frame inside a C call (_stackless_pickle._call_site).
+    PyObject* call_site;
+    // by_value(function) -> what to pickle for it (_stackless_pickle._by_value_if_needed).
+    PyObject* by_value;
+    classify_call classify;
+};
+
+// The frames of a switched-out tasklet as a new tuple (records, resume_op): one record per frame,
+// outermost first, (code, globals as a module name or dict, resume index, values, NULL indices)
+// where values are the locals then the value stack without the pending call. If a frame cannot
+// be resumed: ("refuse", reason, code, index, callee, next frame's code) instead.
+PyObject* capture_frames(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers);
 
 // A frame to rebuild: its function (made from the pickled code and globals), where it resumes
-// and its locals and value stack. Owned references; NULL entries stand for empty slots.
+// and its pickled locals and value stack (one tuple, with None placeholders at the NULL indices
+// listed in `nulls`). Owned references.
 struct restored_frame {
     PyObject* func = nullptr;
+    PyObject* values = nullptr;
+    PyObject* nulls = nullptr;
     int resume = 0;  // index of the instruction it continues at
-    std::vector<PyObject*> locals;
-    std::vector<PyObject*> stack;
 };
 
 struct restore_plan {
@@ -47,12 +56,11 @@ struct restore_plan {
     ~restore_plan();
 };
 
-// Checks one pickled frame against its code and the analysis of what each stack slot holds
-// (`kinds`, a str: see _stackless_pickle.slot_kinds) and adds it to `plan`. Returns -1 with an
-// exception (a corrupt or mismatched pickle) on failure.
-int add_restored_frame(restore_plan& plan, PyObject* code, PyObject* globals, int resume,
-                       PyObject* kinds, PyObject* locals, PyObject* local_nulls, PyObject* stack,
-                       PyObject* stack_nulls);
+// Checks one pickled frame record (as capture_frames makes them) against its code and against
+// what each stack slot must hold where it resumes (the analysis slot_kinds(code) returns, cached
+// on the code object), and adds it to `plan`. Returns -1 with an exception (a corrupt or
+// mismatched pickle) on failure.
+int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds);
 
 // Runs on the tasklet's fresh C stack, after start_interp_state() with a root chunk of at least
 // plan.chunk_bytes: builds the frames and resumes them innermost first, each continuing where it

@@ -15,6 +15,8 @@ namespace {
 
 PyObject* helper_module = nullptr;
 PyObject* stackless_module = nullptr;
+PyObject* slot_kinds = nullptr;  // _stackless_pickle.slot_kinds
+constexpr long pickle_format = 1;  // _stackless_pickle.FORMAT
 
 PyObject* helper(const char* name) {
     return PyObject_GetAttrString(helper_module, name);
@@ -31,6 +33,18 @@ PyObject* call_helper(const char* name, PyObject* a, PyObject* b = nullptr) {
 
 py_tasklet* as_tasklet(PyObject* o) {
     return reinterpret_cast<py_tasklet*>(o);
+}
+
+bool is_str(PyObject* o, const char* s) {
+    return PyUnicode_Check(o) && PyUnicode_CompareWithASCIIString(o, s) == 0;
+}
+
+bool is_this_python(PyObject* o) {
+    return PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 2 &&
+           PyLong_CheckExact(PyTuple_GET_ITEM(o, 0)) &&
+           PyLong_CheckExact(PyTuple_GET_ITEM(o, 1)) &&
+           PyLong_AsLong(PyTuple_GET_ITEM(o, 0)) == PY_MAJOR_VERSION &&
+           PyLong_AsLong(PyTuple_GET_ITEM(o, 1)) == PY_MINOR_VERSION;
 }
 
 bool is_one_of(const char* name, std::initializer_list<const char*> names) {
@@ -90,6 +104,19 @@ int install_pickling(PyObject* module) {
     PyObject* r = call_helper("_install", module);
     if (r == nullptr) return -1;
     Py_DECREF(r);
+    slot_kinds = helper("slot_kinds");
+    if (slot_kinds == nullptr) return -1;
+    PyObject* format = helper("FORMAT");
+    long version = format != nullptr ? PyLong_AsLong(format) : -1;
+    Py_XDECREF(format);
+    if (version != pickle_format) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ImportError,
+                         "stackless: _stackless_pickle.py writes format %ld, the extension reads "
+                         "format %ld: they come from different builds",
+                         version, pickle_format);
+        return -1;
+    }
     return 0;
 }
 
@@ -101,10 +128,6 @@ PyObject* tasklet_reduce_ex(PyObject* self, PyObject*) {
     return call_helper("reduce_tasklet", self);
 }
 
-PyObject* tasklet_setstate(PyObject* self, PyObject* state) {
-    return call_helper("setstate_tasklet", self, state);
-}
-
 PyObject* tasklet_get_restorable(PyObject* self, void*) {
     return call_helper("is_restorable", self);
 }
@@ -113,7 +136,31 @@ PyObject* channel_reduce(PyObject* self, PyObject*) {
     return call_helper("reduce_channel", self);
 }
 
+namespace {
+int restore_channel(PyObject* o, int preference, int schedule_all, int closing, PyObject* queue);
+}  // namespace
+
+// channel.__setstate__: the common case (no attributes of its own) without Python code; the
+// others, and the wording of errors, in _stackless_pickle.setstate_channel.
 PyObject* channel_setstate(PyObject* self, PyObject* state) {
+    if (PyTuple_Check(state) && PyTuple_GET_SIZE(state) == 8 &&
+        is_str(PyTuple_GET_ITEM(state, 0), "stackless.channel") &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(state, 1)) &&
+        PyLong_AsLong(PyTuple_GET_ITEM(state, 1)) == pickle_format &&
+        is_this_python(PyTuple_GET_ITEM(state, 2)) && PyLong_CheckExact(PyTuple_GET_ITEM(state, 3)) &&
+        PyTuple_GET_ITEM(state, 7) == Py_None && PyTuple_Check(PyTuple_GET_ITEM(state, 6))) {
+        long preference = PyLong_AsLong(PyTuple_GET_ITEM(state, 3));
+        int schedule_all = PyObject_IsTrue(PyTuple_GET_ITEM(state, 4));
+        int closing = PyObject_IsTrue(PyTuple_GET_ITEM(state, 5));
+        if (schedule_all < 0 || closing < 0) return nullptr;
+        if (preference >= -1 && preference <= 1) {
+            if (restore_channel(self, static_cast<int>(preference), schedule_all, closing,
+                                PyTuple_GET_ITEM(state, 6)) < 0)
+                return nullptr;
+            Py_RETURN_NONE;
+        }
+    }
+    PyErr_Clear();
     return call_helper("setstate_channel", self, state);
 }
 
@@ -174,10 +221,11 @@ PyObject* mod_tasklet_plan(PyObject*, PyObject* o) {
                          plan->exc_value != nullptr ? plan->exc_value : Py_None);
 }
 
-// _tasklet_frames(t, call_site): the frames of a switched-out tasklet (frame_state.hpp).
+// _tasklet_frames(t, call_site, by_value): the frames of a switched-out tasklet as pickle
+// records, or why they cannot be pickled (frame_state.hpp).
 PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
-    PyObject *o, *call_site;
-    if (!PyArg_ParseTuple(args, "OO:_tasklet_frames", &o, &call_site)) return nullptr;
+    PyObject *o, *call_site, *by_value;
+    if (!PyArg_ParseTuple(args, "OOO:_tasklet_frames", &o, &call_site, &by_value)) return nullptr;
     if (check_tasklet_arg(o) < 0) return nullptr;
     py_tasklet* t = as_tasklet(o);
     bool started;
@@ -191,60 +239,92 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
         PyErr_SetString(PyExc_RuntimeError, "the tasklet has no frames switched out");
         return nullptr;
     }
-    return capture_frames(t->saved.current_frame, call_site, &classify);
+    return capture_frames(t->saved.current_frame, {call_site, by_value, &classify});
 }
 
-// _tasklet_restore(t, frames, resume_op, exc_value, source): gives a new (or channel-queued)
-// tasklet the frames it resumes when it runs. `frames`: (code, globals, resume, kinds, locals,
-// local_nulls, stack, stack_nulls) tuples, outermost first.
-PyObject* mod_tasklet_restore(PyObject*, PyObject* args) {
-    PyObject *o, *frames, *exc_value, *source;
-    const char* op;
-    if (!PyArg_ParseTuple(args, "OO!sOO:_tasklet_restore", &o, &PyTuple_Type, &frames, &op,
-                          &exc_value, &source))
-        return nullptr;
-    if (check_tasklet_arg(o) < 0) return nullptr;
-    py_tasklet* t = as_tasklet(o);
+namespace {
+
+// Gives a new (or channel-queued) tasklet the frames it resumes when it runs; `frames` are
+// capture_frames() records, outermost first. -1 with an exception on failure.
+int restore_frames(py_tasklet* t, PyObject* frames, PyObject* op_name, PyObject* exc_value) {
     auto plan = std::make_unique<restore_plan>();
-    if (std::strcmp(op, "tempval") == 0)
+    if (!PyTuple_Check(frames) || !PyUnicode_Check(op_name)) {
+        PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad tasklet frames");
+        return -1;
+    }
+    if (PyUnicode_CompareWithASCIIString(op_name, "tempval") == 0)
         plan->op = resume_op::tempval;
-    else if (std::strcmp(op, "none") == 0)
+    else if (PyUnicode_CompareWithASCIIString(op_name, "none") == 0)
         plan->op = resume_op::none;
-    else if (std::strcmp(op, "receive") == 0)
+    else if (PyUnicode_CompareWithASCIIString(op_name, "receive") == 0)
         plan->op = resume_op::receive;
     else {
-        PyErr_Format(PyExc_ValueError, "stackless: corrupt pickle: unknown resume operation %s",
-                     op);
-        return nullptr;
+        PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: unknown resume operation");
+        return -1;
     }
     if (exc_value != Py_None && !PyExceptionInstance_Check(exc_value)) {
         PyErr_SetString(PyExc_ValueError,
                         "stackless: corrupt pickle: the exception being handled is no exception");
-        return nullptr;
+        return -1;
     }
     if (PyTuple_GET_SIZE(frames) == 0) {
         PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: a tasklet without frames");
-        return nullptr;
+        return -1;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(frames); ++i) {
-        PyObject *code, *globals, *kinds, *locals, *local_nulls, *stack, *stack_nulls;
-        int resume;
-        PyObject* record = PyTuple_GET_ITEM(frames, i);
-        if (!PyTuple_Check(record) ||
-            !PyArg_ParseTuple(record, "OOiOOOOO", &code, &globals, &resume, &kinds, &locals,
-                              &local_nulls, &stack, &stack_nulls)) {
-            if (!PyErr_Occurred())
-                PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad frame record");
-            return nullptr;
-        }
-        if (add_restored_frame(*plan, code, globals, resume, kinds, locals, local_nulls, stack,
-                               stack_nulls) < 0)
-            return nullptr;
-    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(frames); ++i)
+        if (add_restored_frame(*plan, PyTuple_GET_ITEM(frames, i), slot_kinds) < 0) return -1;
     plan->exc_value = exc_value != Py_None ? Py_NewRef(exc_value) : nullptr;
-    plan->source = Py_NewRef(source);
-    if (restore_tasklet(t, plan.get()) < 0) return nullptr;
+    plan->source = Py_NewRef(frames);
+    if (restore_tasklet(t, plan.get()) < 0) return -1;
     plan.release();
+    return 0;
+}
+
+// tasklet.__setstate__ for the common case, a tasklet with frames and no attributes of its own
+// (the format of _stackless_pickle.reduce_tasklet): no Python code runs. Returns 1 if it was
+// not that case (_stackless_pickle.setstate_tasklet then handles it, and words its errors).
+int setstate_frames_fast(py_tasklet* t, PyObject* state) {
+    if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 9) return 1;
+    PyObject* format = PyTuple_GET_ITEM(state, 1);
+    PyObject* body = PyTuple_GET_ITEM(state, 4);
+    PyObject* flags = PyTuple_GET_ITEM(state, 5);
+    PyObject* blocked = PyTuple_GET_ITEM(state, 7);
+    if (!is_str(PyTuple_GET_ITEM(state, 0), "stackless.tasklet") || !PyLong_CheckExact(format) ||
+        PyLong_AsLong(format) != pickle_format || !is_this_python(PyTuple_GET_ITEM(state, 2)) ||
+        !is_str(PyTuple_GET_ITEM(state, 3), "frames") || PyTuple_GET_ITEM(state, 8) != Py_None ||
+        !PyTuple_Check(body) || PyTuple_GET_SIZE(body) != 3 || !PyTuple_Check(flags) ||
+        PyTuple_GET_SIZE(flags) != 3 ||
+        !(blocked == Py_None || (PyTuple_Check(blocked) && PyTuple_GET_SIZE(blocked) == 2))) {
+        PyErr_Clear();  // (a PyLong_AsLong overflow)
+        return 1;
+    }
+    int atomic = PyObject_IsTrue(PyTuple_GET_ITEM(flags, 0));
+    int ignore_nesting = PyObject_IsTrue(PyTuple_GET_ITEM(flags, 1));
+    int block_trap = PyObject_IsTrue(PyTuple_GET_ITEM(flags, 2));
+    if (atomic < 0 || ignore_nesting < 0 || block_trap < 0) return -1;
+    if (restore_frames(t, PyTuple_GET_ITEM(body, 0), PyTuple_GET_ITEM(body, 1),
+                       PyTuple_GET_ITEM(body, 2)) < 0)
+        return -1;
+    Py_XSETREF(t->tempval, Py_NewRef(PyTuple_GET_ITEM(state, 6)));
+    t->atomic = atomic != 0;
+    t->ignore_nesting = ignore_nesting != 0;
+    try {
+        t->core.set_block_trap(block_trap != 0);
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    return 0;
+}
+
+}  // namespace
+
+// _tasklet_restore(t, frames, resume_op, exc_value): see restore_frames.
+PyObject* mod_tasklet_restore(PyObject*, PyObject* args) {
+    PyObject *o, *frames, *op, *exc_value;
+    if (!PyArg_ParseTuple(args, "OOOO:_tasklet_restore", &o, &frames, &op, &exc_value))
+        return nullptr;
+    if (check_tasklet_arg(o) < 0) return nullptr;
+    if (restore_frames(as_tasklet(o), frames, op, exc_value) < 0) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -292,38 +372,86 @@ PyObject* mod_channel_info(PyObject*, PyObject* o) {
 
 // _channel_restore(ch, preference, schedule_all, closing, queue): a new channel gets its
 // settings and its waiting tasklets back, in order.
-PyObject* mod_channel_restore(PyObject*, PyObject* args) {
-    PyObject *o, *queue;
-    int preference, schedule_all, closing;
-    if (!PyArg_ParseTuple(args, "OippO!:_channel_restore", &o, &preference, &schedule_all, &closing,
-                          &PyTuple_Type, &queue))
-        return nullptr;
-    if (!PyObject_TypeCheck(o, &channel_type)) {
-        PyErr_SetString(PyExc_TypeError, "expected a channel");
-        return nullptr;
+namespace {
+
+int restore_channel(PyObject* o, int preference, int schedule_all, int closing, PyObject* queue) {
+    if (!PyObject_TypeCheck(o, &channel_type) || !PyTuple_Check(queue)) {
+        PyErr_SetString(PyExc_TypeError, "expected a channel and a tuple");
+        return -1;
     }
     auto& ch = reinterpret_cast<py_channel*>(o)->ch;
     if (ch.balance() != 0) {
         PyErr_SetString(PyExc_RuntimeError, "stackless: the channel has tasklets waiting already");
-        return nullptr;
+        return -1;
     }
     try {
         ch.set_preference(preference);
         ch.set_schedule_all(schedule_all != 0);
         for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(queue); ++i) {
-            PyObject *t, *value;
-            int direction;
-            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(queue, i), "OiO", &t, &direction, &value))
-                return nullptr;
-            if (check_tasklet_arg(t) < 0) return nullptr;
-            if (prepare_restored_waiter(as_tasklet(t)) < 0) return nullptr;
-            ch.restore_waiting(as_tasklet(t)->core, direction, py_ref(Py_NewRef(value)));
+            PyObject* item = PyTuple_GET_ITEM(queue, i);
+            if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
+                !PyLong_Check(PyTuple_GET_ITEM(item, 1))) {
+                PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad channel queue");
+                return -1;
+            }
+            PyObject* t = PyTuple_GET_ITEM(item, 0);
+            long direction = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+            if (direction == -1 && PyErr_Occurred()) return -1;
+            if (check_tasklet_arg(t) < 0) return -1;
+            if (prepare_restored_waiter(as_tasklet(t)) < 0) return -1;
+            ch.restore_waiting(as_tasklet(t)->core, static_cast<int>(direction),
+                               py_ref(Py_NewRef(PyTuple_GET_ITEM(item, 2))));
         }
         if (closing) ch.close();
     } catch (...) {
-        return raise_from_cxx();
+        return raise_from_cxx_int();
     }
+    return 0;
+}
+
+}  // namespace
+
+// _channel_restore(ch, preference, schedule_all, closing, queue): a new channel gets its
+// settings and its waiting tasklets back, in order.
+PyObject* mod_channel_restore(PyObject*, PyObject* args) {
+    PyObject *o, *queue;
+    int preference, schedule_all, closing;
+    if (!PyArg_ParseTuple(args, "OippO:_channel_restore", &o, &preference, &schedule_all,
+                          &closing, &queue))
+        return nullptr;
+    if (restore_channel(o, preference, schedule_all, closing, queue) < 0) return nullptr;
     Py_RETURN_NONE;
+}
+
+PyObject* tasklet_setstate(PyObject* self, PyObject* state) {
+    if (check_tasklet_arg(self) < 0) return nullptr;
+    int fast = setstate_frames_fast(as_tasklet(self), state);
+    if (fast < 0) {
+        // A corrupt pickle says so as the unpickler's error.
+        if (PyErr_ExceptionMatches(PyExc_ValueError)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyObject* pickle = PyImport_ImportModule("pickle");
+            PyObject* error = pickle != nullptr ? PyObject_GetAttrString(pickle, "UnpicklingError")
+                                                : nullptr;
+            if (error != nullptr) {
+                PyErr_NormalizeException(&type, &value, &tb);
+                PyObject* message = PyObject_Str(value);
+                if (message != nullptr) PyErr_SetObject(error, message);
+                Py_XDECREF(message);
+                Py_XDECREF(type);
+                Py_XDECREF(value);
+                Py_XDECREF(tb);
+            } else {
+                PyErr_Restore(type, value, tb);
+            }
+            Py_XDECREF(error);
+            Py_XDECREF(pickle);
+        }
+        return nullptr;
+    }
+    if (fast == 0) Py_RETURN_NONE;
+    return call_helper("setstate_tasklet", self, state);
 }
 
 }  // namespace stackless::python

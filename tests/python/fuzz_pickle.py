@@ -100,20 +100,19 @@ def structural_damage(states, rng):
     frames = list(frames)
     i = rng.randrange(len(frames))
     record = list(frames[i])
-    field = rng.choice((2, 3, 3, 4, 5, 5, 5, 6))
+    field = rng.choice((2, 3, 3, 3, 4))
     if field == 2:
         record[2] += rng.randint(-8, 8)
-    elif field in (3, 5):
-        values = list(record[field])
+    elif field == 3:
+        values = list(record[3])
         junk = rng.choice(JUNK + [iter([1, 2])])
         if values and rng.random() < 0.8:
             values[rng.randrange(len(values))] = junk
         else:
             values.insert(rng.randrange(len(values) + 1), junk)
-        record[field] = tuple(values)
+        record[3] = tuple(values)
     else:
-        size = len(record[field - 1])
-        record[field] = tuple(sorted(set(record[field]) | {rng.randrange(size + 2)}))
+        record[4] = tuple(sorted(set(record[4]) | {rng.randrange(len(record[3]) + 2)}))
     frames[i] = tuple(record)
     if rng.random() < 0.1:
         op = rng.choice(("tempval", "none", "receive", "bogus"))

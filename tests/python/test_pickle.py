@@ -353,13 +353,19 @@ def test_a_frame_record_that_does_not_fit_its_code_is_refused():
     cls, args, state = t.__reduce__()
     t.kill()
     frames, op, exc = state[4]
-    code, globals_ref, resume, local_values, local_nulls, stack, stack_nulls = frames[0]
+    code, globals_ref, resume, values, nulls = frames[0]
+    nlocals = code.co_nlocals
+    loop_iterator = values.index(next(v for v in values[nlocals:] if hasattr(v, "__next__")))
     bad_records = [
-        (code, globals_ref, resume + 1, local_values, local_nulls, stack, stack_nulls),
-        (code, globals_ref, resume, local_values, local_nulls, stack + (1,), stack_nulls),
-        (code, globals_ref, resume, local_values, local_nulls, (1,) + stack[1:], stack_nulls),
-        (code, globals_ref, resume, local_values[:-1], local_nulls, stack, stack_nulls),
-        (code, globals_ref, -5, local_values, local_nulls, stack, stack_nulls),
+        (code, globals_ref, resume + 1, values, nulls),           # not where a call returns
+        (code, globals_ref, resume, values + (1,), nulls),        # one slot too many
+        (code, globals_ref, resume, values[:-1], nulls),          # one too few
+        (code, globals_ref, resume, values[:loop_iterator] + (1,) + values[loop_iterator + 1:],
+         nulls),                                                  # FOR_ITER's iterator, an int
+        (code, globals_ref, resume, values, (loop_iterator,)),    # ... or NULL
+        (code, globals_ref, -5, values, nulls),
+        (code, 42, resume, values, nulls),
+        (code, globals_ref, resume, values, ("x",)),
     ]
     for record in bad_records:
         bad = state[:4] + (((record,), op, exc),) + state[5:]
