@@ -19,6 +19,7 @@ import opcode
 import pickle
 import sys
 import types
+import weakref
 import zlib
 
 FORMAT = 1  # bump when the layout of the tuples below changes
@@ -228,6 +229,8 @@ def _effect(instr, stack, jump):
         return stack[:-1] + "i"
     if name == "FOR_ITER":
         return stack[:-1] if jump else stack + "o"
+    if name == "SEND":  # [receiver, value]: what it yields replaces the value; what it returns,
+        return stack[:-2] + "o" if jump else stack[:-1] + "o"  # both
     if name == "PUSH_EXC_INFO":
         return stack[:-1] + "xe"
     if name == "LOAD_METHOD":
@@ -246,6 +249,8 @@ def _effect(instr, stack, jump):
         return stack + stack[-arg]
     if name == "BEFORE_WITH":
         return stack[:-1] + "oo"
+    if name == "RETURN_GENERATOR":
+        return stack + "o"  # what the generator is first sent, which POP_TOP drops
     effect = dis.stack_effect(op, arg, jump=jump) if op >= opcode.HAVE_ARGUMENT else \
         dis.stack_effect(op)
     if effect < 0:
@@ -308,23 +313,29 @@ def _instruction(code, index):
 
 def _call_site(code, index):
     """For a frame stopped inside a C call at instruction `index`: (stack depth, mode, slot,
-    resume index, stack entries the call consumes), where mode 1 is a call whose [method or
-    NULL, callable or self] pair starts at the slot, 2 a CALL_FUNCTION_EX whose callable is the
-    slot, 3 a FOR_ITER over the iterator in the slot; depth -1 if this is no call that can be
-    resumed or the analysis has no state there."""
+    resume index, stack entries the call consumes, alternative resume index, whether the
+    alternative pushes a value), where mode 1 is a call whose [method or NULL, callable or self]
+    pair starts at the slot, 2 a CALL_FUNCTION_EX whose callable is the slot, 3 a FOR_ITER over
+    the iterator in the slot, 4 a SEND to the receiver in the slot. The alternative is where the
+    frame goes on when the generator it iterates over or delegates to returns instead of
+    yielding (FOR_ITER: without the iterator; SEND: with the return value instead of the
+    receiver), -1 for calls. Depth -1 if this is no call that can be resumed or the analysis
+    has no state there."""
     stack = slot_kinds(code).get(index)
     instr = _instruction(code, index)
     after = _resume_after_call(code, index)
     if stack is None or instr is None or after is None:
-        return -1, 0, -1, -1, 0
+        return -1, 0, -1, -1, 0, -1, 0
     depth = len(stack)
     resume, consumed = after
     name, arg = instr.opname, instr.arg or 0
     if name in ("PRECALL", "CALL"):
-        return depth, 1, depth - arg - 2, resume, consumed
+        return depth, 1, depth - arg - 2, resume, consumed, -1, 0
     if name == "CALL_FUNCTION_EX":
-        return depth, 2, depth - 2 - (arg & 1), resume, consumed
-    return depth, 3, depth - 1, resume, consumed  # FOR_ITER
+        return depth, 2, depth - 2 - (arg & 1), resume, consumed, -1, 0
+    if name == "FOR_ITER":
+        return depth, 3, depth - 1, resume, consumed, instr.argval // 2, 0
+    return depth, 4, depth - 2, resume, consumed, instr.argval // 2, 1  # SEND
 
 
 def _next_index(code, index):
@@ -351,6 +362,8 @@ def _resume_after_call(code, index):
         return index + 1, 3 + (arg & 1)
     if name == "FOR_ITER":
         return index + 1, 0
+    if name == "SEND":  # the value sent is consumed; the receiver stays under what it yields
+        return index + 1, 1
     return None
 
 
@@ -384,6 +397,9 @@ def _capture_frames(t):
     (frame_state.cpp makes them; here the reasons a frame cannot be pickled become words)."""
     result = _stackless._tasklet_frames(t, _call_site, _by_value_if_needed)
     if result[0] != "refuse":
+        for record in result[0]:
+            if type(record[0]) is types.GeneratorType:  # (generator, frame record, exception)
+                _capturing.add(record[0])
         return result
     _, reason, code, index, callee, next_code = result
     where = _where(code, index)
@@ -484,6 +500,90 @@ def is_restorable(t):
 
 
 # ---------------------------------------------------------------------------------------------
+# Generators
+
+GENERATOR_TAG = "stackless.generator"
+
+
+_capturing = weakref.WeakSet()  # running generators whose frames a tasklet's pickle holds
+
+
+def _reduce_generator(gen):
+    state, code, globals_dict, name, qualname, record, exc_value = \
+        _stackless._generator_info(gen, _by_value_if_needed)
+    if state == "running" and gen not in _capturing:
+        raise pickle.PicklingError(
+            "stackless: cannot pickle the running generator %s on its own: it pickles with the "
+            "tasklet it runs in (pickle that tasklet first)" % qualname)
+    globals_ref = _globals_ref(globals_dict) if globals_dict is not None else None
+    # A running generator's frame is in its tasklet's pickle (it resumes with the frames around
+    # it); its own pickle only makes the generator that frame goes back into, and for that,
+    # `record` holds its closure's cells.
+    return _restore_generator, (GENERATOR_TAG, FORMAT, PYTHON, state, code, globals_ref, name,
+                                qualname, record, exc_value)
+
+
+def _finished_generator():
+    return
+    yield
+
+
+def _new_generator(code, globals_dict, closure):
+    """A new generator running `code` (created, not started), made by calling a function of that
+    code with placeholder arguments: its frame is then overwritten."""
+    if not isinstance(code, types.CodeType) or not code.co_flags & 0x20 or \
+            code.co_flags & (0x80 | 0x100 | 0x200):
+        raise pickle.UnpicklingError("stackless: corrupt pickle: not a generator's code")
+    f = types.FunctionType(code, globals_dict, code.co_name, None, closure)
+    positional = [None] * code.co_argcount
+    keywords = {name: None for name in
+                code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]}
+    gen = f(*positional, **keywords)
+    if type(gen) is not types.GeneratorType:
+        raise pickle.UnpicklingError("stackless: corrupt pickle: not a generator")
+    return gen
+
+
+def _closure_of(code, record):
+    """The closure cells a generator's frame record holds (its free variables come last among
+    its locals; C++ checks them again when the frame is set)."""
+    n = len(code.co_freevars)
+    if not n:
+        return None
+    if not (isinstance(record, tuple) and len(record) == 5 and isinstance(record[3], tuple)):
+        raise pickle.UnpicklingError("stackless: corrupt pickle: bad generator frame")
+    locals_count = _stackless._code_nlocalsplus(code)
+    values = record[3]
+    return tuple(values[locals_count - n:locals_count])
+
+
+def _restore_generator(tag, format, python, state, code, globals_ref, name, qualname, record,
+                       exc_value):
+    _check_state((tag, format, python), GENERATOR_TAG, 3)
+    if state == "done":
+        gen = _finished_generator()
+        gen.close()
+    elif state in ("created", "suspended", "running"):
+        if not isinstance(code, types.CodeType):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: a generator without code")
+        globals_dict = _resolve_globals(globals_ref)
+        closure = record if state == "running" else _closure_of(code, record)
+        try:
+            gen = _new_generator(code, globals_dict, closure)
+            if state != "running":  # a running one gets its frame from its tasklet's pickle
+                _stackless._generator_set_frame(gen, record, state, exc_value)
+        except (ValueError, TypeError) as e:
+            raise pickle.UnpicklingError(str(e)) from None
+    else:
+        raise pickle.UnpicklingError("stackless: corrupt pickle: bad generator state")
+    if isinstance(name, str):
+        gen.__name__ = name
+    if isinstance(qualname, str):
+        gen.__qualname__ = qualname
+    return gen
+
+
+# ---------------------------------------------------------------------------------------------
 # Channels
 
 def reduce_channel(ch):
@@ -515,7 +615,8 @@ def _install(module):
     copyreg.pickle(types.CodeType, _reduce_code)
     copyreg.pickle(types.CellType, _reduce_cell)
     copyreg.pickle(types.ModuleType, _reduce_module)
+    copyreg.pickle(types.GeneratorType, _reduce_generator)
     # What pickles refer to, under the extension's name (pickle finds them as stackless._...).
-    for f in (_load_code, _new_cell, _set_cell, _make_function):
+    for f in (_load_code, _new_cell, _set_cell, _make_function, _restore_generator):
         f.__module__ = module.__name__
         setattr(module, f.__name__, f)

@@ -208,6 +208,9 @@ PyObject* mod_tasklet_plan(PyObject*, PyObject* t);
 PyObject* mod_tasklet_frames(PyObject*, PyObject* args);
 PyObject* mod_tasklet_restore(PyObject*, PyObject* args);
 PyObject* mod_channel_info(PyObject*, PyObject* ch);
+PyObject* mod_generator_info(PyObject*, PyObject* args);
+PyObject* mod_generator_set_frame(PyObject*, PyObject* args);
+PyObject* mod_code_nlocalsplus(PyObject*, PyObject* code);
 PyObject* mod_channel_restore(PyObject*, PyObject* args);
 // Binds a fresh tasklet (or one a channel queued already) to resume `plan` (taken over on
 // success) when it runs (tasklet_type.cpp).

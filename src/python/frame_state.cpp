@@ -20,6 +20,7 @@
 #endif
 
 #include <internal/pycore_frame.h>
+#include <internal/pycore_pyerrors.h>  // _PyErr_ChainStackItem (exported)
 
 #include <algorithm>
 #include <cstring>
@@ -110,8 +111,25 @@ PyObject* refusal(const char* reason, PyCodeObject* code, int index, PyObject* c
                          next != nullptr ? reinterpret_cast<PyObject*>(next->f_code) : Py_None);
 }
 
-constexpr int code_flags_not_resumable =
-    CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE;
+// Coroutines and asynchronous generators are not resumed yet; generators are (their frame lives in
+// the generator object: FRAME_OWNED_BY_GENERATOR).
+constexpr int code_flags_not_resumable = CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE;
+
+PyGenObject* generator_of(_PyInterpreterFrame* f) {
+    if (f->owner != FRAME_OWNED_BY_GENERATOR) return nullptr;
+    return reinterpret_cast<PyGenObject*>(reinterpret_cast<char*>(f) -
+                                          offsetof(PyGenObject, gi_iframe));
+}
+
+_PyInterpreterFrame* frame_of(PyGenObject* gen) {
+    return reinterpret_cast<_PyInterpreterFrame*>(gen->gi_iframe);
+}
+
+// Is `callee` the generator whose frame `next` is (iterated over by FOR_ITER, or sent to)?
+bool drives_generator(PyObject* callee, _PyInterpreterFrame* next) {
+    return callee != nullptr && PyGen_CheckExact(callee) &&
+           frame_of(reinterpret_cast<PyGenObject*>(callee)) == next;
+}
 
 // One frame's record, or a refusal (*refused set), or nullptr with an exception.
 PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
@@ -125,6 +143,7 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
     bool in_c_call = next == nullptr || next->is_entry;
     PyObject* const* stack = f->localsplus + nlocals;
     int depth, resume;
+    int alt_resume = -1, alt_push = 0;  // where it goes on if the generator it drives returns
     if (!in_c_call) {
         // It made an inline Python call: stacktop is up to date, prev_instr is on the call's last
         // cache entry, and the result is pushed when the callee returns.
@@ -138,8 +157,9 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
         PyObject* site = PyObject_CallFunction(helpers.call_site, "Oi", code, index);
         if (site == nullptr) return nullptr;
         int mode = 0, position = -1, consumed = 0;
-        depth = resume = -1;
-        int parsed = PyArg_ParseTuple(site, "iiiii", &depth, &mode, &position, &resume, &consumed);
+        depth = resume = alt_resume = -1;
+        int parsed = PyArg_ParseTuple(site, "iiiiiii", &depth, &mode, &position, &resume, &consumed,
+                                      &alt_resume, &alt_push);
         Py_DECREF(site);
         if (!parsed) return nullptr;
         if (depth < 0 || depth > code->co_stacksize || resume < 0 || consumed < 0 ||
@@ -148,14 +168,18 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
         PyObject* callee = nullptr;
         if (mode == 1 && position >= 0 && position + 1 < depth)  // [NULL|method, callable|self]
             callee = stack[position] != nullptr ? stack[position] : stack[position + 1];
-        else if ((mode == 2 || mode == 3) && position >= 0 && position < depth)
+        else if (mode >= 2 && mode <= 4 && position >= 0 && position < depth)
             callee = stack[position];
+        bool iterates = mode == 3 || mode == 4;  // FOR_ITER, SEND
         if (next == nullptr) {
-            const char* kind = callee != nullptr ? helpers.classify(callee, mode == 3) : nullptr;
+            const char* kind = callee != nullptr ? helpers.classify(callee, iterates) : nullptr;
             if (kind == nullptr) return refusal("blocked-in-c", code, index, callee, nullptr);
             *op = kind;
-        } else if (mode == 3 || !calls_frame(callee, next)) {
+            alt_resume = -1;
+        } else if (iterates ? !drives_generator(callee, next) : !calls_frame(callee, next)) {
             return refusal("c-between", code, index, callee, next);
+        } else if (!iterates) {
+            alt_resume = -1;
         }
         depth -= consumed;  // the call's callable and arguments: its result takes their place
     }
@@ -166,10 +190,19 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
     PyObject* globals = globals_ref(f->f_globals);
     if (globals != nullptr &&
         values_tuple(f->localsplus, nlocals + depth, helpers.by_value, &values, &nulls))
-        result = Py_BuildValue("(OOiOO)", code, globals, resume, values, nulls);
+        result = alt_resume >= 0 ? Py_BuildValue("(OOiOOii)", code, globals, resume, values, nulls,
+                                                 alt_resume, alt_push)
+                                 : Py_BuildValue("(OOiOO)", code, globals, resume, values, nulls);
     Py_XDECREF(globals);
     Py_XDECREF(values);
     Py_XDECREF(nulls);
+    // A generator's frame: the record travels with the generator, whose own pickle makes the
+    // generator it goes back into.
+    if (PyGenObject* gen = result != nullptr ? generator_of(f) : nullptr) {
+        PyObject* exc = gen->gi_exc_state.exc_value;
+        Py_SETREF(result, Py_BuildValue("(OOO)", gen, result,
+                                        exc != nullptr && exc != Py_None ? exc : Py_None));
+    }
     return result;
 }
 
@@ -273,6 +306,7 @@ restore_plan::~restore_plan() {
         Py_XDECREF(f.func);
         Py_XDECREF(f.values);
         Py_XDECREF(f.nulls);
+        Py_XDECREF(f.generator);
     }
     Py_XDECREF(exc_value);
     Py_XDECREF(source);
@@ -420,20 +454,32 @@ void copy_values(PyObject* values, PyObject* nulls, PyObject** out) {
 
 }  // namespace
 
-int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds) {
-    if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != 5 ||
-        !PyCode_Check(PyTuple_GET_ITEM(record, 0)) || !PyLong_Check(PyTuple_GET_ITEM(record, 2))) {
+namespace {
+
+// Checks a frame record (code, globals, resume, values, nulls[, alt_resume, alt_push]) against
+// its code; returns the kinds where it resumes (borrowed), or nullptr with an exception.
+struct checked_record {
+    PyCodeObject* code;
+    int resume;
+    int alt_resume;
+    bool alt_push;
+    PyObject* cache;
+};
+
+int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out) {
+    Py_ssize_t size = PyTuple_Check(record) ? PyTuple_GET_SIZE(record) : 0;
+    if ((size != 5 && size != 7) || !PyCode_Check(PyTuple_GET_ITEM(record, 0)) ||
+        !PyLong_Check(PyTuple_GET_ITEM(record, 2))) {
         PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad frame record");
         return -1;
     }
-    PyObject* code_object = PyTuple_GET_ITEM(record, 0);
-    auto* code = reinterpret_cast<PyCodeObject*>(code_object);
+    auto* code = reinterpret_cast<PyCodeObject*>(PyTuple_GET_ITEM(record, 0));
     long resume = PyLong_AsLong(PyTuple_GET_ITEM(record, 2));
     if (resume == -1 && PyErr_Occurred()) return -1;
     if (code->co_flags & code_flags_not_resumable) {
         PyErr_Format(PyExc_ValueError,
-                     "stackless: cannot restore a frame of %U: generator and coroutine frames are "
-                     "not supported yet",
+                     "stackless: cannot restore a frame of %U: coroutine frames are not "
+                     "supported yet",
                      code->co_qualname);
         return -1;
     }
@@ -459,28 +505,266 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
     PyObject* values = PyTuple_GET_ITEM(record, 3);
     PyObject* nulls = PyTuple_GET_ITEM(record, 4);
     if (check_slots(code, kind, nkinds, values, nulls) < 0) return -1;
+    out = {code, static_cast<int>(resume), -1, false, cache};
+    if (size == 7) {
+        // The other way on, when the generator it drives returns: the same stack without that
+        // generator (on top), and the return value pushed if alt_push.
+        long alt = PyLong_Check(PyTuple_GET_ITEM(record, 5))
+                       ? PyLong_AsLong(PyTuple_GET_ITEM(record, 5))
+                       : -1;
+        int push = PyObject_IsTrue(PyTuple_GET_ITEM(record, 6));
+        if (alt == -1) PyErr_Clear();
+        if (push < 0) return -1;
+        PyObject* alt_kinds =
+            alt >= 1 && alt < code_units(code) ? kinds_at(cache, static_cast<int>(alt)) : nullptr;
+        if (alt_kinds == nullptr && PyErr_Occurred()) return -1;
+        Py_ssize_t stack_size = nkinds - 1;  // what the values hold after the locals
+        if (alt_kinds == nullptr || !PyUnicode_IS_ASCII(alt_kinds) || stack_size < 1 ||
+            PyUnicode_GET_LENGTH(alt_kinds) != stack_size - 1 + push)
+            return corrupt(code, "bad resume point for when its generator returns");
+        const char* alt_kind = static_cast<const char*>(PyUnicode_DATA(alt_kinds));
+        // The slots below the generator must also fit what the other way expects.
+        Py_ssize_t nlocals = code->co_nlocalsplus;
+        for (Py_ssize_t i = 0; i + 1 < stack_size; ++i) {
+            PyObject* v = PyTuple_GET_ITEM(values, nlocals + i);
+            bool is_null = false;
+            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j)
+                if (PyLong_AsSsize_t(PyTuple_GET_ITEM(nulls, j)) == nlocals + i) is_null = true;
+            if (is_null ? alt_kind[i] != 'n' : !fits(alt_kind[i], v, code))
+                return corrupt(code, "its stack does not fit where it goes on after its generator");
+        }
+        if (push && alt_kind[stack_size - 1] != 'o' && alt_kind[stack_size - 1] != 'n')
+            return corrupt(code, "bad resume point for when its generator returns");
+        out.alt_resume = static_cast<int>(alt);
+        out.alt_push = push != 0;
+    }
+    return 0;
+}
+
+// Overwrites the frame of `gen`, a generator just made for `code` (created, not started), with
+// a checked record.
+int fill_generator(PyGenObject* gen, PyObject* record, const checked_record& checked, bool created,
+                   PyObject* exc_value) {
+    _PyInterpreterFrame* frame = frame_of(gen);
+    PyCodeObject* code = checked.code;
+    if (frame->f_code != code || gen->gi_frame_state != FRAME_CREATED ||
+        frame->stacktop != code->co_nlocalsplus) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: corrupt pickle: a generator frame for another generator");
+        return -1;
+    }
+    if (exc_value != Py_None && !PyExceptionInstance_Check(exc_value)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: corrupt pickle: a generator handles what is no exception");
+        return -1;
+    }
+    PyObject* values = PyTuple_GET_ITEM(record, 3);
+    PyObject* nulls = PyTuple_GET_ITEM(record, 4);
+    PyObject* old[512];
+    int old_count = frame->stacktop;
+    std::vector<PyObject*> old_large;
+    PyObject** saved = old;
+    if (old_count > 512) {
+        old_large.resize(static_cast<std::size_t>(old_count));
+        saved = old_large.data();
+    }
+    std::copy(frame->localsplus, frame->localsplus + old_count, saved);
+    copy_values(values, nulls, frame->localsplus);
+    frame->stacktop = static_cast<int>(PyTuple_GET_SIZE(values));
+    frame->prev_instr = _PyCode_CODE(code) + checked.resume - 1;
+    gen->gi_frame_state = created ? FRAME_CREATED : FRAME_SUSPENDED;
+    Py_XSETREF(gen->gi_exc_state.exc_value, exc_value != Py_None ? Py_NewRef(exc_value) : nullptr);
+    for (int i = 0; i < old_count; ++i) Py_XDECREF(saved[i]);  // last: may run __del__
+    return 0;
+}
+
+}  // namespace
+
+int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject* exc_value,
+                        PyObject* slot_kinds) {
+    if (!PyGen_CheckExact(gen)) {
+        PyErr_SetString(PyExc_TypeError, "expected a generator");
+        return -1;
+    }
+    checked_record checked;
+    if (check_record(record, slot_kinds, checked) < 0) return -1;
+    if (PyTuple_GET_SIZE(record) != 5)  // (a suspended generator is inside no call)
+        return corrupt(checked.code, "a suspended generator's frame drives no generator");
+    return fill_generator(reinterpret_cast<PyGenObject*>(gen), record, checked, created, exc_value);
+}
+
+int code_nlocalsplus(PyObject* code) {
+    return PyCode_Check(code) ? reinterpret_cast<PyCodeObject*>(code)->co_nlocalsplus : -1;
+}
+
+PyObject* generator_info(PyObject* object, PyObject* by_value) {
+    if (!PyGen_CheckExact(object)) {
+        PyErr_SetString(PyExc_TypeError, "expected a generator");
+        return nullptr;
+    }
+    auto* gen = reinterpret_cast<PyGenObject*>(object);
+    PyObject* exc = gen->gi_exc_state.exc_value;
+    if (exc == nullptr) exc = Py_None;
+    PyObject* code = reinterpret_cast<PyObject*>(gen->gi_code);
+    if (gen->gi_frame_state >= FRAME_COMPLETED)
+        return Py_BuildValue("(sOOOOOO)", "done", code, Py_None, gen->gi_name, gen->gi_qualname,
+                             Py_None, Py_None);
+    _PyInterpreterFrame* frame = frame_of(gen);
+    PyCodeObject* c = frame->f_code;
+    if (gen->gi_frame_state == FRAME_EXECUTING) {
+        Py_ssize_t nfree = c->co_nfreevars;
+        PyObject* closure = Py_None;
+        if (nfree > 0) {
+            closure = PyTuple_New(nfree);
+            if (closure == nullptr) return nullptr;
+            for (Py_ssize_t i = 0; i < nfree; ++i) {
+                PyObject* cell = frame->localsplus[c->co_nlocalsplus - nfree + i];
+                PyTuple_SET_ITEM(closure, i, Py_NewRef(cell != nullptr ? cell : Py_None));
+            }
+        } else {
+            Py_INCREF(closure);
+        }
+        PyObject* r = Py_BuildValue("(sOOOONO)", "running", code, frame->f_globals, gen->gi_name,
+                                    gen->gi_qualname, closure, exc);
+        return r;
+    }
+    // Created (stopped after RETURN_GENERATOR) or suspended (after YIELD_VALUE): it resumes at
+    // the next instruction with the value sent pushed, as a frame does after a call.
+    int index = static_cast<int>(frame->prev_instr - _PyCode_CODE(c));
+    PyObject *values = nullptr, *nulls = nullptr;
+    if (frame->stacktop < c->co_nlocalsplus ||
+        frame->stacktop > c->co_nlocalsplus + c->co_stacksize) {
+        PyErr_SetString(PyExc_SystemError, "stackless: a generator's stack top is out of range");
+        return nullptr;
+    }
+    PyObject* globals = globals_ref(frame->f_globals);
+    if (globals == nullptr) return nullptr;
+    if (!values_tuple(frame->localsplus, frame->stacktop, by_value, &values, &nulls)) {
+        Py_DECREF(globals);
+        return nullptr;
+    }
+    PyObject* record = Py_BuildValue("(OOiNN)", c, globals, index + 1, values, nulls);
+    Py_DECREF(globals);
+    if (record == nullptr) return nullptr;
+    return Py_BuildValue("(sOOOONO)",
+                         gen->gi_frame_state == FRAME_CREATED ? "created" : "suspended", code,
+                         frame->f_globals, gen->gi_name, gen->gi_qualname, record, exc);
+}
+
+int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds) {
+    // A generator's frame: (generator, record, exception it handles).
+    if (PyTuple_Check(record) && PyTuple_GET_SIZE(record) == 3) {
+        PyObject* gen = PyTuple_GET_ITEM(record, 0);
+        if (!PyGen_CheckExact(gen)) {
+            PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad generator frame");
+            return -1;
+        }
+        checked_record checked;
+        PyObject* frame_record = PyTuple_GET_ITEM(record, 1);
+        if (check_record(frame_record, slot_kinds, checked) < 0 ||
+            fill_generator(reinterpret_cast<PyGenObject*>(gen), frame_record, checked, false,
+                           PyTuple_GET_ITEM(record, 2)) < 0)
+            return -1;
+        restored_frame f;
+        f.alt_resume = checked.alt_resume;
+        f.alt_push = checked.alt_push;
+        f.generator = Py_NewRef(gen);
+        f.generator_at = frame_of(reinterpret_cast<PyGenObject*>(gen))->prev_instr;
+        plan.frames.push_back(f);
+        return 0;
+    }
+    checked_record checked;
+    if (check_record(record, slot_kinds, checked) < 0) return -1;
+    PyCodeObject* code = checked.code;
     PyObject* globals = resolve_globals(PyTuple_GET_ITEM(record, 1));
     if (globals == nullptr) return -1;
-    PyObject* func = function_for(cache, code_object, globals);
+    PyObject* func = function_for(checked.cache, reinterpret_cast<PyObject*>(code), globals);
     Py_DECREF(globals);
     if (func == nullptr) return -1;
     restored_frame f;
     f.func = func;
-    f.resume = static_cast<int>(resume);
-    f.values = Py_NewRef(values);
-    f.nulls = Py_NewRef(nulls);
-    plan.chunk_bytes += sizeof(PyObject*) * (FRAME_SPECIALS_SIZE +
-                                             static_cast<std::size_t>(code->co_nlocalsplus) +
-                                             static_cast<std::size_t>(code->co_stacksize));
+    f.resume = checked.resume;
+    f.alt_resume = checked.alt_resume;
+    f.alt_push = checked.alt_push;
+    f.values = Py_NewRef(PyTuple_GET_ITEM(record, 3));
+    f.nulls = Py_NewRef(PyTuple_GET_ITEM(record, 4));
+    plan.chunk_bytes +=
+        sizeof(PyObject*) * (FRAME_SPECIALS_SIZE + static_cast<std::size_t>(code->co_nlocalsplus) +
+                             static_cast<std::size_t>(code->co_stacksize));
     plan.frames.push_back(f);
     return 0;
 }
 
-PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan,
-                        PyObject* value) {
+namespace {
+
+// Resumes a restored generator's frame as CPython's gen_send_ex2 does, with `value` (owned)
+// pushed if `push`, or with the current exception raised in it if `value` is nullptr. Returns
+// what it yields or returns (*returned tells which), or nullptr with an exception. (Not through
+// gen.send(): the other way on after a FOR_ITER over a generator that returned pushes nothing.)
+PyObject* run_generator(PyGenObject* gen, PyObject* value, bool push, bool* returned) {
+    *returned = false;
+    PyThreadState* ts = PyThreadState_Get();
+    _PyInterpreterFrame* frame = frame_of(gen);
+    bool raising = value == nullptr;
+    if (!raising) {
+        if (push)
+            frame->localsplus[frame->stacktop++] = value;
+        else
+            Py_DECREF(value);
+    }
+    frame->previous = ts->cframe->current_frame;
+    gen->gi_exc_state.previous_item = ts->exc_info;
+    ts->exc_info = &gen->gi_exc_state;
+    if (raising) _PyErr_ChainStackItem(nullptr);
+    gen->gi_frame_state = FRAME_EXECUTING;
+    PyObject* result = _PyEval_EvalFrameDefault(ts, frame, raising ? 1 : 0);
+    ts->exc_info = gen->gi_exc_state.previous_item;
+    gen->gi_exc_state.previous_item = nullptr;
+    frame->previous = nullptr;
+    if (result != nullptr && gen->gi_frame_state == FRAME_SUSPENDED) return result;  // yielded
+    if (result == nullptr && PyErr_ExceptionMatches(PyExc_StopIteration))
+        _PyErr_FormatFromCause(PyExc_RuntimeError, "generator raised StopIteration");  // PEP 479
+    // It ended: it cannot run again, so its frame goes.
+    Py_CLEAR(gen->gi_exc_state.exc_value);
+    gen->gi_frame_state = FRAME_CLEARED;
+    clear_frame(ts, frame);
+    *returned = result != nullptr;
+    return result;
+}
+
+// Resumes the generator of a restored frame, first making sure nothing ran it since it was
+// unpickled. `callee_returned`: the generator it drives returned (it takes its other way on).
+PyObject* resume_generator(const restored_frame& rf, PyObject* value, bool callee_returned,
+                           bool* returned) {
+    *returned = false;
+    auto* gen = reinterpret_cast<PyGenObject*>(rf.generator);
+    _PyInterpreterFrame* frame = frame_of(gen);
+    if (gen->gi_frame_state != FRAME_SUSPENDED || frame->prev_instr != rf.generator_at) {
+        Py_XDECREF(value);
+        PyErr_Format(PyExc_RuntimeError,
+                     "stackless: the unpickled generator %U was run before its tasklet",
+                     gen->gi_qualname);
+        return nullptr;
+    }
+    bool push = true;
+    if (value != nullptr && callee_returned && rf.alt_resume > 0) {
+        Py_XDECREF(frame->localsplus[--frame->stacktop]);  // the generator it drove
+        frame->prev_instr = _PyCode_CODE(frame->f_code) + rf.alt_resume - 1;
+        push = rf.alt_push;
+    }
+    return run_generator(gen, value, push, returned);
+}
+
+}  // namespace
+
+PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, PyObject* value) {
     std::vector<_PyInterpreterFrame*> built;
     built.reserve(plan.frames.size());
     for (restored_frame& rf : plan.frames) {
+        if (rf.generator != nullptr) {  // its frame lives in the generator
+            built.push_back(frame_of(reinterpret_cast<PyGenObject*>(rf.generator)));
+            continue;
+        }
         auto* func = reinterpret_cast<PyFunctionObject*>(std::exchange(rf.func, nullptr));
         auto* code = reinterpret_cast<PyCodeObject*>(func->func_code);
         std::size_t words = FRAME_SPECIALS_SIZE + static_cast<std::size_t>(code->co_nlocalsplus) +
@@ -494,13 +778,33 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan,
         frame->previous = built.empty() ? nullptr : built.back();
         built.push_back(frame);
     }
+    bool generator_returned = false;  // the frame just resumed was a generator that returned
     for (std::size_t i = built.size(); i-- > 0;) {
+        restored_frame& rf = plan.frames[i];
         _PyInterpreterFrame* frame = built[i];
         _PyInterpreterFrame* caller = i > 0 ? built[i - 1] : nullptr;
-        bool raising = value == nullptr;
-        if (!raising) frame->localsplus[frame->stacktop++] = value;
         root->current_frame = caller;
         ts->recursion_remaining = ts->recursion_limit - static_cast<int>(i);
+        if (rf.generator != nullptr) {
+            value = resume_generator(rf, value, generator_returned, &generator_returned);
+            root->current_frame = caller;
+            continue;
+        }
+        bool raising = value == nullptr;
+        if (!raising) {
+            if (generator_returned && rf.alt_resume > 0) {
+                // FOR_ITER's or SEND's other way: the generator leaves the stack.
+                Py_XDECREF(frame->localsplus[--frame->stacktop]);
+                frame->prev_instr = _PyCode_CODE(frame->f_code) + rf.alt_resume - 1;
+                if (rf.alt_push)
+                    frame->localsplus[frame->stacktop++] = value;
+                else
+                    Py_DECREF(value);
+            } else {
+                frame->localsplus[frame->stacktop++] = value;
+            }
+        }
+        generator_returned = false;
         value = _PyEval_EvalFrameDefault(ts, frame, raising ? 1 : 0);
         root->current_frame = caller;
         clear_frame(ts, frame);
@@ -514,6 +818,7 @@ int traverse_plan(const restore_plan& plan, visitproc visit, void* arg) {
     for (const restored_frame& f : plan.frames) {
         Py_VISIT(f.func);
         Py_VISIT(f.values);
+        Py_VISIT(f.generator);
     }
     Py_VISIT(plan.exc_value);
     Py_VISIT(plan.source);

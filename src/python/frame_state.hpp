@@ -45,6 +45,15 @@ struct restored_frame {
     PyObject* values = nullptr;
     PyObject* nulls = nullptr;
     int resume = 0;  // index of the instruction it continues at
+    // Where it continues instead if the generator it iterates over (FOR_ITER) or delegates to
+    // (SEND) returns: without that generator on its stack, and with the return value pushed if
+    // alt_push (SEND). -1: it drives no generator.
+    int alt_resume = -1;
+    bool alt_push = false;
+    // A generator's frame: the generator (owned), whose frame was set when it was unpickled;
+    // func, values and nulls are unused.
+    PyObject* generator = nullptr;
+    const void* generator_at = nullptr;  // its prev_instr then, to see it was not run since
 };
 
 struct restore_plan {
@@ -70,5 +79,16 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
 PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, PyObject* value);
 
 int traverse_plan(const restore_plan& plan, visitproc visit, void* arg);
+
+// Generators on their own (pickling.cpp's _generator_info and _generator_set_frame).
+// (state, code, globals or None, name, qualname, record or closure, exception being handled):
+// state created, suspended (record: its frame, as capture_frames makes them), running (the
+// cells of its closure: its frame pickles with its tasklet) or done.
+PyObject* generator_info(PyObject* gen, PyObject* by_value);
+// Gives a new generator (just created, not started) the pickled frame `record`, suspended
+// (`created`: not yet started) where it resumes, with `exc_value` the exception it handles.
+int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject* exc_value,
+                        PyObject* slot_kinds);
+int code_nlocalsplus(PyObject* code);
 
 }  // namespace stackless::python

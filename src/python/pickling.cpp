@@ -15,7 +15,7 @@ namespace {
 
 PyObject* helper_module = nullptr;
 PyObject* stackless_module = nullptr;
-PyObject* slot_kinds = nullptr;  // _stackless_pickle.slot_kinds
+PyObject* slot_kinds = nullptr;    // _stackless_pickle.slot_kinds
 constexpr long pickle_format = 1;  // _stackless_pickle.FORMAT
 
 PyObject* helper(const char* name) {
@@ -41,8 +41,7 @@ bool is_str(PyObject* o, const char* s) {
 
 bool is_this_python(PyObject* o) {
     return PyTuple_Check(o) && PyTuple_GET_SIZE(o) == 2 &&
-           PyLong_CheckExact(PyTuple_GET_ITEM(o, 0)) &&
-           PyLong_CheckExact(PyTuple_GET_ITEM(o, 1)) &&
+           PyLong_CheckExact(PyTuple_GET_ITEM(o, 0)) && PyLong_CheckExact(PyTuple_GET_ITEM(o, 1)) &&
            PyLong_AsLong(PyTuple_GET_ITEM(o, 0)) == PY_MAJOR_VERSION &&
            PyLong_AsLong(PyTuple_GET_ITEM(o, 1)) == PY_MINOR_VERSION;
 }
@@ -147,8 +146,9 @@ PyObject* channel_setstate(PyObject* self, PyObject* state) {
         is_str(PyTuple_GET_ITEM(state, 0), "stackless.channel") &&
         PyLong_CheckExact(PyTuple_GET_ITEM(state, 1)) &&
         PyLong_AsLong(PyTuple_GET_ITEM(state, 1)) == pickle_format &&
-        is_this_python(PyTuple_GET_ITEM(state, 2)) && PyLong_CheckExact(PyTuple_GET_ITEM(state, 3)) &&
-        PyTuple_GET_ITEM(state, 7) == Py_None && PyTuple_Check(PyTuple_GET_ITEM(state, 6))) {
+        is_this_python(PyTuple_GET_ITEM(state, 2)) &&
+        PyLong_CheckExact(PyTuple_GET_ITEM(state, 3)) && PyTuple_GET_ITEM(state, 7) == Py_None &&
+        PyTuple_Check(PyTuple_GET_ITEM(state, 6))) {
         long preference = PyLong_AsLong(PyTuple_GET_ITEM(state, 3));
         int schedule_all = PyObject_IsTrue(PyTuple_GET_ITEM(state, 4));
         int closing = PyObject_IsTrue(PyTuple_GET_ITEM(state, 5));
@@ -328,6 +328,37 @@ PyObject* mod_tasklet_restore(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
+// _generator_info(gen, by_value): see generator_info (frame_state.hpp).
+PyObject* mod_generator_info(PyObject*, PyObject* args) {
+    PyObject *gen, *by_value;
+    if (!PyArg_ParseTuple(args, "OO:_generator_info", &gen, &by_value)) return nullptr;
+    return generator_info(gen, by_value);
+}
+
+// _generator_set_frame(gen, record, state, exc_value): a new generator gets its pickled frame.
+PyObject* mod_generator_set_frame(PyObject*, PyObject* args) {
+    PyObject *gen, *record, *exc_value;
+    const char* state;
+    if (!PyArg_ParseTuple(args, "OOsO:_generator_set_frame", &gen, &record, &state, &exc_value))
+        return nullptr;
+    bool created = std::strcmp(state, "created") == 0;
+    if (!created && std::strcmp(state, "suspended") != 0) {
+        PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad generator state");
+        return nullptr;
+    }
+    if (set_generator_frame(gen, record, created, exc_value, slot_kinds) < 0) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* mod_code_nlocalsplus(PyObject*, PyObject* code) {
+    int n = code_nlocalsplus(code);
+    if (n < 0) {
+        PyErr_SetString(PyExc_TypeError, "expected a code object");
+        return nullptr;
+    }
+    return PyLong_FromLong(n);
+}
+
 // _channel_info(ch) -> (preference, schedule_all, closing, ((tasklet, direction, value), ...))
 PyObject* mod_channel_info(PyObject*, PyObject* o) {
     if (!PyObject_TypeCheck(o, &channel_type)) {
@@ -416,8 +447,8 @@ int restore_channel(PyObject* o, int preference, int schedule_all, int closing, 
 PyObject* mod_channel_restore(PyObject*, PyObject* args) {
     PyObject *o, *queue;
     int preference, schedule_all, closing;
-    if (!PyArg_ParseTuple(args, "OippO:_channel_restore", &o, &preference, &schedule_all,
-                          &closing, &queue))
+    if (!PyArg_ParseTuple(args, "OippO:_channel_restore", &o, &preference, &schedule_all, &closing,
+                          &queue))
         return nullptr;
     if (restore_channel(o, preference, schedule_all, closing, queue) < 0) return nullptr;
     Py_RETURN_NONE;
@@ -432,8 +463,8 @@ PyObject* tasklet_setstate(PyObject* self, PyObject* state) {
             PyObject *type, *value, *tb;
             PyErr_Fetch(&type, &value, &tb);
             PyObject* pickle = PyImport_ImportModule("pickle");
-            PyObject* error = pickle != nullptr ? PyObject_GetAttrString(pickle, "UnpicklingError")
-                                                : nullptr;
+            PyObject* error =
+                pickle != nullptr ? PyObject_GetAttrString(pickle, "UnpicklingError") : nullptr;
             if (error != nullptr) {
                 PyErr_NormalizeException(&type, &value, &tb);
                 PyObject* message = PyObject_Str(value);

@@ -3,7 +3,8 @@
     ./stackless tests/python/fuzz_pickle.py [--cases N] [--seed S] [--jobs J]
 
 Makes valid pickles of tasklets blocked in several shapes of frames (nested calls, closures,
-loops over iterators, with/finally, exception handlers, channels with waiting senders), then
+loops over iterators, with/finally, exception handlers, generators driven by for loops and
+yield from, channels with waiting senders) and of a suspended generator, then
 flips one to three bytes of one of them, or truncates it, loads the result and, when it loads,
 runs what it holds (sends to its channels, runs its tasklets, kills what is left), N times. A
 quarter of the cases change the frame records themselves instead (a value of another kind in a
@@ -47,6 +48,12 @@ def valid_pickles():
     blocked(S.in_with_and_finally)
     blocked(S.handling_an_exception)
     blocked(S.calls_with_star)
+    blocked(S.consume, S.delegating)
+    blocked(S.consume, S.pipeline)
+    g = S.counting(3)
+    next(g)
+    g.send(4)
+    pickles.append(pickle.dumps((g, [])))
     log = []
     t = stackless.tasklet(S.loops)(None, log)
     for _ in range(9):
@@ -99,6 +106,10 @@ def structural_damage(states, rng):
     frames, op, exc = state[4]
     frames = list(frames)
     i = rng.randrange(len(frames))
+    wrapper = None
+    if len(frames[i]) == 3:  # a generator's frame: (generator, record, exception)
+        wrapper = frames[i]
+        frames[i] = wrapper[1]
     record = list(frames[i])
     field = rng.choice((2, 3, 3, 3, 4))
     if field == 2:
@@ -114,6 +125,8 @@ def structural_damage(states, rng):
     else:
         record[4] = tuple(sorted(set(record[4]) | {rng.randrange(len(record[3]) + 2)}))
     frames[i] = tuple(record)
+    if wrapper is not None:
+        frames[i] = (wrapper[0], frames[i], wrapper[2])
     if rng.random() < 0.1:
         op = rng.choice(("tempval", "none", "receive", "bogus"))
     if rng.random() < 0.1:
@@ -167,6 +180,9 @@ def exercise(objects, stackless):
                     o.receive()
             elif isinstance(o, stackless.tasklet) and o.alive and not o.scheduled:
                 o.insert()
+            elif type(o).__name__ == "generator":
+                next(o, None)
+                o.send(1)
         stackless.run()
         return "ran"
     except Exception as e:

@@ -129,11 +129,58 @@ def with_sorted_key(ch, log):
     return sorted([1, 2, 3], key=key)
 
 
-def in_generator(ch, log):
-    def gen():
-        yield ch.receive()
-    for value in gen():
-        log.append(value)
+def doubled(ch):
+    """A generator blocked in receive() while a for loop or yield from drives it."""
+    try:
+        while True:
+            v = ch.receive()
+            if v is None:
+                return "end"
+            yield v * 2
+    finally:
+        doubled.closed = getattr(doubled, "closed", 0) + 1
+
+
+def delegating(ch):
+    result = yield from doubled(ch)
+    yield ("returned", result)
+
+
+def pipeline(ch):
+    for v in doubled(ch):
+        yield v + 1
+    yield "pipeline end"
+
+
+def consume(ch, log, source):
+    for x in source(ch):
+        log.append(x)
+    log.append("done")
+
+
+def sum_of_genexpr(ch, log):
+    return sum(ch.receive() for _ in range(2))
+
+
+async def coroutine(ch):
+    return ch.receive()
+
+
+def drive_coroutine(ch, log):
+    c = coroutine(ch)
+    try:
+        c.send(None)
+    except StopIteration as e:
+        log.append(e.value)
+
+
+def counting(start):
+    total = start
+    try:
+        while True:
+            total += (yield total) or 0
+    except KeyError:
+        yield ("handling", total)
 
 
 class Worker(stackless.tasklet):

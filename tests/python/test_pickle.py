@@ -7,6 +7,7 @@ import pathlib
 import pickle
 import subprocess
 import sys
+import types
 
 import pytest
 import stackless
@@ -19,12 +20,16 @@ LAUNCHER = os.environ.get("STACKLESS_LAUNCHER", str(ROOT / "stackless"))
 
 
 def dumps_and_kill(*objects):
-    """Pickles `objects` (tasklets among them), then kills the originals: only the pickle is
-    left, as when it moves to another process."""
+    """Pickles `objects` (tasklets and channels among them), then kills the original tasklets,
+    those waiting on the channels included: only the pickle is left, as when it moves to
+    another process."""
     data = pickle.dumps(objects)
     for o in objects:
         if isinstance(o, stackless.tasklet) and o.alive:
             o.kill()
+        elif isinstance(o, stackless.channel):
+            while o.balance:
+                o.queue.kill()
     return data
 
 
@@ -159,6 +164,84 @@ def test_a_lambda_tasklet_function_is_pickled_by_value():
 
 
 # ---------------------------------------------------------------------------------------------
+# Generators
+
+@pytest.mark.parametrize("source, expected", [
+    (S.doubled, [2, 4, 6, "done"]),
+    (S.delegating, [2, 4, 6, ("returned", "end"), "done"]),
+    (S.pipeline, [3, 5, 7, "pipeline end", "done"]),
+])
+def test_a_tasklet_blocked_inside_generators_resumes_them(source, expected):
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.consume)(ch, log, source)
+    stackless.run()
+    ch.send(1)
+    ch.send(2)
+    t2, ch2, log2 = pickle.loads(dumps_and_kill(t, ch, log))
+    assert t2.blocked
+    ch2.send(3)
+    ch2.send(None)  # the innermost generator returns: the loops around it end
+    stackless.run()
+    assert log2 == expected
+    assert not t2.alive
+
+
+def test_generators_in_a_tasklet_resume_in_a_child_process():
+    ch, log = stackless.channel(), []
+    stackless.tasklet(S.consume)(ch, log, S.delegating)
+    stackless.run()
+    ch.send(5)
+    out = run_in_child(dumps_and_kill(ch, log), CHILD_PRELUDE + (
+        "ch, log = objects\n"
+        "ch.send(6)\n"
+        "ch.send(None)\n"
+        "print(log)\n"))
+    assert out == "[10, 12, ('returned', 'end'), 'done']\n"
+
+
+def test_killing_a_restored_tasklet_closes_the_generators_it_was_in():
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.consume)(ch, log, S.pipeline)
+    stackless.run()
+    before = getattr(S.doubled, "closed", 0)
+    t2, ch2, log2 = pickle.loads(dumps_and_kill(t, ch, log))
+    assert getattr(S.doubled, "closed", 0) == before + 1  # the original's finally ran
+    t2.kill()
+    assert getattr(S.doubled, "closed", 0) == before + 2  # and the restored one's
+    assert log2 == [] and not t2.alive
+
+
+def test_a_generator_on_its_own_keeps_its_place_locals_and_handled_exception():
+    g = S.counting(10)
+    assert next(g) == 10 and g.send(5) == 15
+    g2 = pickle.loads(pickle.dumps(g))
+    assert g2.send(1) == 16 and g.send(2) == 17  # independent copies
+    assert g2.throw(KeyError) == ("handling", 16)
+    g3 = pickle.loads(pickle.dumps(g2))  # suspended inside the except block
+    with pytest.raises(StopIteration):
+        next(g3)
+    fresh = pickle.loads(pickle.dumps(S.counting(1)))
+    assert next(fresh) == 1
+    finished = S.counting(0)
+    finished.close()
+    assert list(pickle.loads(pickle.dumps(finished))) == []
+    assert g2.__qualname__ == "counting"
+
+
+def test_a_running_generator_does_not_pickle_without_its_tasklet():
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.consume)(ch, log, S.doubled)
+    stackless.run()
+    running = [o for o in gc.get_objects()
+               if type(o) is types.GeneratorType and o.gi_running and o.gi_code is
+               S.doubled.__code__]
+    assert len(running) == 1
+    with pytest.raises(pickle.PicklingError, match="running generator"):
+        pickle.dumps(running[0])
+    t.kill()
+
+
+# ---------------------------------------------------------------------------------------------
 # Tasklet states
 
 def test_a_runnable_tasklet_resumes_schedule_with_its_tempval():
@@ -289,11 +372,20 @@ def test_a_c_function_between_python_frames_is_refused_by_name():
     t.kill()
 
 
-def test_a_generator_frame_is_refused():
+def test_a_coroutine_frame_is_refused():
     ch, log = stackless.channel(), []
-    t = stackless.tasklet(S.in_generator)(ch, log)
+    t = stackless.tasklet(S.drive_coroutine)(ch, log)
     stackless.run()
-    with pytest.raises(pickle.PicklingError, match="generator"):
+    with pytest.raises(pickle.PicklingError, match="coroutine"):
+        pickle.dumps(t)
+    t.kill()
+
+
+def test_a_generator_expression_consumed_by_a_c_function_is_refused():
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.sum_of_genexpr)(ch, log)
+    stackless.run()
+    with pytest.raises(pickle.PicklingError, match=r"C function sum"):
         pickle.dumps(t)
     t.kill()
 
