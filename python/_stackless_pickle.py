@@ -95,6 +95,21 @@ def _reduce_module(module):
     return importlib.import_module, (module.__name__,)
 
 
+def _reduce_traceback(tb):
+    frame = tb.tb_frame
+    return _restore_traceback, (frame.f_code, _globals_ref(frame.f_globals), tb.tb_lasti,
+                                tb.tb_lineno, tb.tb_next)
+
+
+def _restore_traceback(code, globals_ref, lasti, lineno, tb_next):
+    """A traceback entry with a frame object that shows where it was (its code, file and line)
+    but holds none of its locals: such frames never run again."""
+    if not isinstance(code, types.CodeType):
+        raise pickle.UnpicklingError("stackless: corrupt pickle: a traceback without code")
+    frame = _stackless._new_frame(code, _resolve_globals(globals_ref))
+    return types.TracebackType(tb_next, frame, lasti, lineno)
+
+
 def _module_dict(name):
     """The globals of a frame that ran in module `name`."""
     return importlib.import_module(name).__dict__
@@ -616,7 +631,9 @@ def _install(module):
     copyreg.pickle(types.CellType, _reduce_cell)
     copyreg.pickle(types.ModuleType, _reduce_module)
     copyreg.pickle(types.GeneratorType, _reduce_generator)
+    copyreg.pickle(types.TracebackType, _reduce_traceback)
     # What pickles refer to, under the extension's name (pickle finds them as stackless._...).
-    for f in (_load_code, _new_cell, _set_cell, _make_function, _restore_generator):
+    for f in (_load_code, _new_cell, _set_cell, _make_function, _restore_generator,
+              _restore_traceback):
         f.__module__ = module.__name__
         setattr(module, f.__name__, f)

@@ -19,6 +19,7 @@
 #error "stackless: this binding supports CPython 3.11 only"
 #endif
 
+#include <frameobject.h>  // PyFrame_New
 #include <internal/pycore_frame.h>
 #include <internal/pycore_pyerrors.h>  // _PyErr_ChainStackItem (exported)
 
@@ -591,6 +592,11 @@ int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject*
     if (PyTuple_GET_SIZE(record) != 5)  // (a suspended generator is inside no call)
         return corrupt(checked.code, "a suspended generator's frame drives no generator");
     return fill_generator(reinterpret_cast<PyGenObject*>(gen), record, checked, created, exc_value);
+}
+
+PyObject* new_frame_object(PyObject* code, PyObject* globals) {
+    return reinterpret_cast<PyObject*>(
+        PyFrame_New(PyThreadState_Get(), reinterpret_cast<PyCodeObject*>(code), globals, nullptr));
 }
 
 int code_nlocalsplus(PyObject* code) {

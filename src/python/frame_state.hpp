@@ -90,5 +90,7 @@ PyObject* generator_info(PyObject* gen, PyObject* by_value);
 int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject* exc_value,
                         PyObject* slot_kinds);
 int code_nlocalsplus(PyObject* code);
+// A frame object of `code` in `globals` that never runs (for an unpickled traceback).
+PyObject* new_frame_object(PyObject* code, PyObject* globals);
 
 }  // namespace stackless::python

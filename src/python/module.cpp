@@ -76,6 +76,18 @@ PyObject* bomb_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     return reinterpret_cast<PyObject*>(b);
 }
 
+// Pickles as the bomb it is: its exception (and traceback: _stackless_pickle pickles those).
+PyObject* bomb_reduce(PyObject* o, PyObject*) {
+    auto* b = reinterpret_cast<py_bomb*>(o);
+    return Py_BuildValue("(O(OOO))", Py_TYPE(o), b->type ? b->type : Py_None,
+                         b->value ? b->value : Py_None, b->traceback ? b->traceback : Py_None);
+}
+
+PyMethodDef bomb_methods[] = {
+    {"__reduce__", bomb_reduce, METH_NOARGS, "pickle support"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
 PyMemberDef bomb_members[] = {
     {"type", T_OBJECT, offsetof(py_bomb, type), READONLY, "the exception's class"},
     {"value", T_OBJECT, offsetof(py_bomb, value), READONLY, "the exception"},
@@ -360,6 +372,7 @@ PyMethodDef module_methods[] = {
     {"_generator_set_frame", mod_generator_set_frame, METH_VARARGS,
      "unpickling: a generator's frame"},
     {"_code_nlocalsplus", mod_code_nlocalsplus, METH_O, "unpickling: a code's frame size"},
+    {"_new_frame", mod_new_frame, METH_VARARGS, "unpickling: a frame object for a traceback"},
     {"_channel_restore", mod_channel_restore, METH_VARARGS, "unpickling: a channel's state"},
     {"_stats", mod_stats, METH_NOARGS, "the core scheduler's counters for this thread"},
     {"_atexit", mod_atexit, METH_NOARGS, "kills the main thread's tasklets (interpreter exit)"},
@@ -391,6 +404,7 @@ PyTypeObject bomb_type = [] {
     t.tp_traverse = bomb_traverse;
     t.tp_clear = bomb_clear;
     t.tp_members = bomb_members;
+    t.tp_methods = bomb_methods;
     return t;
 }();
 

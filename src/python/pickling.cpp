@@ -2,11 +2,12 @@
 // private module functions through which python/_stackless_pickle.py reads and restores the
 // binding's state. Frames themselves are read and rebuilt in frame_state.cpp.
 
+#include "binding.hpp"  // Python.h first
+
 #include <cstring>
 #include <initializer_list>
 #include <memory>
 
-#include "binding.hpp"
 #include "frame_state.hpp"
 
 namespace stackless::python {
@@ -348,6 +349,14 @@ PyObject* mod_generator_set_frame(PyObject*, PyObject* args) {
     }
     if (set_generator_frame(gen, record, created, exc_value, slot_kinds) < 0) return nullptr;
     Py_RETURN_NONE;
+}
+
+// _new_frame(code, globals): a frame object that never runs, for an unpickled traceback.
+PyObject* mod_new_frame(PyObject*, PyObject* args) {
+    PyObject *code, *globals;
+    if (!PyArg_ParseTuple(args, "O!O!:_new_frame", &PyCode_Type, &code, &PyDict_Type, &globals))
+        return nullptr;
+    return new_frame_object(code, globals);
 }
 
 PyObject* mod_code_nlocalsplus(PyObject*, PyObject* code) {

@@ -521,3 +521,44 @@ def test_a_tasklet_pickled_without_its_channel_raises_when_run_without_a_value()
     with pytest.raises(RuntimeError, match="without being sent a value"):
         stackless.run()
     assert not t2.alive
+
+
+# ---------------------------------------------------------------------------------------------
+# Other objects
+
+def _raise_here():
+    raise KeyError("where")
+
+
+def test_a_traceback_pickles_with_where_it_was():
+    import traceback
+    try:
+        _raise_here()
+    except KeyError as e:
+        tb = e.__traceback__
+    tb2 = pickle.loads(pickle.dumps(tb))
+    original = [(f.filename, f.lineno, f.name) for f in traceback.extract_tb(tb)]
+    restored = [(f.filename, f.lineno, f.name) for f in traceback.extract_tb(tb2)]
+    assert restored == original and restored[-1][2] == "_raise_here"
+
+
+def test_a_sender_of_an_exception_keeps_it_in_the_channel_pickle():
+    ch = stackless.channel()
+
+    def send():
+        ch.send_exception(ValueError, "sent")
+
+    t = stackless.tasklet(send)()
+    stackless.run()
+    ch2 = pickle.loads(dumps_and_kill(ch))[0]
+    assert ch2.balance == 1
+    with pytest.raises(ValueError, match="sent"):
+        ch2.receive()
+    stackless.run()
+    assert not t.alive
+
+
+def test_code_and_modules_pickle_on_their_own():
+    code = S.blocked_three_deep.__code__
+    assert pickle.loads(pickle.dumps(code)) == code
+    assert pickle.loads(pickle.dumps(S)) is S
