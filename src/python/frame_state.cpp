@@ -39,7 +39,8 @@ int code_units(PyCodeObject* code) {
 }
 
 // A tuple of `n` values starting at `values`, with None for NULL, and the NULLs' indices.
-// Functions go through `by_value` (functions pickle cannot find by name are wrapped).
+// Functions then go through `by_value` (functions pickle cannot find by name are wrapped): only
+// once every value is in the tuple, since by_value runs Python code, which may change the frame.
 bool values_tuple(PyObject* const* values, int n, PyObject* by_value, PyObject** out,
                   PyObject** nulls) {
     *nulls = nullptr;
@@ -48,34 +49,33 @@ bool values_tuple(PyObject* const* values, int n, PyObject* by_value, PyObject**
     int null_count = 0;
     for (int i = 0; i < n; ++i) {
         PyObject* v = values[i];
-        if (v == nullptr) {
-            ++null_count;
-            v = Py_NewRef(Py_None);
-        } else if (PyFunction_Check(v)) {
-            v = PyObject_CallOneArg(by_value, v);
-            if (v == nullptr) {
-                Py_CLEAR(*out);
-                return false;
-            }
-        } else {
-            Py_INCREF(v);
-        }
-        PyTuple_SET_ITEM(*out, i, v);
+        if (v == nullptr) ++null_count;
+        PyTuple_SET_ITEM(*out, i, Py_NewRef(v != nullptr ? v : Py_None));
     }
     *nulls = PyTuple_New(null_count);
+    for (int i = 0, j = 0; *nulls != nullptr && i < n; ++i) {
+        if (values[i] != nullptr) continue;
+        PyObject* index = PyLong_FromLong(i);
+        if (index == nullptr)
+            Py_CLEAR(*nulls);
+        else
+            PyTuple_SET_ITEM(*nulls, j++, index);
+    }
     if (*nulls == nullptr) {
         Py_CLEAR(*out);
         return false;
     }
-    for (int i = 0, j = 0; i < n; ++i) {
-        if (values[i] != nullptr) continue;
-        PyObject* index = PyLong_FromLong(i);
-        if (index == nullptr) {
+    for (int i = 0; i < n; ++i) {
+        PyObject* v = PyTuple_GET_ITEM(*out, i);
+        if (!PyFunction_Check(v)) continue;
+        PyObject* wrapped = PyObject_CallOneArg(by_value, v);
+        if (wrapped == nullptr) {
             Py_CLEAR(*out);
             Py_CLEAR(*nulls);
             return false;
         }
-        PyTuple_SET_ITEM(*nulls, j++, index);
+        PyTuple_SET_ITEM(*out, i, wrapped);
+        Py_DECREF(v);
     }
     return true;
 }

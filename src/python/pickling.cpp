@@ -240,7 +240,12 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
         PyErr_SetString(PyExc_RuntimeError, "the tasklet has no frames switched out");
         return nullptr;
     }
-    return capture_frames(t->saved.current_frame, {call_site, by_value, &classify});
+    // The frames are read in place while Python code runs (the analysis, by_value): no tasklet
+    // may switch meanwhile, or the frames could change under our feet.
+    ++switch_trap_level_slow();
+    PyObject* frames = capture_frames(t->saved.current_frame, {call_site, by_value, &classify});
+    --switch_trap_level_slow();
+    return frames;
 }
 
 namespace {
