@@ -176,3 +176,41 @@ def test_threads_that_overlap_do_not_grow_the_tasklet_state_pool():
         overlapping_pair()
     gc.collect()
     assert rss() - rss0 <= 4 * 1024 * 1024
+
+
+def _pickled_worker(ch, out):
+    for value in _source(ch):
+        out.append(value)
+
+
+def _source(ch):
+    try:
+        while True:
+            v = ch.receive()
+            if v is None:
+                return
+            yield v
+    finally:
+        pass
+
+
+def test_pickling_resuming_and_killing_tasklets_does_not_leak():
+    import pickle
+    ch, out = stackless.channel(), []
+    t = stackless.tasklet(_pickled_worker)(ch, out)
+    stackless.run()
+    data = pickle.dumps((t, ch, out))
+    t.kill()
+
+    def scenario(i):
+        t2, ch2, out2 = pickle.loads(data)
+        if i % 2:
+            ch2.send(i)  # resumes inside the generator, then blocks again
+            ch2.send(None)
+            assert out2 == [i] and not t2.alive
+        else:
+            pickle.dumps(t2)  # an unpickled tasklet that has not run pickles again
+            t2.kill()  # unwinds the generator and the loop
+            assert not t2.alive
+
+    check(scenario)

@@ -562,3 +562,40 @@ def test_code_and_modules_pickle_on_their_own():
     code = S.blocked_three_deep.__code__
     assert pickle.loads(pickle.dumps(code)) == code
     assert pickle.loads(pickle.dumps(S)) is S
+
+
+@pytest.mark.parametrize("name, sends, expected", [
+    ("counter_with_closure", "ch.send(5); ch.send(None)", "[7, 12]"),
+    ("calls_with_star", "ch.send(4)", "[('before', 60, [('colour', 'red')]), "
+                                      "('after', 64, (1, 2, 3), {'colour': 'red'})]"),
+    ("in_with_and_finally", "ch.send(0)", "[('entered', 'token'), 'after receive', "
+                                          "('exit', None), 'finally']"),
+    ("handling_an_exception", "ch.send(0)", "[('caught', \"KeyError('original')\"), "
+                                            "('still handling', \"KeyError('original')\"), "
+                                            "('after except', None)]"),
+])
+def test_frame_shapes_resume_in_a_child_process(name, sends, expected):
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(getattr(S, name))(ch, log)
+    stackless.run()
+    if name == "counter_with_closure":
+        ch.send(7)
+    out = run_in_child(dumps_and_kill(t, ch, log), CHILD_PRELUDE + (
+        "t, ch, log = objects\n"
+        + sends + "\n"
+        "stackless.run()\n"
+        "print(log, t.alive)\n"))
+    assert out == expected + " False\n"
+
+
+def test_loops_over_iterators_resume_in_a_child_process():
+    log = []
+    t = stackless.tasklet(S.loops)(None, log)
+    for _ in range(40):
+        t.run()
+    out = run_in_child(dumps_and_kill(t, log), CHILD_PRELUDE + (
+        "t, log = objects\n"
+        "t.insert()\n"
+        "stackless.run()\n"
+        "print(len(log), log[-1])\n"))
+    assert out == "64 (1, 20, 100, 'b', 2, ('b', 2), 1, ('q', 7))\n"
