@@ -312,6 +312,19 @@ def slot_kinds(code):
     return result
 
 
+def opcode_tables():
+    """(deopt, caches): for each instruction number, its base instruction (specialised ones
+    map to theirs), and the inline cache entries after each base instruction; what CPython's
+    _PyOpcode_Deopt and _PyOpcode_Caches hold, for the extension's C++ to read bytecode with."""
+    deopt = bytearray(range(256))
+    for specialized, base in dis.deoptmap.items():
+        deopt[dis._all_opmap[specialized]] = opcode.opmap[base]
+    caches = bytearray(256)
+    for op, n in enumerate(_CACHES):
+        caches[op] = n
+    return bytes(deopt), bytes(caches)
+
+
 _instruction_cache = {}
 
 

@@ -49,6 +49,7 @@ struct scheduler_stats {
     std::uint64_t switches = 0;      // context switches performed
     std::uint64_t stacks_saved = 0;  // times a blocked tasklet's stack was copied to the heap
     std::uint64_t stacks_restored = 0;
+    std::uint64_t stacks_discarded = 0;  // stacks dropped instead of saved (tasklet_hooks)
     std::size_t saved_stack_bytes = 0;  // heap bytes currently holding saved stacks
     std::size_t slots_mapped = 0;       // stack slots mapped so far
     std::size_t live_tasklets = 0;      // started tasklets that have not ended

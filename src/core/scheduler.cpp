@@ -268,6 +268,22 @@ void scheduler::make_runnable(tasklet_state* next) noexcept {
 
 void scheduler::evict(tasklet_state* occupant) {
     stack_slot* s = occupant->slot;
+    // Its binding may go on without this stack (tasklet_hooks::discard_stack); not while the
+    // C++ runtime is handling an exception on it.
+    if (occupant->hooks != nullptr && occupant->hooks->discard_stack != nullptr &&
+        occupant->eh.caught == nullptr && occupant->eh.uncaught == 0 &&
+        occupant->hooks->discard_stack(occupant->payload)) {
+        s->owner = nullptr;
+        occupant->slot = nullptr;  // its next run starts afresh, as a first run does
+        occupant->resident = false;
+        occupant->ctx = nullptr;
+        occupant->state = life::ready;
+        occupant->function_takes_pending = true;
+        stack_pool::drop_saved(occupant);
+        --stats_.live_tasklets;
+        ++stats_.stacks_discarded;
+        return;
+    }
     auto used = static_cast<std::size_t>(s->top - static_cast<unsigned char*>(occupant->ctx));
     try {
         stack_pool::save(occupant);

@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -103,6 +104,11 @@ struct py_tasklet {
     stack_hint hint;     // its innermost frame's value stack at its last blocking call
     restore_plan* plan;  // unpickled frames it resumes when it first runs (owned)
     bool awaiting_plan;  // bound to resume unpickled frames that are not there yet
+    bool restored_body;  // runs run_restored (its C stack holds where it is among its frames)
+    // Its C stack was dropped while it was blocked: its frames go on in place when it runs
+    // (tasklet_hooks::discard_stack).
+    bool stack_discarded;
+    std::uint8_t blocked_op;  // the blocking operation it is in (blocked_op), for discard_stack
     unsigned long thread_ident;
     void* thread;          // the binding's data of its thread, to check the thread without a call
     bool self_ref;         // holds a reference to itself while scheduled
@@ -148,6 +154,14 @@ inline void note_blocking_call(PyObject* const* args, Py_ssize_t n) noexcept {
         record_stack_hint(t->tstate, args, n, t->hint);
     }
 }
+// What a blocking operation called from Python returns when the tasklet goes on: set while the
+// operation is blocked, so that its C stack may be dropped (discard_stack).
+enum blocked_op : std::uint8_t { not_blocked = 0, blocked_tempval, blocked_none, blocked_receive };
+inline void note_blocking_op(blocked_op op) noexcept {
+    if (this_thread != nullptr && this_thread->current != nullptr)
+        this_thread->current->blocked_op = op;
+}
+
 // Drops the references released by tasklets that left the scheduler; called after operations
 // that may switch, once back in Python's world.
 void flush_released_slow() noexcept;

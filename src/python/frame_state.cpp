@@ -20,6 +20,7 @@
 #endif
 
 #include <frameobject.h>  // PyFrame_New
+#include <opcode.h>  // EXTENDED_ARG, PRECALL, CALL
 #include <internal/pycore_frame.h>
 #include <internal/pycore_pyerrors.h>  // _PyErr_ChainStackItem (exported)
 
@@ -815,6 +816,126 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         root->current_frame = caller;
         clear_frame(ts, frame);
         ts->datastack_top = reinterpret_cast<PyObject**>(frame);
+    }
+    root->current_frame = nullptr;
+    return value;
+}
+
+namespace {
+
+// What CPython's _PyOpcode_Deopt and _PyOpcode_Caches say (not exported; their definitions in
+// pycore_opcode.h are C99 only): the base instruction of each specialised one, and the inline
+// cache entries after each base instruction. Filled from the `opcode` and `dis` modules
+// (set_opcode_tables); until then nothing resumes in place.
+unsigned char deopt_table[256];
+unsigned char cache_table[256];
+bool have_opcode_tables = false;
+
+// The call instruction a frame inside a C call is at (PRECALL or CALL, specialised or not), its
+// argument, and where the frame goes on once the call returns; false for anything else.
+bool call_at(_PyInterpreterFrame* f, int* oparg, int* resume) {
+    if (!have_opcode_tables) return false;
+    const unsigned char* _PyOpcode_Deopt = deopt_table;
+    const unsigned char* _PyOpcode_Caches = cache_table;
+    _Py_CODEUNIT* first = _PyCode_CODE(f->f_code);
+    int index = static_cast<int>(f->prev_instr - first);
+    if (index < 0 || index >= code_units(f->f_code)) return false;
+    int op = _PyOpcode_Deopt[_Py_OPCODE(first[index])];
+    int arg = _Py_OPARG(first[index]);
+    for (int i = index - 1, shift = 8; i >= 0 && _PyOpcode_Deopt[_Py_OPCODE(first[i])] ==
+                                                     EXTENDED_ARG;
+         --i, shift += 8)
+        arg |= _Py_OPARG(first[i]) << shift;
+    int next = index + 1 + _PyOpcode_Caches[op];
+    if (op == PRECALL) {
+        if (next >= code_units(f->f_code) || _PyOpcode_Deopt[_Py_OPCODE(first[next])] != CALL)
+            return false;
+        next += 1 + _PyOpcode_Caches[CALL];
+    } else if (op != CALL) {
+        return false;
+    }
+    *oparg = arg;
+    *resume = next;
+    return next < code_units(f->f_code);
+}
+
+// Pops a finished frame as _PyThreadState_PopFrame does, giving back a chunk it began.
+void pop_frame(PyThreadState* ts, _PyInterpreterFrame* frame) {
+    auto** base = reinterpret_cast<PyObject**>(frame);
+    _PyStackChunk* chunk = ts->datastack_chunk;
+    if (base == &chunk->data[0] && chunk->previous != nullptr) {
+        _PyStackChunk* previous = chunk->previous;
+        ts->datastack_chunk = previous;
+        ts->datastack_top = &previous->data[previous->top];
+        ts->datastack_limit =
+            reinterpret_cast<PyObject**>(reinterpret_cast<char*>(previous) + previous->size);
+        PyObjectArenaAllocator arena;
+        PyObject_GetArenaAllocator(&arena);
+        arena.free(arena.ctx, chunk, chunk->size);
+        return;
+    }
+    ts->datastack_top = base;
+}
+
+}  // namespace
+
+int set_opcode_tables(PyObject* deopt, PyObject* caches) {
+    if (!PyBytes_Check(deopt) || !PyBytes_Check(caches) || PyBytes_GET_SIZE(deopt) != 256 ||
+        PyBytes_GET_SIZE(caches) != 256) {
+        PyErr_SetString(PyExc_ValueError, "stackless: bad opcode tables");
+        return -1;
+    }
+    std::memcpy(deopt_table, PyBytes_AS_STRING(deopt), 256);
+    std::memcpy(cache_table, PyBytes_AS_STRING(caches), 256);
+    have_opcode_tables = true;
+    return 0;
+}
+
+bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint,
+                         PyObject* func) {
+    if (innermost == nullptr) return true;  // the operation was the tasklet's function itself
+    if (hint.frame != innermost || hint.instr != innermost->prev_instr) return false;
+    int oparg, resume;
+    if (!call_at(innermost, &oparg, &resume)) return false;
+    int top = hint.depth;  // entries of localsplus in use during the call
+    if (top - (oparg + 2) < innermost->f_code->co_nlocalsplus) return false;
+    _PyInterpreterFrame* f = innermost;
+    for (; f->previous != nullptr; f = f->previous) {
+        if (f->is_entry || f->owner != FRAME_OWNED_BY_THREAD) return false;  // C or a generator
+        if (f->f_code->co_flags & (CO_GENERATOR | code_flags_not_resumable)) return false;
+    }
+    // The outermost frame: the tasklet's own call of its function (a plain Python function).
+    return f->is_entry && f->owner == FRAME_OWNED_BY_THREAD && PyFunction_Check(func) &&
+           PyFunction_GET_CODE(func) == reinterpret_cast<PyObject*>(f->f_code) &&
+           !(f->f_code->co_flags & (CO_GENERATOR | code_flags_not_resumable));
+}
+
+PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFrame* innermost,
+                          const stack_hint& hint, PyObject* value) {
+    if (innermost == nullptr) return value;
+    // The innermost frame: what its evaluation loop does once the call returns. The callable
+    // and arguments leave the stack, the result is pushed below, and it goes on after the call.
+    int oparg = 0, resume = 0;
+    call_at(innermost, &oparg, &resume);  // checked by can_resume_in_place
+    int top = hint.depth;
+    int consumed = oparg + 2;
+    for (int i = top - consumed; i < top; ++i) Py_CLEAR(innermost->localsplus[i]);
+    innermost->stacktop = top - consumed;
+    innermost->prev_instr = _PyCode_CODE(innermost->f_code) + resume - 1;
+    std::vector<_PyInterpreterFrame*> chain;
+    for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) chain.push_back(f);
+    // The callers called inline: their stacktop and prev_instr are what RETURN_VALUE expects.
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+        _PyInterpreterFrame* frame = chain[i];
+        _PyInterpreterFrame* caller = i + 1 < chain.size() ? chain[i + 1] : nullptr;
+        bool raising = value == nullptr;
+        if (!raising) frame->localsplus[frame->stacktop++] = value;
+        root->current_frame = caller;
+        ts->recursion_remaining = ts->recursion_limit - static_cast<int>(chain.size() - 1 - i);
+        value = _PyEval_EvalFrameDefault(ts, frame, raising ? 1 : 0);
+        root->current_frame = caller;
+        clear_frame(ts, frame);
+        pop_frame(ts, frame);
     }
     root->current_frame = nullptr;
     return value;

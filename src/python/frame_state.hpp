@@ -5,6 +5,8 @@
 
 #include <Python.h>
 
+#include "frame_traverse.hpp"
+
 #include <cstddef>
 #include <vector>
 
@@ -79,6 +81,24 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
 PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, PyObject* value);
 
 int traverse_plan(const restore_plan& plan, visitproc visit, void* arg);
+
+// A tasklet whose C stack was dropped while it was blocked (tasklet_hooks::discard_stack) goes
+// on from its frames, which stay where they are in its frame data stack. The frames qualify if
+// every link between them is a call inside one evaluation loop (no C code between frames, no
+// generator), the innermost one is blocked in a call of a stackless operation from its
+// evaluation loop (`hint` says where its value stack ends) and the outermost one was entered by
+// the tasklet's own call of its function. Reads frames only: safe during a switch.
+bool can_resume_in_place(struct _PyInterpreterFrame* innermost, const struct stack_hint& hint,
+                         PyObject* func);
+// Resumes them (innermost first) as resume_frames does, the innermost with `value` (owned;
+// nullptr: raise the current exception there); pops each frame as it ends. Returns the
+// outermost frame's result, or `value` itself if there are no frames.
+PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, struct _PyInterpreterFrame* innermost,
+                          const struct stack_hint& hint, PyObject* value);
+
+// The instruction tables can_resume_in_place reads the bytecode with: `deopt` and `caches`,
+// bytes of 256 (_stackless_pickle.opcode_tables). -1 with an exception if malformed.
+int set_opcode_tables(PyObject* deopt, PyObject* caches);
 
 // Generators on their own (pickling.cpp's _generator_info and _generator_set_frame).
 // (state, code, globals or None, name, qualname, record or closure, exception being handled):

@@ -169,20 +169,24 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     if (self == nullptr) return nullptr;
     // A tasklet paused by schedule_remove() may become garbage: let the collector see its stack.
     // (One that stays in the run queue never is.)
-    if (remove) note_blocking_call(args, nargs + nkw);
+    if (remove) {
+        note_blocking_call(args, nargs + nkw);
+        note_blocking_op(blocked_tempval);
+    }
     if (switch_trap_level() > 0) [[unlikely]] {
         bool alone = stackless::getruncount() <= 1;
         if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;
     }
     PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);
     Py_XSETREF(self->tempval, Py_NewRef(retval));
-    if (!run_core([&] {
-            if (remove)
-                stackless::schedule_remove();
-            else
-                stackless::schedule();
-        }))
-        return nullptr;
+    bool ok = run_core([&] {
+        if (remove)
+            stackless::schedule_remove();
+        else
+            stackless::schedule();
+    });
+    if (remove) self->blocked_op = not_blocked;
+    if (!ok) return nullptr;
     PyObject* result = self->tempval;
     self->tempval = nullptr;
     if (result == nullptr) Py_RETURN_NONE;
@@ -282,9 +286,10 @@ PyObject* mod_stats(PyObject*, PyObject*) {
     if (thread_main() == nullptr) return nullptr;
     stackless::scheduler_stats s = stackless::stats();
     return Py_BuildValue(
-        "{s:K,s:K,s:K,s:n,s:n,s:n,s:K}", "switches", static_cast<unsigned long long>(s.switches),
+        "{s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:K}", "switches", static_cast<unsigned long long>(s.switches),
         "stacks_saved", static_cast<unsigned long long>(s.stacks_saved), "stacks_restored",
-        static_cast<unsigned long long>(s.stacks_restored), "saved_stack_bytes",
+        static_cast<unsigned long long>(s.stacks_restored), "stacks_discarded",
+        static_cast<unsigned long long>(s.stacks_discarded), "saved_stack_bytes",
         static_cast<Py_ssize_t>(s.saved_stack_bytes), "slots_mapped",
         static_cast<Py_ssize_t>(s.slots_mapped), "live_tasklets",
         static_cast<Py_ssize_t>(s.live_tasklets), "frame_chunks_reused", chunk_cache_hits());

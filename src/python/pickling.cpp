@@ -106,6 +106,16 @@ int install_pickling(PyObject* module) {
     Py_DECREF(r);
     slot_kinds = helper("slot_kinds");
     if (slot_kinds == nullptr) return -1;
+    PyObject* tables = PyObject_CallMethod(helper_module, "opcode_tables", nullptr);
+    if (tables == nullptr) return -1;
+    int set = PyTuple_Check(tables) && PyTuple_GET_SIZE(tables) == 2
+                  ? set_opcode_tables(PyTuple_GET_ITEM(tables, 0), PyTuple_GET_ITEM(tables, 1))
+                  : -1;
+    Py_DECREF(tables);
+    if (set < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "stackless: bad opcode tables");
+        return -1;
+    }
     PyObject* format = helper("FORMAT");
     long version = format != nullptr ? PyLong_AsLong(format) : -1;
     Py_XDECREF(format);
@@ -186,7 +196,7 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
         state = "main";
     else if (st.current)
         state = "current";
-    else if (st.started)
+    else if (st.started || t->stack_discarded)
         state = "frames";
     else if (t->plan != nullptr || t->awaiting_plan)
         state = "restored";
@@ -196,7 +206,8 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
         state = "bound";
     else
         state = "dead";
-    if (st.started && t->saved.exc_info != nullptr && t->saved.exc_info->exc_value != nullptr)
+    if ((st.started || t->stack_discarded) && t->saved.exc_info != nullptr &&
+        t->saved.exc_info->exc_value != nullptr)
         exc_value = t->saved.exc_info->exc_value;
     PyObject* channel = static_cast<PyObject*>(blocked.channel_payload);
     return Py_BuildValue("(sOOOOOOOOiO)", state, t->func ? t->func : Py_None,
@@ -232,7 +243,8 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
     bool started;
     try {
         auto st = t->core.status();
-        started = st.started && !st.current && t->python_started && !t->python_finished;
+        started = (st.started || t->stack_discarded) && !st.current && t->python_started &&
+                  !t->python_finished;
     } catch (...) {
         return raise_from_cxx();
     }

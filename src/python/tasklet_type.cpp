@@ -6,6 +6,7 @@
 // only by the references Python code holds, and when the last one goes it is killed.
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -67,8 +68,9 @@ void switched_in(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
     this_thread->previous = this_thread->current;
     this_thread->current = t;
-    // A tasklet that has not started yet sets up its state on its own stack (run_body).
-    if (t->python_started) {
+    // A tasklet that has not started yet sets up its state on its own stack (run_body), and so
+    // does one whose stack was dropped (its saved C frame chain went with it).
+    if (t->python_started && !t->stack_discarded) {
         restore_interp_state(t->tstate, t->saved);
         if (schedule_callback != nullptr) [[unlikely]]
             call_schedule_callback(t);
@@ -88,15 +90,61 @@ void scheduled_changed(void* payload, bool scheduled) noexcept {
     }
 }
 
+// Is `func`, a tasklet's function, the blocking operation itself (a channel's send or receive,
+// or schedule_remove), called by run_body with nothing of Python in between?
+bool is_blocking_operation(PyObject* func) {
+    if (!PyCFunction_Check(func)) return false;
+    const char* name = reinterpret_cast<PyCFunctionObject*>(func)->m_ml->ml_name;
+    PyObject* self = PyCFunction_GET_SELF(func);
+    if (self != nullptr && PyObject_TypeCheck(self, &channel_type))
+        return std::strcmp(name, "receive") == 0 || std::strcmp(name, "send") == 0;
+    return self != nullptr && PyModule_Check(self) && std::strcmp(name, "schedule_remove") == 0;
+}
+
+// tasklet_hooks::discard_stack: a blocked tasklet whose C stack holds nothing but the way from
+// its function down to the blocking operation (see can_resume_in_place) can go on without it:
+// run_body resumes its frames in place when it runs again. Reads fields only (it runs during a
+// switch).
+bool discard_stack(void* payload) noexcept {
+    auto* t = static_cast<py_tasklet*>(payload);
+    if (t->blocked_op == not_blocked || !t->python_started || t->python_finished || t->is_main ||
+        t->restored_body || t->stack_discarded || t->func == nullptr || t->kwargs != nullptr ||
+        t->args == nullptr)
+        return false;
+    // Tracing changes what the evaluation loop keeps on the C stack; a generator's exception
+    // state would be in the chain.
+    if (t->saved.c_tracefunc != nullptr || t->saved.c_profilefunc != nullptr ||
+        t->saved.tracing != 0 || t->saved.exc_info != &t->exc_base)
+        return false;
+    _PyInterpreterFrame* innermost = t->saved.current_frame;
+    if (innermost == nullptr) {
+        if (!is_blocking_operation(t->func)) return false;
+    } else {
+        PyObject* func = t->func;
+        // A bound method's call passes its arguments through a small array on the C stack.
+        if (PyMethod_Check(func) && PyTuple_GET_SIZE(t->args) <= 4) func = PyMethod_GET_FUNCTION(func);
+        if (!can_resume_in_place(innermost, t->hint, func)) return false;
+    }
+    t->stack_discarded = true;
+    return true;
+}
+
 // may_catch_exit: Python code may catch TaskletExit and end normally, as in Stackless.
-const stackless::tasklet_hooks hooks{&switched_out, &switched_in, &scheduled_changed, true};
+const stackless::tasklet_hooks hooks{&switched_out, &switched_in, &scheduled_changed, true,
+                                     &discard_stack};
 
 // The body of every tasklet's core function: runs the bound Python callable on the tasklet's own
 // C stack. A normal end, or TaskletExit, ends the tasklet silently; any other exception goes to
 // the main tasklet as python_error.
 void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result);
 
+void resume_without_stack(py_tasklet* self);
+
 void run_body(py_tasklet* self) {
+    if (self->stack_discarded) {
+        resume_without_stack(self);
+        return;
+    }
     PyThreadState* ts = self->tstate;
     _PyCFrame root;
     PyObject* context = self->context;  // nullptr: CPython makes an empty one when needed
@@ -131,6 +179,51 @@ void run_body(py_tasklet* self) {
                                       static_cast<size_t>(PyTuple_GET_SIZE(self->args)), nullptr)
                 : PyObject_Call(self->func, self->args, self->kwargs);
     }
+    finish_body(self, ts, result);
+}
+
+PyObject* resume_value(py_tasklet* self, resume_op op);
+
+// A tasklet whose C stack was dropped while it was blocked (discard_stack) runs again: its
+// interpreter state is back, but for the C frame chain, which starts here; its frames go on in
+// place with what the blocking operation returns.
+void resume_without_stack(py_tasklet* self) {
+    PyThreadState* ts = self->tstate;
+    _PyCFrame root;
+    self->stack_discarded = false;
+    interp_state& saved = self->saved;
+    root.use_tracing = 0;  // (a tasklet with trace functions keeps its stack)
+    root.current_frame = nullptr;
+    root.previous = &ts->root_cframe;
+    ts->cframe = &root;
+    ts->tracing = 0;
+    ts->recursion_remaining = ts->recursion_limit;
+    ts->trash_delete_nesting = 0;
+    ts->datastack_chunk = saved.datastack_chunk;
+    ts->datastack_top = saved.datastack_top;
+    ts->datastack_limit = saved.datastack_limit;
+    ts->exc_info = &self->exc_base;
+    Py_XSETREF(ts->context, saved.context);
+    saved.context = nullptr;
+    ts->context_ver++;
+    if (schedule_callback != nullptr) [[unlikely]]
+        call_schedule_callback(self);
+    auto op = static_cast<blocked_op>(self->blocked_op);
+    self->blocked_op = not_blocked;
+    PyObject* value = nullptr;
+    if (std::exception_ptr pending = stackless::take_pending_exception()) {
+        try {
+            std::rethrow_exception(pending);
+        } catch (...) {
+            raise_from_cxx();
+        }
+    } else {
+        value = resume_value(self, op == blocked_tempval   ? resume_op::tempval
+                                   : op == blocked_receive ? resume_op::receive
+                                                           : resume_op::none);
+    }
+    flush_released();
+    PyObject* result = resume_in_place(ts, &root, saved.current_frame, self->hint, value);
     finish_body(self, ts, result);
 }
 
@@ -169,6 +262,7 @@ PyObject* resume_value(py_tasklet* self, resume_op op) {
 // The core function of an unpickled tasklet: rebuilds its frames on its own C stack and resumes
 // them where they were pickled (frame_state.cpp).
 void run_restored(py_tasklet* self) {
+    self->restored_body = true;
     PyThreadState* ts = self->tstate;
     _PyCFrame root;
     std::unique_ptr<restore_plan> plan(std::exchange(self->plan, nullptr));
@@ -514,7 +608,7 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "tasklet is scheduled");
         return -1;
     }
-    if (st.started) {
+    if (st.started || self->stack_discarded) {
         PyErr_SetString(PyExc_RuntimeError,
                         "tasklet has C state on its stack (it has started; kill it first)");
         return -1;
@@ -1096,7 +1190,7 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     try {
         suspended_in_python = self->python_started && !self->is_main && this_thread != nullptr &&
                               this_thread->current != self && self->thread == this_thread &&
-                              self->core.status().started;
+                              (self->core.status().started || self->stack_discarded);
     } catch (...) {
     }
     if (suspended_in_python) {
@@ -1113,7 +1207,8 @@ int tasklet_clear(PyObject* o) {
     bool running_its_function = false;  // then run_body is using them
     try {
         running_its_function = self->python_started && !self->is_main &&
-                               self->thread == this_thread && self->core.status().started;
+                               self->thread == this_thread &&
+                               (self->core.status().started || self->stack_discarded);
     } catch (...) {
     }
     if (!running_its_function) {
@@ -1140,7 +1235,7 @@ void tasklet_finalize(PyObject* o) {
         // an unreachable channel). A runnable one is never unreachable: the run queue is a root.
         stackless::tasklet::status_flags st = self->core.status();
         // An unpickled tasklet waiting on a channel has frames to unwind too.
-        bool has_frames = st.started || self->plan != nullptr;
+        bool has_frames = st.started || self->plan != nullptr || self->stack_discarded;
         if (has_frames && (!st.scheduled || st.blocked)) self->core.kill(false);
     } catch (...) {
         raise_from_cxx();

@@ -313,3 +313,98 @@ TEST(Stacks, ConfigureIsPerThread) {
 }
 
 }  // namespace
+
+namespace {
+
+// tasklet_hooks::discard_stack: a binding that can go on without a blocked tasklet's stack has
+// it dropped instead of copied to the heap; the tasklet's function then starts again on a new
+// stack when the tasklet runs, and finds an exception thrown in meanwhile with
+// take_pending_exception().
+struct restartable {
+    int starts = 0;
+    bool discardable = true;
+    int value = 0;
+    bool saw_exit = false;
+};
+
+bool discard_if_allowed(void* payload) noexcept {
+    return static_cast<restartable*>(payload)->discardable;
+}
+
+const tasklet_hooks restart_hooks{nullptr, nullptr, nullptr, false, &discard_if_allowed};
+
+TEST(Stacks, ADiscardableStackIsDroppedAndTheFunctionStartsAgain) {
+    in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [] {
+        channel<int> ch;
+        std::vector<restartable> states(6);
+        std::vector<tasklet> ts;
+        for (restartable& r : states) {
+            tasklet t;
+            t.bind(
+                [&ch, &r](int) {
+                    ++r.starts;
+                    if (r.starts == 1) {
+                        r.value = ch.receive();  // blocks; its stack may be dropped meanwhile
+                        return;
+                    }
+                    // Started again: what a binding does to go on without the old stack.
+                    if (std::exception_ptr e = take_pending_exception()) {
+                        try {
+                            std::rethrow_exception(e);
+                        } catch (const tasklet_exit&) {
+                            r.saw_exit = true;
+                            throw;
+                        }
+                    }
+                    r.value = channel<int>::take_delivered().value_or(-1);
+                },
+                0);
+            t.set_hooks(&restart_hooks, &r);
+            t.insert();
+            ts.push_back(t);
+        }
+        stackless::run();
+        EXPECT_EQ(ch.balance(), -6);
+        // Two slots for main and six tasklets: at least four stacks were dropped, none saved.
+        EXPECT_GE(stats().stacks_discarded, 4u);
+        EXPECT_EQ(stats().stacks_saved, 0u);
+        for (int i = 0; i < 5; ++i) ch.send(100 + i);
+        ts[5].kill();
+        stackless::run();
+        int restarted = 0;
+        for (int i = 0; i < 5; ++i) {
+            // Whether its stack was dropped (it started twice) or kept, it got its value.
+            EXPECT_EQ(states[i].value, 100 + i);
+            restarted += states[i].starts == 2;
+            EXPECT_FALSE(ts[i].alive());
+        }
+        EXPECT_GE(restarted, 4);
+        EXPECT_FALSE(ts[5].alive());
+        EXPECT_TRUE(states[5].saw_exit || states[5].starts == 1);
+        expect_idle_scheduler();
+    });
+}
+
+TEST(Stacks, AStackIsSavedWhenItsBindingCannotDoWithoutIt) {
+    in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [] {
+        channel<int> ch;
+        std::vector<restartable> states(4);
+        std::vector<int> got;
+        for (restartable& r : states) {
+            r.discardable = false;
+            tasklet t;
+            t.bind([&ch, &got](int) { got.push_back(ch.receive()); }, 0);
+            t.set_hooks(&restart_hooks, &r);
+            t.insert();
+        }
+        stackless::run();
+        EXPECT_EQ(stats().stacks_discarded, 0u);
+        EXPECT_GT(stats().stacks_saved, 0u);
+        for (int i = 0; i < 4; ++i) ch.send(i);
+        stackless::run();
+        EXPECT_EQ(got, (std::vector<int>{0, 1, 2, 3}));
+        expect_idle_scheduler();
+    });
+}
+
+}  // namespace
