@@ -17,6 +17,9 @@ export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 # opcodes, with or without stackless.)
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider "$here/tests/python/test_pickle.py" \
     -k "not damaged"
+# Tasklets that drop their C stacks and resume their frames in place.
+"${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+    "$here/tests/python/test_dropped_stacks.py"
 for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done

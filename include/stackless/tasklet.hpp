@@ -40,8 +40,9 @@ struct tasklet_hooks {
     // if the binding can go on without that stack, starting the tasklet's function afresh on a
     // new stack when it next runs (the CPython binding resumes its Python frames, which live
     // elsewhere). The stack is then dropped instead of saved, and an exception thrown into the
-    // tasklet before it runs again is left for the function (take_pending_exception). Called
-    // during a switch, on the tasklet's thread: it must not switch or run foreign code.
+    // tasklet before it runs again is left for the function (take_pending_exception). The
+    // tasklet stays started: it is killed at thread exit like the others. Called during a
+    // switch, on the tasklet's thread: it must not switch or run foreign code.
     bool (*discard_stack)(void* payload) noexcept = nullptr;
 };
 

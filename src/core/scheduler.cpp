@@ -230,8 +230,10 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
         s->owner = next;
         next->slot = s;
         next->resident = true;
-        next->state = life::started;
-        ++stats_.live_tasklets;
+        if (next->state != life::started) {  // (one whose stack was dropped starts again)
+            next->state = life::started;
+            ++stats_.live_tasklets;
+        }
         sanitizer::unpoison(s->base, size);
         next->ctx = ctx::make_fcontext(s->top, size, &scheduler::tasklet_entry);
         jump(prev, next->ctx, true, s->base, size);
@@ -273,14 +275,14 @@ void scheduler::evict(tasklet_state* occupant) {
     if (occupant->hooks != nullptr && occupant->hooks->discard_stack != nullptr &&
         occupant->eh.caught == nullptr && occupant->eh.uncaught == 0 &&
         occupant->hooks->discard_stack(occupant->payload)) {
+        // Still started (alive, killed at thread exit like the others), but without a home
+        // slot: its next run starts its function afresh on a new stack, as a first run does.
         s->owner = nullptr;
-        occupant->slot = nullptr;  // its next run starts afresh, as a first run does
+        occupant->slot = nullptr;
         occupant->resident = false;
         occupant->ctx = nullptr;
-        occupant->state = life::ready;
         occupant->function_takes_pending = true;
         stack_pool::drop_saved(occupant);
-        --stats_.live_tasklets;
         ++stats_.stacks_discarded;
         return;
     }

@@ -20,9 +20,9 @@
 #endif
 
 #include <frameobject.h>  // PyFrame_New
-#include <opcode.h>  // EXTENDED_ARG, PRECALL, CALL
 #include <internal/pycore_frame.h>
 #include <internal/pycore_pyerrors.h>  // _PyErr_ChainStackItem (exported)
+#include <opcode.h>                    // EXTENDED_ARG, PRECALL, CALL
 
 #include <algorithm>
 #include <cstring>
@@ -842,9 +842,8 @@ bool call_at(_PyInterpreterFrame* f, int* oparg, int* resume) {
     if (index < 0 || index >= code_units(f->f_code)) return false;
     int op = _PyOpcode_Deopt[_Py_OPCODE(first[index])];
     int arg = _Py_OPARG(first[index]);
-    for (int i = index - 1, shift = 8; i >= 0 && _PyOpcode_Deopt[_Py_OPCODE(first[i])] ==
-                                                     EXTENDED_ARG;
-         --i, shift += 8)
+    for (int i = index - 1, shift = 8;
+         i >= 0 && _PyOpcode_Deopt[_Py_OPCODE(first[i])] == EXTENDED_ARG; --i, shift += 8)
         arg |= _Py_OPARG(first[i]) << shift;
     int next = index + 1 + _PyOpcode_Caches[op];
     if (op == PRECALL) {
@@ -891,8 +890,7 @@ int set_opcode_tables(PyObject* deopt, PyObject* caches) {
     return 0;
 }
 
-bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint,
-                         PyObject* func) {
+bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint, PyObject* func) {
     if (innermost == nullptr) return true;  // the operation was the tasklet's function itself
     if (hint.frame != innermost || hint.instr != innermost->prev_instr) return false;
     int oparg, resume;

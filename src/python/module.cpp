@@ -285,14 +285,15 @@ PyObject* mod_switch_trap(PyObject*, PyObject* delta) {
 PyObject* mod_stats(PyObject*, PyObject*) {
     if (thread_main() == nullptr) return nullptr;
     stackless::scheduler_stats s = stackless::stats();
-    return Py_BuildValue(
-        "{s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:K}", "switches", static_cast<unsigned long long>(s.switches),
-        "stacks_saved", static_cast<unsigned long long>(s.stacks_saved), "stacks_restored",
-        static_cast<unsigned long long>(s.stacks_restored), "stacks_discarded",
-        static_cast<unsigned long long>(s.stacks_discarded), "saved_stack_bytes",
-        static_cast<Py_ssize_t>(s.saved_stack_bytes), "slots_mapped",
-        static_cast<Py_ssize_t>(s.slots_mapped), "live_tasklets",
-        static_cast<Py_ssize_t>(s.live_tasklets), "frame_chunks_reused", chunk_cache_hits());
+    return Py_BuildValue("{s:K,s:K,s:K,s:K,s:n,s:n,s:n,s:K}", "switches",
+                         static_cast<unsigned long long>(s.switches), "stacks_saved",
+                         static_cast<unsigned long long>(s.stacks_saved), "stacks_restored",
+                         static_cast<unsigned long long>(s.stacks_restored), "stacks_discarded",
+                         static_cast<unsigned long long>(s.stacks_discarded), "saved_stack_bytes",
+                         static_cast<Py_ssize_t>(s.saved_stack_bytes), "slots_mapped",
+                         static_cast<Py_ssize_t>(s.slots_mapped), "live_tasklets",
+                         static_cast<Py_ssize_t>(s.live_tasklets), "frame_chunks_reused",
+                         chunk_cache_hits());
 }
 
 PyObject* mod_atexit(PyObject*, PyObject*) {

@@ -122,7 +122,8 @@ bool discard_stack(void* payload) noexcept {
     } else {
         PyObject* func = t->func;
         // A bound method's call passes its arguments through a small array on the C stack.
-        if (PyMethod_Check(func) && PyTuple_GET_SIZE(t->args) <= 4) func = PyMethod_GET_FUNCTION(func);
+        if (PyMethod_Check(func) && PyTuple_GET_SIZE(t->args) <= 4)
+            func = PyMethod_GET_FUNCTION(func);
         if (!can_resume_in_place(innermost, t->hint, func)) return false;
     }
     t->stack_discarded = true;

@@ -137,3 +137,25 @@ def test_traced_tasklets_keep_their_stacks():
         ch.send(0)
     assert len([x for x in out if x[0] != "finally"]) == COUNT
     assert saved_before > 0 and "call" in events
+
+
+def test_a_thread_that_ends_kills_its_tasklets_without_stacks():
+    # Regression: tasklets whose stacks were dropped read as not started to the core, which
+    # left them blocked when their thread ended (and another thread then met them).
+    import threading
+    out, keep = [], []
+
+    def body():
+        ch = stackless.channel()
+        keep.append(ch)
+        for i in range(COUNT):
+            stackless.tasklet(nested)(ch, i, out)
+        stackless.run()
+        keep.append(stackless._stats()["stacks_discarded"])
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert keep[1] > 0
+    assert sorted(x[1] for x in out if x[0] == "finally") == list(range(COUNT))
+    assert keep[0].balance == 0
