@@ -141,6 +141,19 @@ void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result);
 
 void resume_without_stack(py_tasklet* self);
 
+// A tasklet's first Python code on its fresh C stack: `root` (a frame of that stack) starts the
+// C frame chain, frames go to its root chunk, its exception stack and recursion depth start
+// empty, it runs in its context (nullptr: CPython makes an empty one when needed), with the
+// trace functions it was given; the schedule callback hears of it.
+void enter_python(py_tasklet* self, _PyCFrame* root) {
+    PyObject* context = std::exchange(self->context, nullptr);
+    start_interp_state(self->tstate, root, self->root_chunk, &self->exc_base, context);
+    self->python_started = true;
+    install_hook_functions(self->tstate, self->saved);
+    if (schedule_callback != nullptr) [[unlikely]]
+        call_schedule_callback(self);
+}
+
 void run_body(py_tasklet* self) {
     if (self->stack_discarded) {
         resume_without_stack(self);
@@ -148,21 +161,14 @@ void run_body(py_tasklet* self) {
     }
     PyThreadState* ts = self->tstate;
     _PyCFrame root;
-    PyObject* context = self->context;  // nullptr: CPython makes an empty one when needed
-    self->context = nullptr;
     if (self->root_chunk == nullptr) {
         self->root_chunk = new_root_chunk(self->func);
         if (self->root_chunk == nullptr) {
-            Py_XDECREF(context);
             PyErr_NoMemory();
             throw python_error();
         }
     }
-    start_interp_state(ts, &root, self->root_chunk, &self->exc_base, context);
-    self->python_started = true;
-    install_hook_functions(ts, self->saved);
-    if (schedule_callback != nullptr) [[unlikely]]
-        call_schedule_callback(self);
+    enter_python(self, &root);
     // The function and its arguments stay referenced by the tasklet while it runs, not by this C
     // frame, so that the garbage collector sees those references (tasklet_traverse); a running
     // tasklet's tasklet_clear leaves them alone.
@@ -268,21 +274,15 @@ void run_restored(py_tasklet* self) {
     _PyCFrame root;
     std::unique_ptr<restore_plan> plan(std::exchange(self->plan, nullptr));
     self->awaiting_plan = false;
-    PyObject* context = std::exchange(self->context, nullptr);
     std::size_t frame_bytes = plan != nullptr ? plan->chunk_bytes : 0;
     if (self->root_chunk != nullptr) free_root_chunk(self->root_chunk);
     self->root_chunk =
         new_root_chunk_of(offsetof(_PyStackChunk, data) + sizeof(PyObject*) * 32 + frame_bytes);
     if (self->root_chunk == nullptr) {
-        Py_XDECREF(context);
         PyErr_NoMemory();
         throw python_error();
     }
-    start_interp_state(ts, &root, self->root_chunk, &self->exc_base, context);
-    self->python_started = true;
-    install_hook_functions(ts, self->saved);
-    if (schedule_callback != nullptr) [[unlikely]]
-        call_schedule_callback(self);
+    enter_python(self, &root);
     PyObject* value = nullptr;
     std::exception_ptr pending = stackless::take_pending_exception();
     if (plan == nullptr) {
