@@ -240,9 +240,11 @@ def run(
     soft: bool = False,
     ignore_nesting: bool = False,
     totaltimeout: bool = False,
-) -> None:
-    """Runs tasklets until none other is runnable (timeout > 0 and threadblock=True raise
-    NotImplementedError)."""
+) -> tasklet | None:
+    """Runs tasklets until none other is runnable. With timeout > 0 (main thread only), a
+    tasklet that runs about that many instructions without switching is interrupted, taken out
+    of the run queue and returned (soft: at its next schedule(); totaltimeout: the budget
+    covers the whole call). threadblock=True raises NotImplementedError."""
 
 def enable_softswitch(flag: bool | None, /) -> bool:
     """Accepted for compatibility; switching is always hard here, so it returns False."""

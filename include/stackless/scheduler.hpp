@@ -18,6 +18,11 @@ void schedule_remove();
 // meanwhile (it is "paused", as the article explains). An exception escaping a tasklet's
 // function ends that tasklet and is re-raised here.
 void run();
+// Preemption (a binding's watchdog calls it in the tasklet to interrupt): the current tasklet
+// leaves the run queue, paused, and the innermost run() returns at once. Returns when the
+// tasklet runs again (inserted by someone); returns false at once, doing nothing, if no run() is
+// active on this thread or the current tasklet is the one that called it.
+bool interrupt_to_run();
 
 tasklet getcurrent();
 tasklet getmain();
@@ -50,9 +55,9 @@ struct scheduler_stats {
     std::uint64_t stacks_saved = 0;  // times a blocked tasklet's stack was copied to the heap
     std::uint64_t stacks_restored = 0;
     std::uint64_t stacks_discarded = 0;  // stacks dropped instead of saved (tasklet_hooks)
-    std::size_t saved_stack_bytes = 0;  // heap bytes currently holding saved stacks
-    std::size_t slots_mapped = 0;       // stack slots mapped so far
-    std::size_t live_tasklets = 0;      // started tasklets that have not ended
+    std::size_t saved_stack_bytes = 0;   // heap bytes currently holding saved stacks
+    std::size_t slots_mapped = 0;        // stack slots mapped so far
+    std::size_t live_tasklets = 0;       // started tasklets that have not ended
     std::size_t state_chunks = 0;  // process-wide: chunks of 64 tasklet states allocated so far
 };
 scheduler_stats stats();

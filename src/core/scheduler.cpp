@@ -458,6 +458,15 @@ void scheduler::run_watchdog() {
     unwind_watchdogs();
 }
 
+bool scheduler::interrupt_to_watchdog() {
+    tasklet_state* self = running_;
+    if (watchdogs_.empty() || watchdogs_.back() == self || self->where != place::ring) return false;
+    tasklet_state* watchdog = watchdogs_.back();
+    ring_remove(self);
+    switch_to(watchdog);  // the watchdog's run() returns; we go on once inserted again
+    return true;
+}
+
 void scheduler::throw_into(tasklet_state* t, std::exception_ptr e, bool pending) {
     if (t == running_) std::rethrow_exception(e);
     if (!t->alive()) throw tasklet_state_error("cannot throw an exception into a dead tasklet");

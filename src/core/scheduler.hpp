@@ -104,6 +104,7 @@ class scheduler {
     inline void schedule();
     void schedule_remove();
     void run_watchdog();
+    bool interrupt_to_watchdog();
     // The running tasklet has just left the ring (blocked or removed) and the ring is empty:
     // the tasklet to wake instead, or nullptr if that would deadlock.
     tasklet_state* wake_for_empty_ring(tasklet_state* leaving) const noexcept;

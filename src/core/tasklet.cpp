@@ -248,6 +248,9 @@ void schedule_remove() {
 void run() {
     scheduler::get().run_watchdog();
 }
+bool interrupt_to_run() {
+    return scheduler::get().interrupt_to_watchdog();
+}
 tasklet getcurrent() {
     return tasklet::from_state(scheduler::get().running());
 }

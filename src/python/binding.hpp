@@ -109,6 +109,7 @@ struct py_tasklet {
     // (tasklet_hooks::discard_stack).
     bool stack_discarded;
     std::uint8_t blocked_op;  // the blocking operation it is in (blocked_op), for discard_stack
+    bool interrupted;         // switched out by run(timeout)'s watchdog (watchdog.cpp)
     unsigned long thread_ident;
     void* thread;          // the binding's data of its thread, to check the thread without a call
     bool self_ref;         // holds a reference to itself while scheduled
@@ -232,6 +233,16 @@ PyObject* mod_channel_restore(PyObject*, PyObject* args);
 int restore_tasklet(py_tasklet* t, restore_plan* plan);
 // Binds a fresh tasklet, not yet given its frames, so that a channel can queue it.
 int prepare_restored_waiter(py_tasklet* t);
+
+// run(timeout) (watchdog.cpp): runs the scheduler, interrupting a tasklet that runs about
+// `timeout` instructions without switching; returns it (or None).
+PyObject* run_with_timeout(long timeout, bool soft, bool total);
+// Counts a switch for the watchdog while a timed run() is active (switched_in).
+void count_switch() noexcept;
+// run(timeout, soft=True): time is up, and the next schedule() of a tasklet interrupts it.
+bool soft_interrupt_due() noexcept;
+// Records the current tasklet as interrupted (false if it cannot be: atomic).
+bool interrupt_softly();
 
 // Thread end (and interpreter exit for the main thread): kills every tasklet of this thread while
 // Python still runs (Stackless does the same), then drops the ones that would not die.

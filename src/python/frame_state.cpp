@@ -26,6 +26,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string>
 #include <utility>
 
 namespace stackless::python {
@@ -142,11 +143,22 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
     *refused = true;
     if (code->co_flags & code_flags_not_resumable)
         return refusal("generator", code, index, nullptr, nullptr);
-    bool in_c_call = next == nullptr || next->is_entry;
+    // A frame the evaluation loop is running has stacktop -1 (3.11 sets it so on entry); one
+    // that made an inline call, or that waits in resume_frames for the frames above it (an
+    // unpickled tasklet), has it up to date and resumes after its call.
+    bool in_c_call = (next == nullptr || next->is_entry) && f->stacktop < 0;
     PyObject* const* stack = f->localsplus + nlocals;
     int depth, resume;
     int alt_resume = -1, alt_push = 0;  // where it goes on if the generator it drives returns
-    if (!in_c_call) {
+    if (next == nullptr && helpers.interrupted) {
+        // Interrupted between two instructions: the evaluation loop saved the stack top before
+        // it called the trace function, and prev_instr is the instruction it was about to run.
+        depth = f->stacktop - nlocals;
+        resume = index;
+        if (depth < 0 || depth > code->co_stacksize)
+            return refusal("c-call", code, index, nullptr, next);
+        *op = "interrupted";
+    } else if (!in_c_call) {
         // It made an inline Python call: stacktop is up to date, prev_instr is on the call's last
         // cache entry, and the result is pushed when the callee returns.
         depth = f->stacktop - nlocals;
@@ -468,7 +480,8 @@ struct checked_record {
     PyObject* cache;
 };
 
-int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out) {
+int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
+                 bool at_instruction = false) {
     Py_ssize_t size = PyTuple_Check(record) ? PyTuple_GET_SIZE(record) : 0;
     if ((size != 5 && size != 7) || !PyCode_Check(PyTuple_GET_ITEM(record, 0)) ||
         !PyLong_Check(PyTuple_GET_ITEM(record, 2))) {
@@ -500,8 +513,16 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out) {
     }
     Py_ssize_t nkinds = PyUnicode_GET_LENGTH(kinds);
     const char* kind = static_cast<const char*>(PyUnicode_DATA(kinds));
+    std::string with_result;
+    if (at_instruction) {
+        // Nothing is pushed: every slot the code expects there is in the record. (Checked as if
+        // a plain object were pushed on top.)
+        with_result.assign(kind, static_cast<std::size_t>(nkinds)).push_back('o');
+        kind = with_result.c_str();
+        ++nkinds;
+    }
     // The call's result is pushed where it resumes: a plain object.
-    if (nkinds < 1 || nkinds > code->co_stacksize ||
+    if (nkinds < 1 || nkinds > code->co_stacksize + (at_instruction ? 1 : 0) ||
         (kind[nkinds - 1] != 'o' && kind[nkinds - 1] != 'n'))
         return corrupt(code, "it resumes where no call returns");
     PyObject* values = PyTuple_GET_ITEM(record, 3);
@@ -658,7 +679,8 @@ PyObject* generator_info(PyObject* object, PyObject* by_value) {
                          frame->f_globals, gen->gi_name, gen->gi_qualname, record, exc);
 }
 
-int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds) {
+int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds,
+                       bool at_instruction) {
     // A generator's frame: (generator, record, exception it handles).
     if (PyTuple_Check(record) && PyTuple_GET_SIZE(record) == 3) {
         PyObject* gen = PyTuple_GET_ITEM(record, 0);
@@ -681,7 +703,7 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
         return 0;
     }
     checked_record checked;
-    if (check_record(record, slot_kinds, checked) < 0) return -1;
+    if (check_record(record, slot_kinds, checked, at_instruction) < 0) return -1;
     PyCodeObject* code = checked.code;
     PyObject* globals = resolve_globals(PyTuple_GET_ITEM(record, 1));
     if (globals == nullptr) return -1;
@@ -786,6 +808,7 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         built.push_back(frame);
     }
     bool generator_returned = false;  // the frame just resumed was a generator that returned
+    bool push = plan.op != resume_op::at_instruction;  // (for the innermost frame)
     for (std::size_t i = built.size(); i-- > 0;) {
         restored_frame& rf = plan.frames[i];
         _PyInterpreterFrame* frame = built[i];
@@ -798,7 +821,9 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
             continue;
         }
         bool raising = value == nullptr;
-        if (!raising) {
+        if (!raising && !push) {
+            Py_DECREF(value);  // interrupted between two instructions: nothing to push
+        } else if (!raising) {
             if (generator_returned && rf.alt_resume > 0) {
                 // FOR_ITER's or SEND's other way: the generator leaves the stack.
                 Py_XDECREF(frame->localsplus[--frame->stacktop]);
@@ -812,6 +837,7 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
             }
         }
         generator_returned = false;
+        push = true;
         value = _PyEval_EvalFrameDefault(ts, frame, raising ? 1 : 0);
         root->current_frame = caller;
         clear_frame(ts, frame);

@@ -17,6 +17,9 @@ enum class resume_op {
     tempval,  // the tasklet's tempval (stackless.schedule, schedule_remove)
     none,     // None (channel.send, tasklet.run, tasklet.switch, ...)
     receive,  // the value a channel delivers (channel.receive, iterating over a channel)
+    // Nothing: the innermost frame was interrupted by run(timeout)'s watchdog between two
+    // instructions, and continues at the one it was about to execute.
+    at_instruction,
 };
 
 // Says what a frame's pending C call is: for the innermost frame, returns the name of the
@@ -31,6 +34,9 @@ struct capture_helpers {
     // by_value(function) -> what to pickle for it (_stackless_pickle._by_value_if_needed).
     PyObject* by_value;
     classify_call classify;
+    // The tasklet was interrupted by the watchdog (at a line boundary, in a trace function that
+    // the evaluation loop called with the innermost frame's stack top saved).
+    bool interrupted;
 };
 
 // The frames of a switched-out tasklet as a new tuple (records, resume_op): one record per frame,
@@ -71,7 +77,8 @@ struct restore_plan {
 // what each stack slot must hold where it resumes (the analysis slot_kinds(code) returns, cached
 // on the code object), and adds it to `plan`. Returns -1 with an exception (a corrupt or
 // mismatched pickle) on failure.
-int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds);
+int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds,
+                       bool at_instruction = false);
 
 // Runs on the tasklet's fresh C stack, after start_interp_state() with a root chunk of at least
 // plan.chunk_bytes: builds the frames and resumes them innermost first, each continuing where it

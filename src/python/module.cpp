@@ -180,6 +180,9 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);
     Py_XSETREF(self->tempval, Py_NewRef(retval));
     bool ok = run_core([&] {
+        // run(timeout, soft=True) whose time is up: this schedule() is where it interrupts.
+        if (!remove && soft_interrupt_due() && interrupt_softly() && stackless::interrupt_to_run())
+            return;
         if (remove)
             stackless::schedule_remove();
         else
@@ -211,11 +214,6 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|lpppp:run", const_cast<char**>(names), &timeout,
                                      &threadblock, &soft, &ignore_nesting, &totaltimeout))
         return nullptr;
-    if (timeout > 0) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "stackless.run(timeout): preemption is not implemented yet");
-        return nullptr;
-    }
     if (threadblock) {
         PyErr_SetString(PyExc_NotImplementedError,
                         "stackless.run(threadblock=True): channels across threads are not "
@@ -224,6 +222,7 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
     }
     if (thread_main() == nullptr) return nullptr;
     if (stackless::getruncount() > 1 && refuse_if_trapped() < 0) return nullptr;
+    if (timeout > 0) return run_with_timeout(timeout, soft != 0, totaltimeout != 0);
     if (!run_core([&] { stackless::run(); })) return nullptr;
     Py_RETURN_NONE;
 }

@@ -226,9 +226,10 @@ PyObject* mod_tasklet_plan(PyObject*, PyObject* o) {
         PyErr_SetString(PyExc_RuntimeError, "the tasklet has no unpickled frames");
         return nullptr;
     }
-    const char* op = plan->op == resume_op::tempval ? "tempval"
-                     : plan->op == resume_op::none  ? "none"
-                                                    : "receive";
+    const char* op = plan->op == resume_op::tempval   ? "tempval"
+                     : plan->op == resume_op::none    ? "none"
+                     : plan->op == resume_op::receive ? "receive"
+                                                      : "interrupted";
     return Py_BuildValue("(OsO)", plan->source, op,
                          plan->exc_value != nullptr ? plan->exc_value : Py_None);
 }
@@ -255,7 +256,8 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
     // The frames are read in place while Python code runs (the analysis, by_value): no tasklet
     // may switch meanwhile, or the frames could change under our feet.
     ++switch_trap_level_slow();
-    PyObject* frames = capture_frames(t->saved.current_frame, {call_site, by_value, &classify});
+    PyObject* frames =
+        capture_frames(t->saved.current_frame, {call_site, by_value, &classify, t->interrupted});
     --switch_trap_level_slow();
     return frames;
 }
@@ -276,6 +278,8 @@ int restore_frames(py_tasklet* t, PyObject* frames, PyObject* op_name, PyObject*
         plan->op = resume_op::none;
     else if (PyUnicode_CompareWithASCIIString(op_name, "receive") == 0)
         plan->op = resume_op::receive;
+    else if (PyUnicode_CompareWithASCIIString(op_name, "interrupted") == 0)
+        plan->op = resume_op::at_instruction;
     else {
         PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: unknown resume operation");
         return -1;
@@ -289,8 +293,11 @@ int restore_frames(py_tasklet* t, PyObject* frames, PyObject* op_name, PyObject*
         PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: a tasklet without frames");
         return -1;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(frames); ++i)
-        if (add_restored_frame(*plan, PyTuple_GET_ITEM(frames, i), slot_kinds) < 0) return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(frames);
+    for (Py_ssize_t i = 0; i < n; ++i)
+        if (add_restored_frame(*plan, PyTuple_GET_ITEM(frames, i), slot_kinds,
+                               i == n - 1 && plan->op == resume_op::at_instruction) < 0)
+            return -1;
     plan->exc_value = exc_value != Py_None ? Py_NewRef(exc_value) : nullptr;
     plan->source = Py_NewRef(frames);
     if (restore_tasklet(t, plan.get()) < 0) return -1;

@@ -68,6 +68,7 @@ void switched_in(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
     this_thread->previous = this_thread->current;
     this_thread->current = t;
+    count_switch();
     // A tasklet that has not started yet sets up its state on its own stack (run_body), and so
     // does one whose stack was dropped (its saved C frame chain went with it).
     if (t->python_started && !t->stack_discarded) {
@@ -246,6 +247,7 @@ PyObject* resume_value(py_tasklet* self, resume_op op) {
             return value;
         }
         case resume_op::none:
+        case resume_op::at_instruction:
             Py_RETURN_NONE;
         case resume_op::receive:
             try {

@@ -457,3 +457,39 @@ TEST(Scheduler, LongChainOfSpawnsAllRun) {
 }
 
 }  // namespace
+
+namespace {
+
+// Preemption support: interrupt_to_run() makes the innermost run() return with the interrupted
+// tasklet paused; inserting it again lets it go on where it was.
+TEST(Scheduler, InterruptToRunReturnsFromRunWithTheTaskletPaused) {
+    in_fresh_thread([] {
+        std::vector<int> steps;
+        bool interrupted_outside_run = true;
+        tasklet busy = spawn([&] {
+            for (int i = 0; i < 10; ++i) {
+                steps.push_back(i);
+                if (i == 4) EXPECT_TRUE(interrupt_to_run());
+            }
+        });
+        tasklet other = spawn([&] { steps.push_back(100); });
+        stackless::run();
+        EXPECT_EQ(steps, (std::vector<int>{0, 1, 2, 3, 4}));
+        EXPECT_TRUE(busy.alive());
+        EXPECT_TRUE(busy.paused());
+        EXPECT_TRUE(other.scheduled());  // still waiting its turn
+        busy.insert();
+        stackless::run();
+        EXPECT_EQ(steps.size(), 11u);
+        EXPECT_EQ(steps.back(), 9);
+        EXPECT_FALSE(busy.alive());
+        // Without a run() to return to, nothing happens.
+        tasklet outside = spawn([&] { interrupted_outside_run = interrupt_to_run(); });
+        outside.run();
+        EXPECT_FALSE(interrupted_outside_run);
+        EXPECT_FALSE(interrupt_to_run());  // main, the caller of no run()
+        expect_idle_scheduler();
+    });
+}
+
+}  // namespace

@@ -599,3 +599,27 @@ def test_loops_over_iterators_resume_in_a_child_process():
         "stackless.run()\n"
         "print(len(log), log[-1])\n"))
     assert out == "64 (1, 20, 100, 'b', 2, ('b', 2), 1, ('q', 7))\n"
+
+
+def _receives_twice(ch):
+    a = ch.receive()
+    b = ch.receive()
+    return a + b
+
+
+def _adds_up(ch, log):
+    log.append(_receives_twice(ch))
+
+
+def test_a_restored_tasklet_that_blocks_again_pickles_again():
+    # Its outer frame then waits for the inner one in the restoring loop: it resumes the same
+    # way as after an inline call.
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(_adds_up)(ch, log)
+    stackless.run()
+    t2, ch2, log2 = pickle.loads(dumps_and_kill(t, ch, log))
+    ch2.send(10)
+    assert t2.blocked and t2.restorable
+    t3, ch3, log3 = pickle.loads(dumps_and_kill(t2, ch2, log2))
+    ch3.send(5)
+    assert log3 == [15] and not t3.alive

@@ -381,20 +381,14 @@ def test_more_live_tasklets_than_stack_slots_in_consecutive_runs(tmp_path):
     assert lines == ["round 0 ok", "round 1 ok", "round 2 ok"]
 
 
-def test_run_with_timeout_is_not_implemented_yet():
+def test_run_with_a_timeout_that_nothing_reaches_is_the_cooperative_run():
     log = []
     t = stackless.tasklet(log.append)("ran")
-    with pytest.raises(NotImplementedError):
-        stackless.run(100)
-    with pytest.raises(NotImplementedError):
-        stackless.run(timeout=1)
-    # nothing happened: the tasklet is still waiting and main is still current
-    assert log == []
-    assert t.scheduled is True
-    assert stackless.getcurrent() is stackless.getmain()
-    assert stackless.getruncount() == 2
+    assert stackless.run(10_000_000) is None  # nothing ran long enough to be interrupted
+    assert log == ["ran"] and not t.alive
+    stackless.tasklet(log.append)("again")
     stackless.run(0)  # timeout 0 is the cooperative run()
-    assert log == ["ran"]
+    assert log == ["ran", "again"]
 
 
 def test_enable_softswitch_is_accepted_and_reports_hard_switching():

@@ -1,0 +1,165 @@
+"""stackless.run(timeout): a tasklet that runs about `timeout` instructions without switching is
+interrupted, taken out of the run queue and returned (Stackless's watchdog; issue 5). The
+budget is turned into time (docs/python.md), so these tests use budgets far from the work
+they interrupt or let finish."""
+import threading
+
+import pytest
+import stackless
+
+BUDGET = 200_000  # about a millisecond here
+
+
+def busy(state):
+    state["n"] = 0
+    while True:
+        state["n"] += 1
+
+
+def test_a_busy_tasklet_is_interrupted_returned_and_goes_on_when_inserted():
+    state = {}
+    t = stackless.tasklet(busy)(state)
+    interrupted = stackless.run(BUDGET)
+    assert interrupted is t
+    assert t.alive and t.paused and not t.scheduled
+    first = state["n"]
+    assert first > 0
+    t.insert()
+    assert stackless.run(BUDGET) is t
+    assert state["n"] > first  # it went on from where it was
+    t.kill()
+
+
+def test_tasklets_that_switch_are_not_interrupted():
+    log = []
+
+    def polite(name):
+        for i in range(200):
+            log.append(name)
+            stackless.schedule()
+
+    stackless.tasklet(polite)("a")
+    stackless.tasklet(polite)("b")
+    assert stackless.run(BUDGET) is None
+    assert log.count("a") == 200 and log.count("b") == 200
+
+
+def test_the_others_run_after_the_interrupted_one_is_put_aside():
+    log, state = [], {}
+    t = stackless.tasklet(busy)(state)
+    stackless.tasklet(log.append)("other")
+    assert stackless.run(BUDGET) is t
+    assert log == []  # run() returned at the interruption
+    assert stackless.run(BUDGET) is None  # the other one runs; the busy one is paused
+    assert log == ["other"]
+    t.kill()
+
+
+def test_an_atomic_section_is_never_interrupted():
+    state = {"inside": 0, "outside": 0}
+
+    def careful():
+        while True:
+            with stackless.atomic():
+                for _ in range(200_000):  # well beyond the budget, inside the section
+                    state["inside"] += 1
+            state["outside"] += 1
+
+    t = stackless.tasklet(careful)()
+    assert stackless.run(BUDGET // 10) is t
+    # Interrupted only outside the atomic section: the count inside is a whole number of rounds.
+    assert state["inside"] == 200_000 * state["outside"] or \
+        state["inside"] == 200_000 * (state["outside"] + 1)
+    assert state["inside"] % 200_000 == 0
+    t.kill()
+
+
+def test_soft_interrupts_at_the_next_schedule():
+    state = {"rounds": 0}
+
+    def worker():
+        while True:
+            for _ in range(50_000):
+                pass
+            state["rounds"] += 1
+            stackless.schedule()
+
+    t = stackless.tasklet(worker)()
+    assert stackless.run(BUDGET // 20, soft=True) is t
+    rounds = state["rounds"]
+    assert rounds >= 1
+    assert t.paused
+    t.insert()
+    assert stackless.run(BUDGET // 20, soft=True) is t
+    assert state["rounds"] > rounds
+    t.kill()
+
+
+def test_totaltimeout_counts_the_whole_call():
+    log = []
+
+    def polite():
+        while True:
+            log.append(1)
+            stackless.schedule()
+
+    t1 = stackless.tasklet(polite)()
+    t2 = stackless.tasklet(polite)()
+    # They switch all the time: only a budget for the whole call interrupts one of them.
+    interrupted = stackless.run(BUDGET, totaltimeout=True)
+    assert interrupted in (t1, t2)
+    assert len(log) > 2
+    t1.kill()
+    t2.kill()
+
+
+def test_an_exception_in_a_tasklet_still_reaches_run():
+    def fails():
+        raise ValueError("boom")
+
+    stackless.tasklet(fails)()
+    with pytest.raises(ValueError, match="boom"):
+        stackless.run(BUDGET)
+
+
+def test_run_with_a_timeout_off_the_main_thread_says_it_is_not_supported():
+    errors = []
+
+    def body():
+        try:
+            stackless.run(BUDGET)
+        except NotImplementedError as e:
+            errors.append(str(e))
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "main thread" in errors[0]
+
+
+def counting(state, limit):
+    total = 0
+    for i in range(limit):
+        total += i
+        state["i"] = i
+    state["total"] = total
+
+
+def test_an_interrupted_tasklet_pickles_and_finishes_after_unpickling():
+    import pickle
+    state = {}
+    t = stackless.tasklet(counting)(state, 30_000_000)
+    assert stackless.run(BUDGET) is t
+    assert 0 < state["i"] < 30_000_000 - 1  # interrupted in the middle of the loop
+    assert t.restorable
+    t2, state2 = pickle.loads(pickle.dumps((t, state)))
+    t.kill()
+    assert t2.paused
+    t2.insert()
+    while True:  # it may be interrupted again; each time it goes on
+        r = stackless.run(BUDGET * 50)
+        if r is None:
+            break
+        r.insert()
+    assert state2["total"] == sum(range(30_000_000))
+    assert not t2.alive
