@@ -20,6 +20,9 @@ Workloads (ANCHORS.md):
   memory     100,000 tasklets each blocked in receive() on one channel; resident bytes
              (/proc/self/statm) added per blocked tasklet
   sleepsort  the article's Listing 3 with 1,000 numbers; total milliseconds
+  watchdog   (ours only) a CPU-bound tasklet (3,000,000 loop iterations) under run(100000),
+             inserted again after each interruption until it ends: its speed relative to the
+             same tasklet under plain run() (issue 5's goal: at least 2/3)
   pickle     (ours only: the peers cannot pickle a running tasklet) a tasklet blocked in
              receive() 11 frames deep, with its channel: microseconds per pickle.dumps and per
              pickle.loads (the loaded tasklets are kept until the batch's time is taken, then
@@ -51,6 +54,9 @@ SLEEPSORT_SEED = 2007
 MEASURED_RUNS = 5  # per timing workload, after one warm-up run
 PICKLE_DEPTH = 11  # frames of the pickled tasklet (ANCHORS.md), the last one blocked in receive()
 PICKLE_BATCH = 200  # pickles made or loaded per timed batch
+WATCHDOG_LOOP = 3_000_000  # iterations of the CPU-bound tasklet run under run(timeout)
+WATCHDOG_BUDGET = 100_000  # run(timeout)'s instruction budget for it
+WATCHDOG_GOAL = 2 / 3  # its speed relative to plain run(), at least
 
 FIGURES = ["pingpong_ns_per_transfer", "schedule_ns_per_switch", "spawn_run_ns_per_tasklet",
            "memory_bytes_per_blocked_tasklet", "sleepsort_1000_ms", "pickle_dumps_us",
@@ -201,7 +207,46 @@ def ours(family):
                 " ".join("%.1f" % v for v in loads_times)), file=sys.stderr)
         return dumps_times[MEASURED_RUNS // 2], loads_times[MEASURED_RUNS // 2]
 
+    def watchdog():
+        """Speed of a CPU-bound tasklet under run(WATCHDOG_BUDGET), interrupted and inserted
+        again until it ends, relative to the same tasklet under plain run() (issue 5: >= 2/3)."""
+        def work(n):
+            total = 0
+            for i in range(n):
+                total += i
+            return total
+
+        def plain():
+            stackless.tasklet(work)(WATCHDOG_LOOP)
+            start = time.perf_counter()
+            stackless.run()
+            return time.perf_counter() - start
+
+        def timed():
+            stackless.tasklet(work)(WATCHDOG_LOOP)
+            start = time.perf_counter()
+            interruptions = 0
+            while True:
+                t = stackless.run(WATCHDOG_BUDGET)
+                if t is None:
+                    break
+                interruptions += 1
+                t.insert()
+            return time.perf_counter() - start, interruptions
+
+        ratios = []
+        for _ in range(MEASURED_RUNS + 1):
+            p = plain()
+            t, interruptions = timed()
+            check(interruptions > 0, "the watchdog interrupted nothing")
+            ratios.append(p / t)
+        ratios = sorted(ratios[1:])
+        if os.environ.get("BENCH_VERBOSE"):
+            print("watchdog ratios: %s" % " ".join("%.2f" % r for r in ratios), file=sys.stderr)
+        return ratios[MEASURED_RUNS // 2]
+
     if family == "time":
+        print("python ours watchdog_speed_ratio %.2f" % watchdog(), flush=True)
         dumps_us, loads_us = pickling()
         report("ours", "pickle_dumps_us", dumps_us)
         report("ours", "pickle_loads_us", loads_us)
@@ -531,6 +576,10 @@ def main(argv):
             shown = "%.1f" % value
             verdict = "met" if float(shown) <= GOALS[figure] else "MISSED"
             print("python goal %s %s <= %s %s" % (figure, shown, GOALS[figure], verdict))
+    ratio = results.get(("ours", "watchdog_speed_ratio"))
+    if ratio is not None:
+        print("python goal watchdog_speed_ratio %.2f >= %.2f %s"
+              % (ratio, WATCHDOG_GOAL, "met" if ratio >= WATCHDOG_GOAL else "MISSED"))
     note("done in %.0f s" % (time.monotonic() - start))
     return 0
 
