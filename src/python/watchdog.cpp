@@ -22,6 +22,8 @@
 #include <mutex>
 #include <thread>
 
+#include <pthread.h>
+
 #include "binding.hpp"
 
 extern "C" void stackless_wake_main_interpreter(void);  // eval_breaker.c
@@ -42,9 +44,22 @@ struct watchdog_state {
     bool total = false;
 };
 
+watchdog_state* the_state = nullptr;
+
+void forget_the_watchdog_in_a_forked_child() {
+    // The child has no watchdog thread, and the mutex may have been held at fork time: start
+    // afresh (the old state is leaked on purpose: its mutex cannot be destroyed safely).
+    the_state = new watchdog_state;
+}
+
 watchdog_state& state() {
-    static watchdog_state* s = new watchdog_state;  // outlives the thread, never destroyed
-    return *s;
+    static bool registered = [] {
+        the_state = new watchdog_state;  // outlives the thread, never destroyed
+        pthread_atfork(nullptr, nullptr, &forget_the_watchdog_in_a_forked_child);
+        return true;
+    }();
+    (void)registered;
+    return *the_state;
 }
 
 // Read by the main thread (under the GIL) and by the watchdog thread.
@@ -198,11 +213,12 @@ PyObject* run_with_timeout(long timeout, bool soft, bool total) {
     bool ok = run_core([] { stackless::run(); });
     PyObject* interrupted = active.interrupted;
     active.interrupted = nullptr;
+    watchdog_state& after = state();  // (another one if a tasklet forked the process)
     {
-        std::lock_guard lock(s.mutex);
-        s.generation = outer.generation;
+        std::lock_guard lock(after.mutex);
+        after.generation = outer.generation;
     }
-    s.wake.notify_all();
+    after.wake.notify_all();
     active = outer;
     armed_generation.store(outer.generation);
     counting.store(outer.generation != 0, std::memory_order_relaxed);

@@ -163,3 +163,33 @@ def test_an_interrupted_tasklet_pickles_and_finishes_after_unpickling():
         r.insert()
     assert state2["total"] == sum(range(30_000_000))
     assert not t2.alive
+
+
+def test_preemption_works_in_a_forked_child():
+    import os
+    state = {}
+    stackless.tasklet(busy)(state)
+    first = stackless.run(BUDGET)
+    assert first is not None
+    first.kill()
+    pid = os.fork()
+    if pid == 0:  # the child: its watchdog thread did not survive the fork; a new one starts
+        code = 1
+        try:
+            t = stackless.tasklet(busy)({})
+            code = 0 if stackless.run(BUDGET) is t else 2
+            t.kill()
+        finally:
+            os._exit(code)
+    import time
+    deadline = time.monotonic() + 60  # a child that is never interrupted would spin forever
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("run(timeout) did not interrupt the busy tasklet in the forked child")
+        time.sleep(0.01)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
