@@ -20,10 +20,10 @@ export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 # Tasklets that drop their C stacks and resume their frames in place.
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
     "$here/tests/python/test_dropped_stacks.py"
-# Preemption (the watchdog thread, pending calls, the interrupting trace function); not the
-# pickling test, whose 30 million iterations take minutes under valgrind.
+# Preemption (the watchdog thread, pending calls, the interrupting trace function): two of its
+# tests (the others loop for minutes under valgrind).
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider "$here/tests/python/test_watchdog.py" \
-    -k "not pickles"
+    -k "goes_on_when_inserted or atomic_section"
 for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done
