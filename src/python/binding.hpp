@@ -110,6 +110,9 @@ struct py_tasklet {
     bool stack_discarded;
     std::uint8_t blocked_op;  // the blocking operation it is in (blocked_op), for discard_stack
     bool interrupted;         // switched out by run(timeout)'s watchdog (watchdog.cpp)
+    // The channel an unpickled tasklet was queued on, until it runs: what its pending call held
+    // (the channel may be referenced by nothing else; then both are garbage together).
+    PyObject* waiting_on;
     unsigned long thread_ident;
     void* thread;          // the binding's data of its thread, to check the thread without a call
     bool self_ref;         // holds a reference to itself while scheduled

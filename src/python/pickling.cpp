@@ -465,6 +465,7 @@ int restore_channel(PyObject* o, int preference, int schedule_all, int closing, 
             if (prepare_restored_waiter(as_tasklet(t)) < 0) return -1;
             ch.restore_waiting(as_tasklet(t)->core, static_cast<int>(direction),
                                py_ref(Py_NewRef(PyTuple_GET_ITEM(item, 2))));
+            Py_XSETREF(as_tasklet(t)->waiting_on, Py_NewRef(o));
         }
         if (closing) ch.close();
     } catch (...) {

@@ -272,6 +272,7 @@ PyObject* resume_value(py_tasklet* self, resume_op op) {
 // them where they were pickled (frame_state.cpp).
 void run_restored(py_tasklet* self) {
     self->restored_body = true;
+    Py_CLEAR(self->waiting_on);  // woken (or killed): the frames hold what they need
     PyThreadState* ts = self->tstate;
     _PyCFrame root;
     std::unique_ptr<restore_plan> plan(std::exchange(self->plan, nullptr));
@@ -287,11 +288,11 @@ void run_restored(py_tasklet* self) {
     enter_python(self, &root);
     PyObject* value = nullptr;
     std::exception_ptr pending = stackless::take_pending_exception();
-    if (plan == nullptr) {
+    if (plan == nullptr && !pending) {
         PyErr_SetString(PyExc_RuntimeError,
                         "stackless: this tasklet was unpickled without its frames (a channel's "
                         "pickle queued it, but the tasklet's own state never came)");
-    } else if (pending) {
+    } else if (pending) {  // (without frames, a kill just ends it)
         try {
             std::rethrow_exception(pending);
         } catch (...) {
@@ -1187,6 +1188,7 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     Py_VISIT(self->kwargs);
     Py_VISIT(self->tempval);
     Py_VISIT(self->context);
+    Py_VISIT(self->waiting_on);
     if (self->plan != nullptr)
         if (int r = traverse_plan(*self->plan, visit, arg)) return r;
     bool suspended_in_python = false;  // switched out with frames of its own
@@ -1221,6 +1223,7 @@ int tasklet_clear(PyObject* o) {
     }
     Py_CLEAR(self->tempval);
     Py_CLEAR(self->context);
+    Py_CLEAR(self->waiting_on);
     delete std::exchange(self->plan, nullptr);
     return 0;
 }
@@ -1238,7 +1241,9 @@ void tasklet_finalize(PyObject* o) {
         // an unreachable channel). A runnable one is never unreachable: the run queue is a root.
         stackless::tasklet::status_flags st = self->core.status();
         // An unpickled tasklet waiting on a channel has frames to unwind too.
-        bool has_frames = st.started || self->plan != nullptr || self->stack_discarded;
+        // (One a damaged pickle left queued on a channel without its frames goes too.)
+        bool has_frames =
+            st.started || self->plan != nullptr || self->stack_discarded || self->awaiting_plan;
         if (has_frames && (!st.scheduled || st.blocked)) self->core.kill(false);
     } catch (...) {
         raise_from_cxx();

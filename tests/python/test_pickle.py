@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import types
+import weakref
 
 import pytest
 import stackless
@@ -623,3 +624,46 @@ def test_a_restored_tasklet_that_blocks_again_pickles_again():
     t3, ch3, log3 = pickle.loads(dumps_and_kill(t2, ch2, log2))
     ch3.send(5)
     assert log3 == [15] and not t3.alive
+
+
+def test_a_tasklet_a_damaged_pickle_left_queued_without_frames_is_collected():
+    # The channel's state queues the tasklet, then the tasklet's own state fails to load: the
+    # two are garbage together, and nothing is left behind.
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.blocked_three_deep)(ch, log)
+    stackless.run()
+    cls, args, state = t.__reduce__()
+    t.kill()
+    bare = cls(*args)
+    ch2 = stackless.channel()
+    stackless._channel_restore(ch2, -1, False, False, ((bare, -1, None),))
+    with pytest.raises((pickle.UnpicklingError, ValueError)):
+        bare.__setstate__(state[:4] + (("bad",) * 3,) + state[5:])
+    assert ch2.balance == -1
+    alive = weakref.ref(bare)
+    del bare, ch2
+    gc.collect()
+    assert alive() is None
+
+
+def _on_a_fresh_channel(log, channels):
+    try:
+        log.append(channels.pop().receive())  # only the call holds the channel
+    finally:
+        log.append("finally")
+
+
+def test_an_unpickled_tasklet_blocked_on_a_channel_nothing_else_holds_is_collected_and_killed():
+    log = []
+    t = stackless.tasklet(_on_a_fresh_channel)(log, [stackless.channel()])
+    stackless.run()
+    data = pickle.dumps((t, log))
+    t.kill()
+    log.clear()
+    t2, log2 = pickle.loads(data)
+    assert t2.blocked
+    alive = weakref.ref(t2)
+    del t2
+    gc.collect()
+    assert alive() is None
+    assert log2 == ["finally"]  # killed: its finally block ran
