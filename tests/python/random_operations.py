@@ -1,8 +1,10 @@
 """Random sequences of tasklet and channel operations, from a seed (argv[1]): tasklets that send,
 receive, schedule, kill, insert, switch, close channels and change their preference while main
-runs, kills, throws into, removes and drops them. Run by test_stress.py in subprocesses: the
-process must end normally whatever the sequence, printing "ok SEED"."""
-import random, sys, gc, stackless
+runs (with and without a watchdog timeout), kills, throws into, removes, drops, pickles and
+unpickles them. With 700 tasklets (one seed in three), more block than there are stack slots,
+so some drop their C stacks. Run by test_stress.py in subprocesses: the process must end
+normally whatever the sequence, printing "ok SEED"."""
+import random, sys, gc, pickle, stackless
 
 seed = int(sys.argv[1])
 rng = random.Random(seed)
@@ -45,11 +47,11 @@ def body(ident, steps):
     finally:
         pass
 
-for i in range(rng.randrange(5, 40) if seed % 3 else 300):
+for i in range(rng.randrange(5, 40) if seed % 3 else 700):
     tasklets.append(stackless.tasklet(body)(i, rng.randrange(1, 80)))
 
 for _ in range(200):
-    op = rng.randrange(13)
+    op = rng.randrange(15)
     try:
         if op < 4:
             stackless.run()
@@ -82,6 +84,18 @@ for _ in range(200):
         elif op == 12:
             t = rng.choice(tasklets)
             t.raise_exception(ZeroDivisionError, "z")
+        elif op == 13:
+            t = rng.choice(tasklets)
+            try:
+                copy = pickle.loads(pickle.dumps(t))
+            except (pickle.PickleError, TypeError, AttributeError):
+                copy = None
+            if copy is not None:
+                tasklets.append(copy)
+                if copy.alive and not copy.scheduled and rng.random() < 0.5: copy.insert()
+        elif op == 14:
+            t = stackless.run(rng.choice((2000, 50000)))
+            if t is not None and rng.random() < 0.7: t.insert()
     except (ValueError, RuntimeError, KeyError, ZeroDivisionError):
         pass
     except stackless.TaskletExit:
