@@ -103,13 +103,6 @@ struct py_tasklet {
     _PyStackChunk* root_chunk;
     stack_hint hint;     // its innermost frame's value stack at its last blocking call
     restore_plan* plan;  // unpickled frames it resumes when it first runs (owned)
-    bool awaiting_plan;  // bound to resume unpickled frames that are not there yet
-    bool restored_body;  // runs run_restored (its C stack holds where it is among its frames)
-    // Its C stack was dropped while it was blocked: its frames go on in place when it runs
-    // (tasklet_hooks::discard_stack).
-    bool stack_discarded;
-    std::uint8_t blocked_op;  // the blocking operation it is in (blocked_op), for discard_stack
-    bool interrupted;         // switched out by run(timeout)'s watchdog (watchdog.cpp)
     // The channel an unpickled tasklet was queued on, until it runs: what its pending call held
     // (the channel may be referenced by nothing else; then both are garbage together).
     PyObject* waiting_on;
@@ -121,6 +114,13 @@ struct py_tasklet {
     bool is_main;
     bool atomic;
     bool ignore_nesting;
+    bool awaiting_plan;  // bound to resume unpickled frames that are not there yet
+    bool restored_body;  // runs run_restored (its C stack holds where it is among its frames)
+    // Its C stack was dropped while it was blocked: its frames go on in place when it runs
+    // (tasklet_hooks::discard_stack).
+    bool stack_discarded;
+    std::uint8_t blocked_op;  // the blocking operation it is in (blocked_op), for discard_stack
+    bool interrupted;         // switched out by run(timeout)'s watchdog (watchdog.cpp)
 };
 
 struct py_channel {
@@ -150,20 +150,20 @@ inline py_tasklet* current_object() {
         return this_thread->current;
     return current_object_slow();
 }
-// Notes where the running frame's value stack ends, for a call with `args` (n of them) from the
-// evaluation loop into a blocking operation (see frame_traverse.hpp).
-inline void note_blocking_call(PyObject* const* args, Py_ssize_t n) noexcept {
-    if (this_thread != nullptr && this_thread->current != nullptr) {
-        py_tasklet* t = this_thread->current;
-        record_stack_hint(t->tstate, args, n, t->hint);
-    }
-}
 // What a blocking operation called from Python returns when the tasklet goes on: set while the
 // operation is blocked, so that its C stack may be dropped (discard_stack).
 enum blocked_op : std::uint8_t { not_blocked = 0, blocked_tempval, blocked_none, blocked_receive };
-inline void note_blocking_op(blocked_op op) noexcept {
-    if (this_thread != nullptr && this_thread->current != nullptr)
-        this_thread->current->blocked_op = op;
+
+// Before a blocking operation called with `args` (n of them) from the evaluation loop: notes
+// where the running frame's value stack ends (see frame_traverse.hpp) and which operation it is.
+// Returns the running tasklet, whose blocked_op the caller resets when the operation returns.
+inline py_tasklet* note_blocking_call(PyObject* const* args, Py_ssize_t n, blocked_op op) noexcept {
+    py_tasklet* t = this_thread != nullptr ? this_thread->current : nullptr;
+    if (t != nullptr) {
+        record_stack_hint(t->tstate, args, n, t->hint);
+        t->blocked_op = op;
+    }
+    return t;
 }
 
 // Drops the references released by tasklets that left the scheduler; called after operations

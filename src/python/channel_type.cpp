@@ -59,12 +59,10 @@ PyObject* channel_send(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
         return nullptr;
     }
     // Will it block (no receiver waiting)? Then let the collector see the caller's stack.
-    if (as_channel(o)->ch.balance() >= 0) {
-        note_blocking_call(args, nargs);
-        note_blocking_op(blocked_none);
-    }
+    if (as_channel(o)->ch.balance() < 0) return send_owned(as_channel(o), Py_NewRef(args[0]));
+    py_tasklet* self = note_blocking_call(args, nargs, blocked_none);
     PyObject* r = send_owned(as_channel(o), Py_NewRef(args[0]));
-    note_blocking_op(not_blocked);
+    if (self != nullptr) self->blocked_op = not_blocked;
     return r;
 }
 
@@ -75,12 +73,10 @@ PyObject* channel_receive(PyObject* o, PyObject* const* args, Py_ssize_t nargs) 
         PyErr_Format(PyExc_TypeError, "receive() takes no arguments (%zd given)", nargs);
         return nullptr;
     }
-    if (as_channel(o)->ch.balance() <= 0) {  // it will block
-        note_blocking_call(args, nargs);
-        note_blocking_op(blocked_receive);
-    }
+    if (as_channel(o)->ch.balance() > 0) return receive(as_channel(o));  // a sender waits
+    py_tasklet* self = note_blocking_call(args, nargs, blocked_receive);
     PyObject* r = receive(as_channel(o));
-    note_blocking_op(not_blocked);
+    if (self != nullptr) self->blocked_op = not_blocked;
     return r;
 }
 
