@@ -120,6 +120,9 @@ class tasklet:
         """Sets the atomic flag; returns the old one."""
     def set_ignore_nesting(self, flag: bool, /) -> bool:
         """Sets the ignore_nesting flag; returns the old one."""
+    def bind_thread(self, thread_id: int | None = None, /) -> None:
+        """Moves a tasklet that has not run yet (just made or just unpickled) to this thread, or
+        to the thread with that id, where it will run."""
     @property
     def alive(self) -> bool: ...
     @property

@@ -160,6 +160,13 @@ class tasklet {
     // before the tasklet starts.
     void set_function_takes_pending(bool on);
 
+    // Moves a tasklet that has not started and is neither scheduled nor blocked to the thread
+    // that `other` belongs to, where it will run (Stackless's bind_thread, for a tasklet just
+    // made or just unpickled). Neither thread may be using its scheduler meanwhile (the CPython
+    // binding holds the GIL). Raises tasklet_state_error otherwise, wrong_thread_error if either
+    // thread has ended.
+    void move_to_thread_of(const tasklet& other);
+
     void set_hooks(const tasklet_hooks* hooks, void* payload);
     void* payload() const;
     // The running tasklet's payload on this thread (nullptr if none), without making a handle.

@@ -167,6 +167,22 @@ tasklet_state* scheduler::new_state() {
     return t;
 }
 
+void scheduler::forget_state(tasklet_state* t) noexcept {
+    if (t->all_prev != nullptr)
+        t->all_prev->all_next = t->all_next;
+    else
+        all_ = t->all_next;
+    if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+    t->all_next = t->all_prev = nullptr;
+}
+
+void scheduler::adopt_state(tasklet_state* t) noexcept {
+    t->all_next = all_;
+    if (all_ != nullptr) all_->all_prev = t;
+    all_ = t;
+    t->sched.store(this, std::memory_order_release);
+}
+
 void scheduler::maybe_free(tasklet_state* t) noexcept {
     if (t->handles.load(std::memory_order_acquire) != 0 || t->where != place::none ||
         t->state == life::started || t->is_main || t == dying_)

@@ -113,6 +113,9 @@ class scheduler {
 
     // Registration of states created on this thread.
     tasklet_state* new_state();
+    // Moves a state that has not started between the schedulers' lists (move_to_thread_of).
+    void forget_state(tasklet_state* t) noexcept;
+    void adopt_state(tasklet_state* t) noexcept;
     void maybe_free(tasklet_state* t) noexcept;
 
     // Entry of a new tasklet's stack.

@@ -207,6 +207,23 @@ std::uint64_t tasklet::thread_id() const {
     return s != nullptr ? s->thread_id() : 0;
 }
 
+void tasklet::move_to_thread_of(const tasklet& other) {
+    if (state_ == nullptr || other.state_ == nullptr)
+        throw tasklet_state_error("tasklet: empty handle");
+    std::lock_guard lock(detail::registry_mutex());
+    tasklet_state* t = state_;
+    scheduler* from = t->sched.load(std::memory_order_acquire);
+    scheduler* to = other.state_->sched.load(std::memory_order_acquire);
+    if (from == nullptr || to == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
+    if (from == to) return;
+    if (t->is_main || t->state == life::started || t->where != place::none || t == from->running())
+        throw tasklet_state_error(
+            "tasklet: only a tasklet that has not started and is neither scheduled nor blocked "
+            "can move to another thread");
+    from->forget_state(t);
+    to->adopt_state(t);
+}
+
 tasklet::blocking tasklet::blocked_on() const {
     tasklet_state* t = checked();
     if (t->where != place::channel || t->blocked_on == nullptr) return {nullptr, 0};

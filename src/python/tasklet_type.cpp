@@ -1020,6 +1020,59 @@ PyObject* tasklet_set_atomic(PyObject* o, PyObject* flag) {
     return PyBool_FromLong(old);
 }
 
+// bind_thread(thread_id=None): moves a tasklet that has not run yet (just made, or just
+// unpickled) to this thread, or to the thread with that id, where it will run (Stackless's
+// bind_thread). Only such tasklets can move: a started one has its C stack on its thread.
+PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
+    py_tasklet* self = as_tasklet(o);
+    PyObject* id = Py_None;
+    if (!PyArg_ParseTuple(args, "|O:bind_thread", &id)) return nullptr;
+    if (self->is_main || self->python_started || self->stack_discarded) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "bind_thread: only a tasklet that has not run yet can move to another "
+                        "thread");
+        return nullptr;
+    }
+    thread_data* target;
+    if (id == Py_None) {
+        if (thread_main() == nullptr) return nullptr;
+        target = this_thread;
+    } else {
+        unsigned long ident = PyLong_AsUnsignedLong(id);
+        if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+        if (ident == PyThread_get_thread_ident()) {
+            if (thread_main() == nullptr) return nullptr;
+            target = this_thread;
+        } else {
+            auto found = all_threads().find(ident);
+            if (found == all_threads().end() || found->second->ended ||
+                found->second->main_object == nullptr) {
+                PyErr_Format(PyExc_ValueError, "bind_thread: no thread with id %lu runs stackless",
+                             ident);
+                return nullptr;
+            }
+            target = found->second;
+        }
+    }
+    auto* from = static_cast<thread_data*>(self->thread);
+    if (target == from) Py_RETURN_NONE;
+    if (from != nullptr && from->ended) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_thread: the tasklet's thread has ended");
+        return nullptr;
+    }
+    try {
+        self->core.move_to_thread_of(target->main_object->core);
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    self->tstate = target->main_object->tstate;
+    self->thread_ident = target->ident;
+    self->thread = target;
+    ++target->objects;
+    release_thread_data(from);
+    Py_RETURN_NONE;
+}
+
 PyObject* tasklet_set_ignore_nesting(PyObject* o, PyObject* flag) {
     py_tasklet* self = as_tasklet(o);
     int on = PyObject_IsTrue(flag);
@@ -1329,6 +1382,8 @@ PyMethodDef tasklet_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, "context_run(callable, *args, **kwargs) in its context"},
     {"set_ignore_nesting", tasklet_set_ignore_nesting, METH_O,
      "set_ignore_nesting(flag) -> old flag"},
+    {"bind_thread", tasklet_bind_thread, METH_VARARGS,
+     "bind_thread(thread_id=None): move a tasklet that has not run yet to this or that thread"},
     {"__reduce__", tasklet_reduce, METH_NOARGS, "pickle support"},
     {"__reduce_ex__", tasklet_reduce_ex, METH_O, "pickle support"},
     {"__setstate__", tasklet_setstate, METH_O, "unpickle support"},

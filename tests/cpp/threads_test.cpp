@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <latch>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -240,6 +242,54 @@ TEST(Threads, OverlappingThreadsReuseTaskletStatesInsteadOfAllocatingMore) {
     std::size_t before = stats().state_chunks;
     for (int i = 0; i < 300; ++i) overlapping_pair();
     EXPECT_LE(stats().state_chunks - before, 2u);  // it was one more chunk per pair
+}
+
+}  // namespace
+
+namespace {
+
+// bind_thread for C++: a tasklet made on one thread, not yet started, runs on another.
+TEST(Threads, ATaskletThatHasNotStartedMovesToAnotherThreadAndRunsThere) {
+    std::mutex m;
+    std::condition_variable cv;
+    tasklet worker_main, moved;
+    bool worker_ready = false, handed_over = false;
+    std::thread::id ran_on, worker_id;
+    std::thread worker([&] {
+        {
+            std::lock_guard lock(m);
+            worker_main = stackless::getmain();
+            worker_id = std::this_thread::get_id();
+            worker_ready = true;
+        }
+        cv.notify_all();
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return handed_over; });
+        tasklet t = moved;
+        lock.unlock();
+        t.insert();  // it belongs to this thread now
+        stackless::run();
+        EXPECT_FALSE(t.alive());
+    });
+    {
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return worker_ready; });
+    }
+    tasklet t;
+    t.bind([&](int) { ran_on = std::this_thread::get_id(); }, 0);
+    tasklet scheduled = spawn([] {});
+    EXPECT_THROW(scheduled.move_to_thread_of(worker_main), tasklet_state_error);
+    stackless::run();
+    {
+        std::lock_guard lock(m);
+        t.move_to_thread_of(worker_main);
+        EXPECT_THROW(t.insert(), wrong_thread_error);  // not ours any more
+        moved = t;
+        handed_over = true;
+    }
+    cv.notify_all();
+    worker.join();
+    EXPECT_EQ(ran_on, worker_id);
 }
 
 }  // namespace

@@ -178,3 +178,87 @@ def test_code_run_while_a_thread_is_torn_down_cannot_start_tasklets(tmp_path):
     lines = run_program(tmp_path, LATE_TASKLET)
     refusal = "refused: stackless: this thread is ending; it cannot run tasklets any more"
     assert lines == [refusal] * 3 + ["main ends"]
+
+
+def test_bind_thread_moves_a_new_tasklet_to_the_thread_that_runs_it():
+    import threading
+    ran_on = []
+    t = stackless.tasklet()
+    t.bind(lambda: ran_on.append(threading.get_ident()), ())
+    assert t.alive and not t.scheduled and t.thread_id == threading.get_ident()
+
+    def worker():
+        t.bind_thread()  # pull it to this thread
+        assert t.thread_id == threading.get_ident()
+        t.insert()
+        stackless.run()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert ran_on == [thread.ident]
+    assert not t.alive
+
+
+def _steps_logging_threads(log):
+    import threading
+    for i in range(3):
+        log.append((i, threading.get_ident()))
+        stackless.schedule()
+
+
+def test_bind_thread_hands_an_unpickled_tasklet_to_another_thread():
+    import pickle
+    import threading
+    log = []
+    t = stackless.tasklet(_steps_logging_threads)(log)
+    t.run()
+    t2, log2 = pickle.loads(pickle.dumps((t, log)))
+    t.kill()
+    ready, done = threading.Event(), threading.Event()
+    idents = []
+
+    def worker():
+        idents.append(threading.get_ident())
+        stackless.getcurrent()  # this thread uses stackless
+        ready.set()
+        done.wait(10)
+        t2.insert()
+        stackless.run()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    ready.wait(10)
+    t2.bind_thread(idents[0])  # push it from here
+    assert t2.thread_id == idents[0]
+    with pytest.raises(RuntimeError, match="another thread"):
+        t2.insert()
+    done.set()
+    thread.join()
+    assert [i for i, _ in log2] == [0, 1, 2]
+    assert log2[0][1] == threading.get_ident() and {who for _, who in log2[1:]} == {idents[0]}
+
+
+def test_bind_thread_refuses_what_cannot_move():
+    import threading
+    started = stackless.tasklet(stackless.schedule_remove)()
+    started.run()
+    with pytest.raises(RuntimeError, match="not run yet"):
+        started.bind_thread(threading.get_ident() + 1)
+    with pytest.raises(ValueError, match="no thread"):
+        stackless.tasklet(lambda: None).bind_thread(12345)
+    scheduled = stackless.tasklet(lambda: None)()
+
+    def worker():
+        try:
+            scheduled.bind_thread()
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    errors = []
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert len(errors) == 1 and "scheduled" in errors[0]
+    started.kill()
+    stackless.run()
