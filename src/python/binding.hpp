@@ -166,6 +166,23 @@ inline py_tasklet* note_blocking_call(PyObject* const* args, Py_ssize_t n, block
     return t;
 }
 
+// Before a receive made by iterating over a channel (FOR_ITER, or a C function iterating):
+// notes the running frame, whose stack depth the bytecode analysis gives (made ready here), so
+// that the tasklet's C stack may be dropped. Returns the running tasklet, as note_blocking_call.
+int prepare_iteration(PyObject* code);  // pickling.cpp
+inline py_tasklet* note_blocking_iteration() noexcept {
+    py_tasklet* t = this_thread != nullptr ? this_thread->current : nullptr;
+    if (t == nullptr) return nullptr;
+    if (PyObject* code = record_iteration_hint(t->tstate, t->hint)) {
+        if (prepare_iteration(code) < 0) {
+            PyErr_Clear();  // no analysis: the stack is kept, as before
+            t->hint.frame = nullptr;
+        }
+    }
+    t->blocked_op = blocked_receive;
+    return t;
+}
+
 // Drops the references released by tasklets that left the scheduler; called after operations
 // that may switch, once back in Python's world.
 void flush_released_slow() noexcept;

@@ -167,7 +167,11 @@ PyObject* channel_iternext(PyObject* o) {
         PyErr_SetNone(PyExc_StopIteration);
         return nullptr;
     }
-    return receive(self);
+    if (self->ch.balance() > 0) return receive(self);  // a sender waits: no blocking
+    py_tasklet* t = note_blocking_iteration();
+    PyObject* r = receive(self);
+    if (t != nullptr) t->blocked_op = not_blocked;
+    return r;
 }
 
 PyObject* channel_close(PyObject* o, PyObject*) {

@@ -916,13 +916,66 @@ int set_opcode_tables(PyObject* deopt, PyObject* caches) {
     return 0;
 }
 
+namespace {
+
+// Entries of localsplus in use while a frame is in the FOR_ITER at its prev_instr (its iterator
+// on top), from the bytecode analysis if its code has one already; -1 otherwise. Reads only.
+int iteration_top(_PyInterpreterFrame* f) {
+    if (!have_opcode_tables || code_extra_index < 0) return -1;
+    _Py_CODEUNIT* first = _PyCode_CODE(f->f_code);
+    int index = static_cast<int>(f->prev_instr - first);
+    if (index < 0 || index >= code_units(f->f_code) ||
+        deopt_table[_Py_OPCODE(first[index])] != FOR_ITER)
+        return -1;
+    void* extra = nullptr;
+    if (_PyCode_GetExtra(reinterpret_cast<PyObject*>(f->f_code), code_extra_index, &extra) < 0 ||
+        extra == nullptr) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject* kinds = kinds_at(static_cast<PyObject*>(extra), index);
+    if (kinds == nullptr || !PyUnicode_Check(kinds)) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_ssize_t depth = PyUnicode_GET_LENGTH(kinds);
+    if (depth < 1 || depth > f->f_code->co_stacksize) return -1;
+    int top = f->f_code->co_nlocalsplus + static_cast<int>(depth);
+    PyObject* iterator = f->localsplus[top - 1];
+    return iterator != nullptr && PyIter_Check(iterator) ? top : -1;
+}
+
+// Where the innermost frame of a tasklet blocked in a stackless operation stands: the entries of
+// localsplus in use during the operation, how many of them the operation consumes, and where
+// the frame goes on. A call (its hint says where its arguments end) or a FOR_ITER (hint.depth
+// -1: the analysis says). False if neither.
+bool blocked_at(_PyInterpreterFrame* f, const stack_hint& hint, int* top, int* consumed,
+                int* resume) {
+    if (hint.frame != f || hint.instr != f->prev_instr) return false;
+    if (hint.depth < 0) {
+        *top = iteration_top(f);
+        *consumed = 0;  // the iterator stays; the value goes on top of it
+        *resume = static_cast<int>(f->prev_instr - _PyCode_CODE(f->f_code)) + 1;
+        return *top > 0;
+    }
+    int oparg;
+    if (!call_at(f, &oparg, resume)) return false;
+    *top = hint.depth;
+    *consumed = oparg + 2;
+    return *top - *consumed >= f->f_code->co_nlocalsplus;
+}
+
+}  // namespace
+
+int prepare_iteration_analysis(PyObject* code, PyObject* slot_kinds) {
+    if (!PyCode_Check(code)) return 0;
+    return code_cache(reinterpret_cast<PyCodeObject*>(code), slot_kinds) != nullptr ? 0 : -1;
+}
+
 bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint, PyObject* func) {
     if (innermost == nullptr) return true;  // the operation was the tasklet's function itself
-    if (hint.frame != innermost || hint.instr != innermost->prev_instr) return false;
-    int oparg, resume;
-    if (!call_at(innermost, &oparg, &resume)) return false;
-    int top = hint.depth;  // entries of localsplus in use during the call
-    if (top - (oparg + 2) < innermost->f_code->co_nlocalsplus) return false;
+    int top, consumed, resume;
+    if (!blocked_at(innermost, hint, &top, &consumed, &resume)) return false;
     _PyInterpreterFrame* f = innermost;
     for (; f->previous != nullptr; f = f->previous) {
         if (f->is_entry || f->owner != FRAME_OWNED_BY_THREAD) return false;  // C or a generator
@@ -937,12 +990,11 @@ bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint,
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFrame* innermost,
                           const stack_hint& hint, PyObject* value) {
     if (innermost == nullptr) return value;
-    // The innermost frame: what its evaluation loop does once the call returns. The callable
-    // and arguments leave the stack, the result is pushed below, and it goes on after the call.
-    int oparg = 0, resume = 0;
-    call_at(innermost, &oparg, &resume);  // checked by can_resume_in_place
-    int top = hint.depth;
-    int consumed = oparg + 2;
+    // The innermost frame: what its evaluation loop does once the operation returns. A call's
+    // callable and arguments leave the stack, and the result takes their place; FOR_ITER
+    // pushes the value above its iterator. It goes on after the instruction.
+    int top = 0, consumed = 0, resume = 0;
+    blocked_at(innermost, hint, &top, &consumed, &resume);  // checked by can_resume_in_place
     for (int i = top - consumed; i < top; ++i) Py_CLEAR(innermost->localsplus[i]);
     innermost->stacktop = top - consumed;
     innermost->prev_instr = _PyCode_CODE(innermost->f_code) + resume - 1;

@@ -103,6 +103,11 @@ bool can_resume_in_place(struct _PyInterpreterFrame* innermost, const struct sta
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, struct _PyInterpreterFrame* innermost,
                           const struct stack_hint& hint, PyObject* value);
 
+// Makes sure the bytecode analysis of `code` is cached on it (a Python call the first time), so
+// that a tasklet blocked iterating over a channel in that code can drop its stack (the hook
+// that decides runs no Python code). -1 with an exception on failure.
+int prepare_iteration_analysis(PyObject* code, PyObject* slot_kinds);
+
 // The instruction tables can_resume_in_place reads the bytecode with: `deopt` and `caches`,
 // bytes of 256 (_stackless_pickle.opcode_tables). -1 with an exception if malformed.
 int set_opcode_tables(PyObject* deopt, PyObject* caches);

@@ -36,6 +36,15 @@ void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
     hint.depth = static_cast<int>(top - frame->localsplus);
 }
 
+PyObject* record_iteration_hint(PyThreadState* ts, stack_hint& hint) noexcept {
+    _PyInterpreterFrame* frame = ts->cframe->current_frame;
+    hint.frame = frame;
+    if (frame == nullptr) return nullptr;
+    hint.instr = frame->prev_instr;
+    hint.depth = -1;
+    return reinterpret_cast<PyObject*>(frame->f_code);
+}
+
 int traverse_frames(_PyInterpreterFrame* frame, const stack_hint& hint, visitproc visit,
                     void* arg) {
     // The innermost frame's value stack is known only through the hint; a caller's, from its

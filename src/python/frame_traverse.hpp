@@ -19,6 +19,11 @@ struct stack_hint {
 void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
                        stack_hint& hint) noexcept;
 
+// Records a hint with depth -1 (known from the bytecode analysis, not from arguments) for the
+// running frame of `ts`, about to block iterating; returns that frame's code (borrowed), or
+// nullptr if no frame runs.
+PyObject* record_iteration_hint(PyThreadState* ts, stack_hint& hint) noexcept;
+
 // Visits the references held by the chain of interpreter frames starting at `innermost` (the
 // frame that was running when the tasklet switched out) down to its first frame.
 int traverse_frames(struct _PyInterpreterFrame* innermost, const stack_hint& hint, visitproc visit,

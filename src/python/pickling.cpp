@@ -353,6 +353,10 @@ PyObject* mod_tasklet_restore(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
+int prepare_iteration(PyObject* code) {
+    return slot_kinds != nullptr ? prepare_iteration_analysis(code, slot_kinds) : 0;
+}
+
 // _generator_info(gen, by_value): see generator_info (frame_state.hpp).
 PyObject* mod_generator_info(PyObject*, PyObject* args) {
     PyObject *gen, *by_value;

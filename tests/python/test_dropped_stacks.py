@@ -159,3 +159,40 @@ def test_a_thread_that_ends_kills_its_tasklets_without_stacks():
     assert keep[1] > 0
     assert sorted(x[1] for x in out if x[0] == "finally") == list(range(COUNT))
     assert keep[0].balance == 0
+
+
+def iterating(ch, i, out):
+    try:
+        for value in ch:
+            out.append((i, value))
+            if value == "stop":
+                break
+    finally:
+        out.append(("finally", i))
+
+
+def test_tasklets_iterating_over_a_channel_drop_their_stacks_and_go_on():
+    ch, out = stackless.channel(), []
+    before = stats()["stacks_discarded"]
+    tasklets = [stackless.tasklet(iterating)(ch, i, out) for i in range(COUNT)]
+    stackless.run()
+    assert ch.balance == -COUNT
+    assert stats()["stacks_discarded"] - before >= COUNT - 256
+    for round_ in ("a", "stop"):
+        for _ in range(COUNT):
+            ch.send(round_)
+    stackless.run()
+    assert sorted(x for x in out if x[0] != "finally") == sorted(
+        [(i, "a") for i in range(COUNT)] + [(i, "stop") for i in range(COUNT)])
+    assert sorted(x[1] for x in out if x[0] == "finally") == list(range(COUNT))
+    assert all(not t.alive for t in tasklets)
+
+
+def test_iterating_tasklets_without_stacks_are_killed_cleanly():
+    ch, out = stackless.channel(), []
+    tasklets = [stackless.tasklet(iterating)(ch, i, out) for i in range(COUNT)]
+    stackless.run()
+    for t in tasklets:
+        t.kill()
+    assert sorted(x[1] for x in out if x[0] == "finally") == list(range(COUNT))
+    assert ch.balance == 0
