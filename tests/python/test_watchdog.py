@@ -3,6 +3,7 @@ interrupted, taken out of the run queue and returned (Stackless's watchdog; issu
 budget is turned into time (docs/python.md), so these tests use budgets far from the work
 they interrupt or let finish."""
 import threading
+import time
 
 import pytest
 import stackless
@@ -31,17 +32,25 @@ def test_a_busy_tasklet_is_interrupted_returned_and_goes_on_when_inserted():
 
 
 def test_tasklets_that_switch_are_not_interrupted():
+    # The budget (about 10 ms here) is far longer than the time between two switches (well
+    # under a microsecond) and a fifth of the whole run (about 50 ms): only a watchdog that
+    # starts again at each switch lets the run end by itself. (Generous, so that the OS pausing
+    # the process does not look like a tasklet that stopped switching.)
     log = []
 
     def polite(name):
-        for i in range(200):
+        for i in range(300_000):
             log.append(name)
             stackless.schedule()
 
     stackless.tasklet(polite)("a")
     stackless.tasklet(polite)("b")
-    assert stackless.run(BUDGET) is None
-    assert log.count("a") == 200 and log.count("b") == 200
+    start = time.perf_counter()
+    assert stackless.run(3_000_000) is None
+    elapsed_ns = (time.perf_counter() - start) * 1e9
+    assert log.count("a") == 300_000 and log.count("b") == 300_000
+    import _stackless_pickle
+    assert elapsed_ns > 2 * 3_000_000 * _stackless_pickle.ns_per_instruction()  # it was tested
 
 
 def test_the_others_run_after_the_interrupted_one_is_put_aside():
