@@ -399,7 +399,13 @@ py_tasklet* thread_main() {
 }
 
 py_tasklet* object_of(const stackless::tasklet& t) noexcept {
-    return t ? static_cast<py_tasklet*>(t.payload()) : nullptr;
+    // (The collector may traverse a channel from another thread than its waiters': payload()
+    // refuses a tasklet of another thread, and this must not throw.)
+    try {
+        return t ? static_cast<py_tasklet*>(t.payload()) : nullptr;
+    } catch (...) {
+        return nullptr;
+    }
 }
 
 PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept {

@@ -262,3 +262,31 @@ def test_bind_thread_refuses_what_cannot_move():
     assert len(errors) == 1 and "scheduled" in errors[0]
     started.kill()
     stackless.run()
+
+
+def test_the_collector_in_one_thread_traverses_a_channel_another_threads_tasklets_wait_on():
+    # Regression: the collector of the main thread visited the channel, whose waiters belong to
+    # the worker thread; reading them raised a C++ error out of a noexcept function, which
+    # terminated the process (seen under load in thread_operations.py).
+    import gc
+    import threading
+    shared = {}
+    blocked, finish = threading.Event(), threading.Event()
+
+    def worker():
+        ch = stackless.channel()
+        shared["ch"] = ch
+        stackless.tasklet(ch.receive)()
+        stackless.run()  # the tasklet blocks on ch
+        blocked.set()
+        finish.wait(10)
+        ch.send("bye")
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert blocked.wait(10)
+    assert shared["ch"].balance == -1
+    gc.collect()  # traverses the worker's channel from this thread
+    finish.set()
+    thread.join()
+    assert shared["ch"].balance == 0
