@@ -73,6 +73,7 @@ struct timed_run {
     bool soft = false;
     bool expired = false;  // soft: the next schedule() interrupts
     PyObject* interrupted = nullptr;
+    void* thread = nullptr;  // the binding's data of the (main) thread running it
 };
 timed_run active;
 
@@ -161,7 +162,8 @@ void count_switch() noexcept {
 }
 
 bool soft_interrupt_due() noexcept {
-    return active.expired;
+    // (Only in the thread of the timed run(): another thread's schedule() is not concerned.)
+    return active.expired && active.thread == this_thread;
 }
 
 bool interrupt_softly() {
@@ -196,7 +198,7 @@ PyObject* run_with_timeout(long timeout, bool soft, bool total) {
     watchdog_state& s = state();
     timed_run outer = active;  // a timed run() inside another one's tasklets
     static std::uint64_t generations = 0;
-    active = timed_run{++generations, soft, false, nullptr};
+    active = timed_run{++generations, soft, false, nullptr, this_thread};
     armed_generation.store(active.generation);
     counting.store(true, std::memory_order_relaxed);
     {
