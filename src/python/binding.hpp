@@ -233,7 +233,6 @@ int notify_channel(PyObject* channel, int sending, int will_block) noexcept;
 // Pickling (pickling.cpp): the helper module python/_stackless_pickle.py, imported once.
 int install_pickling(PyObject* module);
 PyObject* tasklet_reduce(PyObject* self, PyObject*);
-PyObject* tasklet_reduce_ex(PyObject* self, PyObject*);
 PyObject* tasklet_setstate(PyObject* self, PyObject* state);
 PyObject* tasklet_get_restorable(PyObject* self, void*);
 PyObject* channel_reduce(PyObject* self, PyObject*);

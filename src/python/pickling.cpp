@@ -134,10 +134,6 @@ PyObject* tasklet_reduce(PyObject* self, PyObject*) {
     return call_helper("reduce_tasklet", self);
 }
 
-PyObject* tasklet_reduce_ex(PyObject* self, PyObject*) {
-    return call_helper("reduce_tasklet", self);
-}
-
 PyObject* tasklet_get_restorable(PyObject* self, void*) {
     return call_helper("is_restorable", self);
 }
@@ -196,7 +192,7 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
         state = "main";
     else if (st.current)
         state = "current";
-    else if (st.started || t->stack_discarded)
+    else if (st.started)
         state = "frames";
     else if (t->plan != nullptr || t->awaiting_plan)
         state = "restored";
@@ -206,8 +202,7 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
         state = "bound";
     else
         state = "dead";
-    if ((st.started || t->stack_discarded) && t->saved.exc_info != nullptr &&
-        t->saved.exc_info->exc_value != nullptr)
+    if (st.started && t->saved.exc_info != nullptr && t->saved.exc_info->exc_value != nullptr)
         exc_value = t->saved.exc_info->exc_value;
     PyObject* channel = static_cast<PyObject*>(blocked.channel_payload);
     return Py_BuildValue("(sOOOOOOOOiO)", state, t->func ? t->func : Py_None,
@@ -244,8 +239,7 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
     bool started;
     try {
         auto st = t->core.status();
-        started = (st.started || t->stack_discarded) && !st.current && t->python_started &&
-                  !t->python_finished;
+        started = st.started && !st.current && t->python_started && !t->python_finished;
     } catch (...) {
         return raise_from_cxx();
     }

@@ -192,6 +192,16 @@ void run_body(py_tasklet* self) {
 
 PyObject* resume_value(py_tasklet* self, resume_op op);
 
+// Makes an exception thrown into a tasklet before it ran (the core left it for the function:
+// take_pending_exception) the current Python error, to be raised in its frames.
+void raise_python(const std::exception_ptr& pending) noexcept {
+    try {
+        std::rethrow_exception(pending);
+    } catch (...) {
+        raise_from_cxx();
+    }
+}
+
 // A tasklet whose C stack was dropped while it was blocked (discard_stack) runs again: its
 // interpreter state is back, but for the C frame chain, which starts here; its frames go on in
 // place with what the blocking operation returns.
@@ -220,11 +230,7 @@ void resume_without_stack(py_tasklet* self) {
     self->blocked_op = not_blocked;
     PyObject* value = nullptr;
     if (std::exception_ptr pending = stackless::take_pending_exception()) {
-        try {
-            std::rethrow_exception(pending);
-        } catch (...) {
-            raise_from_cxx();
-        }
+        raise_python(pending);
     } else {
         value = resume_value(self, op == blocked_tempval   ? resume_op::tempval
                                    : op == blocked_receive ? resume_op::receive
@@ -293,11 +299,7 @@ void run_restored(py_tasklet* self) {
                         "stackless: this tasklet was unpickled without its frames (a channel's "
                         "pickle queued it, but the tasklet's own state never came)");
     } else if (pending) {  // (without frames, a kill just ends it)
-        try {
-            std::rethrow_exception(pending);
-        } catch (...) {
-            raise_from_cxx();
-        }
+        raise_python(pending);
     } else {
         value = resume_value(self, plan->op);
     }
@@ -618,7 +620,7 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "tasklet is scheduled");
         return -1;
     }
-    if (st.started || self->stack_discarded) {
+    if (st.started) {
         PyErr_SetString(PyExc_RuntimeError,
                         "tasklet has C state on its stack (it has started; kill it first)");
         return -1;
@@ -1033,7 +1035,7 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
     py_tasklet* self = as_tasklet(o);
     PyObject* id = Py_None;
     if (!PyArg_ParseTuple(args, "|O:bind_thread", &id)) return nullptr;
-    if (self->is_main || self->python_started || self->stack_discarded) {
+    if (self->is_main || self->python_started) {
         PyErr_SetString(PyExc_RuntimeError,
                         "bind_thread: only a tasklet that has not run yet can move to another "
                         "thread");
@@ -1254,7 +1256,7 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
     try {
         suspended_in_python = self->python_started && !self->is_main && this_thread != nullptr &&
                               this_thread->current != self && self->thread == this_thread &&
-                              (self->core.status().started || self->stack_discarded);
+                              self->core.status().started;
     } catch (...) {
     }
     if (suspended_in_python) {
@@ -1271,8 +1273,7 @@ int tasklet_clear(PyObject* o) {
     bool running_its_function = false;  // then run_body is using them
     try {
         running_its_function = self->python_started && !self->is_main &&
-                               self->thread == this_thread &&
-                               (self->core.status().started || self->stack_discarded);
+                               self->thread == this_thread && self->core.status().started;
     } catch (...) {
     }
     if (!running_its_function) {
@@ -1301,8 +1302,7 @@ void tasklet_finalize(PyObject* o) {
         stackless::tasklet::status_flags st = self->core.status();
         // An unpickled tasklet waiting on a channel has frames to unwind too.
         // (One a damaged pickle left queued on a channel without its frames goes too.)
-        bool has_frames =
-            st.started || self->plan != nullptr || self->stack_discarded || self->awaiting_plan;
+        bool has_frames = st.started || self->plan != nullptr || self->awaiting_plan;
         if (has_frames && (!st.scheduled || st.blocked)) self->core.kill(false);
     } catch (...) {
         raise_from_cxx();
@@ -1391,7 +1391,7 @@ PyMethodDef tasklet_methods[] = {
     {"bind_thread", tasklet_bind_thread, METH_VARARGS,
      "bind_thread(thread_id=None): move a tasklet that has not run yet to this or that thread"},
     {"__reduce__", tasklet_reduce, METH_NOARGS, "pickle support"},
-    {"__reduce_ex__", tasklet_reduce_ex, METH_O, "pickle support"},
+    {"__reduce_ex__", tasklet_reduce, METH_O, "pickle support"},
     {"__setstate__", tasklet_setstate, METH_O, "unpickle support"},
     {nullptr, nullptr, 0, nullptr},
 };
