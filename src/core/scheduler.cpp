@@ -90,8 +90,7 @@ scheduler::~scheduler() {
             t->blocked_on = nullptr;
             t->all_next = t->all_prev = nullptr;
             if (t->state == life::started) t->state = life::dead;  // its stack goes with the pool
-            std::free(t->saved);
-            t->saved = nullptr;
+            stack_pool::drop_saved(t);
             t->slot = nullptr;
             if (t->handles.load(std::memory_order_acquire) == 0) delete t;
             t = next;
@@ -149,8 +148,7 @@ void scheduler::abandon_survivors() noexcept {
             t->slot->owner = nullptr;
             pool_.give_back(t->slot);
         }
-        std::free(t->saved);
-        t->saved = nullptr;
+        stack_pool::drop_saved(t);
         t->slot = nullptr;
         t->resident = false;
         t->state = life::dead;
@@ -160,10 +158,7 @@ void scheduler::abandon_survivors() noexcept {
 
 tasklet_state* scheduler::new_state() {
     auto* t = new tasklet_state;
-    t->sched.store(this, std::memory_order_relaxed);
-    t->all_next = all_;
-    if (all_ != nullptr) all_->all_prev = t;
-    all_ = t;
+    adopt_state(t);
     return t;
 }
 
@@ -187,11 +182,7 @@ void scheduler::maybe_free(tasklet_state* t) noexcept {
     if (t->handles.load(std::memory_order_acquire) != 0 || t->where != place::none ||
         t->state == life::started || t->is_main || t == dying_)
         return;
-    if (t->all_prev != nullptr)
-        t->all_prev->all_next = t->all_next;
-    else
-        all_ = t->all_next;
-    if (t->all_next != nullptr) t->all_next->all_prev = t->all_prev;
+    forget_state(t);
     stack_pool::drop_saved(t);
     delete t;
 }

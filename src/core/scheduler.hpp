@@ -113,9 +113,10 @@ class scheduler {
 
     // Registration of states created on this thread.
     tasklet_state* new_state();
-    // Moves a state that has not started between the schedulers' lists (move_to_thread_of).
-    void forget_state(tasklet_state* t) noexcept;
+    // Adds a state to this scheduler's list, or takes it off (also how move_to_thread_of moves
+    // a state that has not started between schedulers).
     void adopt_state(tasklet_state* t) noexcept;
+    void forget_state(tasklet_state* t) noexcept;
     void maybe_free(tasklet_state* t) noexcept;
 
     // Entry of a new tasklet's stack.
