@@ -40,6 +40,33 @@ int code_units(PyCodeObject* code) {
     return static_cast<int>(Py_SIZE(code));
 }
 
+// Words of frame data a frame of `code` takes: its specials, locals and value stack.
+std::size_t frame_words(PyCodeObject* code) {
+    return FRAME_SPECIALS_SIZE + static_cast<std::size_t>(code->co_nlocalsplus) +
+           static_cast<std::size_t>(code->co_stacksize);
+}
+
+// An array of `n` elements, on the C stack when it has at most N (frames rarely have more).
+template <class T, std::size_t N>
+class small_array {
+  public:
+    explicit small_array(std::size_t n) {
+        if (n > N) {
+            large_.resize(n);
+            data_ = large_.data();
+        }
+    }
+    small_array(const small_array&) = delete;
+    small_array& operator=(const small_array&) = delete;
+    T* data() noexcept { return data_; }
+    T& operator[](std::size_t i) noexcept { return data_[i]; }
+
+  private:
+    T small_[N];
+    std::vector<T> large_;
+    T* data_ = small_;
+};
+
 // A tuple of `n` values starting at `values`, with None for NULL, and the NULLs' indices.
 // Functions then go through `by_value` (functions pickle cannot find by name are wrapped): only
 // once every value is in the tuple, since by_value runs Python code, which may change the frame.
@@ -249,7 +276,7 @@ bool fits(char kind, PyObject* value, PyCodeObject* code) {
 
 // Takes over a finished frame whose frame object outlives it (a traceback or sys._getframe()
 // kept it): the object gets its own copy of the frame, as CPython's take_ownership() does.
-void hand_frame_to_object(PyThreadState* ts, PyFrameObject* f, _PyInterpreterFrame* frame) {
+void hand_frame_to_object(PyFrameObject* f, _PyInterpreterFrame* frame) {
     auto size =
         static_cast<std::size_t>(reinterpret_cast<char*>(&frame->localsplus[frame->stacktop]) -
                                  reinterpret_cast<char*>(frame));
@@ -268,18 +295,17 @@ void hand_frame_to_object(PyThreadState* ts, PyFrameObject* f, _PyInterpreterFra
         PyErr_Clear();  // no memory for the caller's frame object: f_back stays None
         PyErr_Restore(type, value, tb);
     }
-    (void)ts;
     owned->previous = nullptr;
     if (!PyObject_GC_IsTracked(reinterpret_cast<PyObject*>(f)))
         PyObject_GC_Track(reinterpret_cast<PyObject*>(f));
 }
 
 // What _PyFrame_Clear does for a frame owned by the thread.
-void clear_frame(PyThreadState* ts, _PyInterpreterFrame* frame) {
+void clear_frame(_PyInterpreterFrame* frame) {
     if (PyFrameObject* f = frame->frame_obj) {
         frame->frame_obj = nullptr;
         if (Py_REFCNT(f) > 1) {
-            hand_frame_to_object(ts, f, frame);
+            hand_frame_to_object(f, frame);
             Py_DECREF(f);
             return;
         }
@@ -422,24 +448,16 @@ bool read_nulls(PyObject* values, PyObject* nulls, char* is_null) {
     return true;
 }
 
-// Checks a frame's pickled locals and value stack (one tuple, `values`, with None placeholders
-// at the indices listed in `nulls`) against its code resuming where the stack slots must hold
-// `kind` (the last slot is the pending call's result, pushed when it resumes).
+// Checks a frame's pickled locals and value stack (tuple `values`, with None placeholders at the
+// indices listed in tuple `nulls`) against its code resuming where the stack slots must hold
+// `kind` (the last slot is the pending call's result, pushed when it resumes). Marks in
+// `is_null` (room for every value) which values stand for NULL.
 int check_slots(PyCodeObject* code, const char* kind, Py_ssize_t nkinds, PyObject* values,
-                PyObject* nulls) {
-    if (!PyTuple_Check(values) || !PyTuple_Check(nulls))
-        return corrupt(code, "bad locals and stack");
+                PyObject* nulls, char* is_null) {
     Py_ssize_t nlocals = code->co_nlocalsplus;
     Py_ssize_t n = PyTuple_GET_SIZE(values);
     if (n != nlocals + nkinds - 1)
         return corrupt(code, "its locals and value stack do not match its code where it resumes");
-    char small[256];
-    std::vector<char> large;
-    char* is_null = small;
-    if (n > static_cast<Py_ssize_t>(sizeof small)) {
-        large.resize(static_cast<std::size_t>(n));
-        is_null = large.data();
-    }
     if (!read_nulls(values, nulls, is_null)) return corrupt(code, "bad empty slot");
     const char* local_kinds = PyBytes_AS_STRING(code->co_localspluskinds);
     for (Py_ssize_t i = 0; i < nlocals; ++i) {
@@ -527,7 +545,10 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
         return corrupt(code, "it resumes where no call returns");
     PyObject* values = PyTuple_GET_ITEM(record, 3);
     PyObject* nulls = PyTuple_GET_ITEM(record, 4);
-    if (check_slots(code, kind, nkinds, values, nulls) < 0) return -1;
+    if (!PyTuple_Check(values) || !PyTuple_Check(nulls))
+        return corrupt(code, "bad locals and stack");
+    small_array<char, 256> is_null(static_cast<std::size_t>(PyTuple_GET_SIZE(values)));
+    if (check_slots(code, kind, nkinds, values, nulls, is_null.data()) < 0) return -1;
     out = {code, static_cast<int>(resume), -1, false, cache};
     if (size == 7) {
         // The other way on, when the generator it drives returns: the same stack without that
@@ -550,10 +571,8 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
         Py_ssize_t nlocals = code->co_nlocalsplus;
         for (Py_ssize_t i = 0; i + 1 < stack_size; ++i) {
             PyObject* v = PyTuple_GET_ITEM(values, nlocals + i);
-            bool is_null = false;
-            for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j)
-                if (PyLong_AsSsize_t(PyTuple_GET_ITEM(nulls, j)) == nlocals + i) is_null = true;
-            if (is_null ? alt_kind[i] != 'n' : !fits(alt_kind[i], v, code))
+            if (is_null[static_cast<std::size_t>(nlocals + i)] ? alt_kind[i] != 'n'
+                                                               : !fits(alt_kind[i], v, code))
                 return corrupt(code, "its stack does not fit where it goes on after its generator");
         }
         if (push && alt_kind[stack_size - 1] != 'o' && alt_kind[stack_size - 1] != 'n')
@@ -583,15 +602,9 @@ int fill_generator(PyGenObject* gen, PyObject* record, const checked_record& che
     }
     PyObject* values = PyTuple_GET_ITEM(record, 3);
     PyObject* nulls = PyTuple_GET_ITEM(record, 4);
-    PyObject* old[512];
     int old_count = frame->stacktop;
-    std::vector<PyObject*> old_large;
-    PyObject** saved = old;
-    if (old_count > 512) {
-        old_large.resize(static_cast<std::size_t>(old_count));
-        saved = old_large.data();
-    }
-    std::copy(frame->localsplus, frame->localsplus + old_count, saved);
+    small_array<PyObject*, 512> saved(static_cast<std::size_t>(old_count));
+    std::copy(frame->localsplus, frame->localsplus + old_count, saved.data());
     copy_values(values, nulls, frame->localsplus);
     frame->stacktop = static_cast<int>(PyTuple_GET_SIZE(values));
     frame->prev_instr = _PyCode_CODE(code) + checked.resume - 1;
@@ -717,14 +730,51 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
     f.alt_push = checked.alt_push;
     f.values = Py_NewRef(PyTuple_GET_ITEM(record, 3));
     f.nulls = Py_NewRef(PyTuple_GET_ITEM(record, 4));
-    plan.chunk_bytes +=
-        sizeof(PyObject*) * (FRAME_SPECIALS_SIZE + static_cast<std::size_t>(code->co_nlocalsplus) +
-                             static_cast<std::size_t>(code->co_stacksize));
+    plan.chunk_bytes += sizeof(PyObject*) * frame_words(code);
     plan.frames.push_back(f);
     return 0;
 }
 
 namespace {
+
+// Pops a finished frame as _PyThreadState_PopFrame does, giving back a chunk it began.
+void pop_frame(PyThreadState* ts, _PyInterpreterFrame* frame) {
+    auto** base = reinterpret_cast<PyObject**>(frame);
+    _PyStackChunk* chunk = ts->datastack_chunk;
+    if (base == &chunk->data[0] && chunk->previous != nullptr) {
+        _PyStackChunk* previous = chunk->previous;
+        ts->datastack_chunk = previous;
+        ts->datastack_top = &previous->data[previous->top];
+        ts->datastack_limit =
+            reinterpret_cast<PyObject**>(reinterpret_cast<char*>(previous) + previous->size);
+        PyObjectArenaAllocator arena;
+        PyObject_GetArenaAllocator(&arena);
+        arena.free(arena.ctx, chunk, chunk->size);
+        return;
+    }
+    ts->datastack_top = base;
+}
+
+// Runs `frame`, resumed (its call's result pushed, or the current exception to raise in it if
+// `raising`), to its end as the callee of `caller`, `depth` frames above the outermost; then
+// clears and pops it. Returns what it returned, or nullptr with an exception.
+PyObject* run_to_end(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFrame* frame,
+                     _PyInterpreterFrame* caller, int depth, bool raising) {
+    root->current_frame = caller;
+    ts->recursion_remaining = ts->recursion_limit - depth;
+    PyObject* result = _PyEval_EvalFrameDefault(ts, frame, raising ? 1 : 0);
+    root->current_frame = caller;
+    clear_frame(frame);
+    pop_frame(ts, frame);
+    return result;
+}
+
+// The other way on of a FOR_ITER or SEND once the generator `frame` drove has returned: the
+// generator leaves its stack, and it continues at rf.alt_resume.
+void take_other_way(_PyInterpreterFrame* frame, const restored_frame& rf) {
+    Py_XDECREF(frame->localsplus[--frame->stacktop]);
+    frame->prev_instr = _PyCode_CODE(frame->f_code) + rf.alt_resume - 1;
+}
 
 // Resumes a restored generator's frame as CPython's gen_send_ex2 does, with `value` (owned)
 // pushed if `push`, or with the current exception raised in it if `value` is nullptr. Returns
@@ -756,7 +806,7 @@ PyObject* run_generator(PyGenObject* gen, PyObject* value, bool push, bool* retu
     // It ended: it cannot run again, so its frame goes.
     Py_CLEAR(gen->gi_exc_state.exc_value);
     gen->gi_frame_state = FRAME_CLEARED;
-    clear_frame(ts, frame);
+    clear_frame(frame);
     *returned = result != nullptr;
     return result;
 }
@@ -777,8 +827,7 @@ PyObject* resume_generator(const restored_frame& rf, PyObject* value, bool calle
     }
     bool push = true;
     if (value != nullptr && callee_returned && rf.alt_resume > 0) {
-        Py_XDECREF(frame->localsplus[--frame->stacktop]);  // the generator it drove
-        frame->prev_instr = _PyCode_CODE(frame->f_code) + rf.alt_resume - 1;
+        take_other_way(frame, rf);
         push = rf.alt_push;
     }
     return run_generator(gen, value, push, returned);
@@ -796,10 +845,9 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         }
         auto* func = reinterpret_cast<PyFunctionObject*>(std::exchange(rf.func, nullptr));
         auto* code = reinterpret_cast<PyCodeObject*>(func->func_code);
-        std::size_t words = FRAME_SPECIALS_SIZE + static_cast<std::size_t>(code->co_nlocalsplus) +
-                            static_cast<std::size_t>(code->co_stacksize);
         auto* frame = reinterpret_cast<_PyInterpreterFrame*>(ts->datastack_top);
-        ts->datastack_top += words;  // the root chunk was sized for every frame (chunk_bytes)
+        ts->datastack_top +=
+            frame_words(code);  // the root chunk was sized for every frame (chunk_bytes)
         _PyFrame_InitializeSpecials(frame, func, nullptr, code->co_nlocalsplus);
         copy_values(rf.values, rf.nulls, frame->localsplus);
         frame->stacktop = static_cast<int>(PyTuple_GET_SIZE(rf.values));
@@ -813,9 +861,9 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         restored_frame& rf = plan.frames[i];
         _PyInterpreterFrame* frame = built[i];
         _PyInterpreterFrame* caller = i > 0 ? built[i - 1] : nullptr;
-        root->current_frame = caller;
-        ts->recursion_remaining = ts->recursion_limit - static_cast<int>(i);
         if (rf.generator != nullptr) {
+            root->current_frame = caller;
+            ts->recursion_remaining = ts->recursion_limit - static_cast<int>(i);
             value = resume_generator(rf, value, generator_returned, &generator_returned);
             root->current_frame = caller;
             continue;
@@ -825,9 +873,7 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
             Py_DECREF(value);  // interrupted between two instructions: nothing to push
         } else if (!raising) {
             if (generator_returned && rf.alt_resume > 0) {
-                // FOR_ITER's or SEND's other way: the generator leaves the stack.
-                Py_XDECREF(frame->localsplus[--frame->stacktop]);
-                frame->prev_instr = _PyCode_CODE(frame->f_code) + rf.alt_resume - 1;
+                take_other_way(frame, rf);
                 if (rf.alt_push)
                     frame->localsplus[frame->stacktop++] = value;
                 else
@@ -838,10 +884,7 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         }
         generator_returned = false;
         push = true;
-        value = _PyEval_EvalFrameDefault(ts, frame, raising ? 1 : 0);
-        root->current_frame = caller;
-        clear_frame(ts, frame);
-        ts->datastack_top = reinterpret_cast<PyObject**>(frame);
+        value = run_to_end(ts, root, frame, caller, static_cast<int>(i), raising);
     }
     root->current_frame = nullptr;
     return value;
@@ -882,24 +925,6 @@ bool call_at(_PyInterpreterFrame* f, int* oparg, int* resume) {
     *oparg = arg;
     *resume = next;
     return next < code_units(f->f_code);
-}
-
-// Pops a finished frame as _PyThreadState_PopFrame does, giving back a chunk it began.
-void pop_frame(PyThreadState* ts, _PyInterpreterFrame* frame) {
-    auto** base = reinterpret_cast<PyObject**>(frame);
-    _PyStackChunk* chunk = ts->datastack_chunk;
-    if (base == &chunk->data[0] && chunk->previous != nullptr) {
-        _PyStackChunk* previous = chunk->previous;
-        ts->datastack_chunk = previous;
-        ts->datastack_top = &previous->data[previous->top];
-        ts->datastack_limit =
-            reinterpret_cast<PyObject**>(reinterpret_cast<char*>(previous) + previous->size);
-        PyObjectArenaAllocator arena;
-        PyObject_GetArenaAllocator(&arena);
-        arena.free(arena.ctx, chunk, chunk->size);
-        return;
-    }
-    ts->datastack_top = base;
 }
 
 }  // namespace
@@ -1006,12 +1031,8 @@ PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFram
         _PyInterpreterFrame* caller = i + 1 < chain.size() ? chain[i + 1] : nullptr;
         bool raising = value == nullptr;
         if (!raising) frame->localsplus[frame->stacktop++] = value;
-        root->current_frame = caller;
-        ts->recursion_remaining = ts->recursion_limit - static_cast<int>(chain.size() - 1 - i);
-        value = _PyEval_EvalFrameDefault(ts, frame, raising ? 1 : 0);
-        root->current_frame = caller;
-        clear_frame(ts, frame);
-        pop_frame(ts, frame);
+        value =
+            run_to_end(ts, root, frame, caller, static_cast<int>(chain.size() - 1 - i), raising);
     }
     root->current_frame = nullptr;
     return value;
