@@ -119,8 +119,11 @@ struct py_tasklet {
     // Its C stack was dropped while it was blocked: its frames go on in place when it runs
     // (tasklet_hooks::discard_stack).
     bool stack_discarded;
-    std::uint8_t blocked_op;  // the blocking operation it is in (blocked_op), for discard_stack
-    bool interrupted;         // switched out by run(timeout)'s watchdog (watchdog.cpp)
+    // In a blocking operation called from Python, and what that returns when the tasklet goes
+    // on (for discard_stack).
+    bool in_blocking_call;
+    resume_op blocked_op;
+    bool interrupted;  // switched out by run(timeout)'s watchdog (watchdog.cpp)
 };
 
 struct py_channel {
@@ -150,17 +153,16 @@ inline py_tasklet* current_object() {
         return this_thread->current;
     return current_object_slow();
 }
-// What a blocking operation called from Python returns when the tasklet goes on: set while the
-// operation is blocked, so that its C stack may be dropped (discard_stack).
-enum blocked_op : std::uint8_t { not_blocked = 0, blocked_tempval, blocked_none, blocked_receive };
-
 // Before a blocking operation called with `args` (n of them) from the evaluation loop: notes
-// where the running frame's value stack ends (see frame_traverse.hpp) and which operation it is.
-// Returns the running tasklet, whose blocked_op the caller resets when the operation returns.
-inline py_tasklet* note_blocking_call(PyObject* const* args, Py_ssize_t n, blocked_op op) noexcept {
+// where the running frame's value stack ends (see frame_traverse.hpp) and what the operation
+// returns when the tasklet goes on, so that its C stack may be dropped meanwhile
+// (discard_stack). Returns the running tasklet, whose in_blocking_call the caller resets when
+// the operation returns.
+inline py_tasklet* note_blocking_call(PyObject* const* args, Py_ssize_t n, resume_op op) noexcept {
     py_tasklet* t = this_thread != nullptr ? this_thread->current : nullptr;
     if (t != nullptr) {
         record_stack_hint(t->tstate, args, n, t->hint);
+        t->in_blocking_call = true;
         t->blocked_op = op;
     }
     return t;
@@ -179,7 +181,8 @@ inline py_tasklet* note_blocking_iteration() noexcept {
             t->hint.frame = nullptr;
         }
     }
-    t->blocked_op = blocked_receive;
+    t->in_blocking_call = true;
+    t->blocked_op = resume_op::receive;
     return t;
 }
 

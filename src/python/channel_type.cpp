@@ -60,9 +60,9 @@ PyObject* channel_send(PyObject* o, PyObject* const* args, Py_ssize_t nargs) {
     }
     // Will it block (no receiver waiting)? Then let the collector see the caller's stack.
     if (as_channel(o)->ch.balance() < 0) return send_owned(as_channel(o), Py_NewRef(args[0]));
-    py_tasklet* self = note_blocking_call(args, nargs, blocked_none);
+    py_tasklet* self = note_blocking_call(args, nargs, resume_op::none);
     PyObject* r = send_owned(as_channel(o), Py_NewRef(args[0]));
-    if (self != nullptr) self->blocked_op = not_blocked;
+    if (self != nullptr) self->in_blocking_call = false;
     return r;
 }
 
@@ -74,9 +74,9 @@ PyObject* channel_receive(PyObject* o, PyObject* const* args, Py_ssize_t nargs) 
         return nullptr;
     }
     if (as_channel(o)->ch.balance() > 0) return receive(as_channel(o));  // a sender waits
-    py_tasklet* self = note_blocking_call(args, nargs, blocked_receive);
+    py_tasklet* self = note_blocking_call(args, nargs, resume_op::receive);
     PyObject* r = receive(as_channel(o));
-    if (self != nullptr) self->blocked_op = not_blocked;
+    if (self != nullptr) self->in_blocking_call = false;
     return r;
 }
 
@@ -170,7 +170,7 @@ PyObject* channel_iternext(PyObject* o) {
     if (self->ch.balance() > 0) return receive(self);  // a sender waits: no blocking
     py_tasklet* t = note_blocking_iteration();
     PyObject* r = receive(self);
-    if (t != nullptr) t->blocked_op = not_blocked;
+    if (t != nullptr) t->in_blocking_call = false;
     return r;
 }
 

@@ -163,7 +163,7 @@ bool drives_generator(PyObject* callee, _PyInterpreterFrame* next) {
 
 // One frame's record, or a refusal (*refused set), or nullptr with an exception.
 PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
-                      const capture_helpers& helpers, const char** op, bool* refused) {
+                      const capture_helpers& helpers, resume_op* op, bool* refused) {
     PyCodeObject* code = f->f_code;
     int nlocals = code->co_nlocalsplus;
     int index = static_cast<int>(f->prev_instr - _PyCode_CODE(code));
@@ -184,7 +184,7 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
         resume = index;
         if (depth < 0 || depth > code->co_stacksize)
             return refusal("c-call", code, index, nullptr, next);
-        *op = "interrupted";
+        *op = resume_op::at_instruction;
     } else if (!in_c_call) {
         // It made an inline Python call: stacktop is up to date, prev_instr is on the call's last
         // cache entry, and the result is pushed when the callee returns.
@@ -213,9 +213,10 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
             callee = stack[position];
         bool iterates = mode == 3 || mode == 4;  // FOR_ITER, SEND
         if (next == nullptr) {
-            const char* kind = callee != nullptr ? helpers.classify(callee, iterates) : nullptr;
-            if (kind == nullptr) return refusal("blocked-in-c", code, index, callee, nullptr);
-            *op = kind;
+            std::optional<resume_op> kind =
+                callee != nullptr ? helpers.classify(callee, iterates) : std::nullopt;
+            if (!kind) return refusal("blocked-in-c", code, index, callee, nullptr);
+            *op = *kind;
             alt_resume = -1;
         } else if (iterates ? !drives_generator(callee, next) : !calls_frame(callee, next)) {
             return refusal("c-between", code, index, callee, next);
@@ -317,7 +318,27 @@ void clear_frame(_PyInterpreterFrame* frame) {
     Py_DECREF(frame->f_code);
 }
 
+constexpr std::pair<resume_op, const char*> resume_op_names[] = {
+    {resume_op::tempval, "tempval"},
+    {resume_op::none, "none"},
+    {resume_op::receive, "receive"},
+    {resume_op::at_instruction, "interrupted"},
+};
+
 }  // namespace
+
+const char* resume_op_name(resume_op op) noexcept {
+    for (const auto& [named, name] : resume_op_names)
+        if (named == op) return name;
+    return "none";  // (every resume_op is in the table)
+}
+
+std::optional<resume_op> resume_op_named(PyObject* name) noexcept {
+    if (!PyUnicode_Check(name)) return std::nullopt;
+    for (const auto& [op, op_name] : resume_op_names)
+        if (PyUnicode_CompareWithASCIIString(name, op_name) == 0) return op;
+    return std::nullopt;
+}
 
 PyObject* capture_frames(_PyInterpreterFrame* innermost, const capture_helpers& helpers) {
     std::vector<_PyInterpreterFrame*> chain;
@@ -325,7 +346,7 @@ PyObject* capture_frames(_PyInterpreterFrame* innermost, const capture_helpers& 
     std::reverse(chain.begin(), chain.end());
     PyObject* records = PyTuple_New(static_cast<Py_ssize_t>(chain.size()));
     if (records == nullptr) return nullptr;
-    const char* op = nullptr;
+    resume_op op = resume_op::none;
     for (std::size_t i = 0; i < chain.size(); ++i) {
         _PyInterpreterFrame* next = i + 1 < chain.size() ? chain[i + 1] : nullptr;
         bool refused = false;
@@ -336,7 +357,7 @@ PyObject* capture_frames(_PyInterpreterFrame* innermost, const capture_helpers& 
         }
         PyTuple_SET_ITEM(records, static_cast<Py_ssize_t>(i), item);
     }
-    PyObject* result = Py_BuildValue("(Os)", records, op != nullptr ? op : "none");
+    PyObject* result = Py_BuildValue("(Os)", records, resume_op_name(op));
     Py_DECREF(records);
     return result;
 }

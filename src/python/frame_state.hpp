@@ -8,12 +8,14 @@
 #include "frame_traverse.hpp"
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace stackless::python {
 
 // What the blocking call of a tasklet's innermost frame returns when the tasklet resumes.
-enum class resume_op {
+enum class resume_op : std::uint8_t {
     tempval,  // the tasklet's tempval (stackless.schedule, schedule_remove)
     none,     // None (channel.send, tasklet.run, tasklet.switch, ...)
     receive,  // the value a channel delivers (channel.receive, iterating over a channel)
@@ -21,11 +23,15 @@ enum class resume_op {
     // instructions, and continues at the one it was about to execute.
     at_instruction,
 };
+// Its name in pickles: "tempval", "none", "receive", "interrupted".
+const char* resume_op_name(resume_op op) noexcept;
+// The resume_op a str names; nullopt if none.
+std::optional<resume_op> resume_op_named(PyObject* name) noexcept;
 
-// Says what a frame's pending C call is: for the innermost frame, returns the name of the
-// resume_op of the stackless operation `callee` (nullptr: not one); `is_iteration` when the
-// frame is in a FOR_ITER over `callee`.
-using classify_call = const char* (*)(PyObject* callee, bool is_iteration);
+// Says what a frame's pending C call is: for the innermost frame, the resume_op of the stackless
+// operation `callee` (nullopt: not one); `is_iteration` when the frame is in a FOR_ITER over
+// `callee`.
+using classify_call = std::optional<resume_op> (*)(PyObject* callee, bool is_iteration);
 
 struct capture_helpers {
     // call_site(code, index) -> (stack depth, mode, slot, resume index, entries consumed) for a

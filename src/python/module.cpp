@@ -170,7 +170,7 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     // A tasklet paused by schedule_remove() may become garbage: let the collector see its stack.
     // (One that stays in the run queue never is.)
     if (remove) {
-        note_blocking_call(args, nargs + nkw, blocked_tempval);
+        note_blocking_call(args, nargs + nkw, resume_op::tempval);
     }
     if (switch_trap_level() > 0) [[unlikely]] {
         bool alone = stackless::getruncount() <= 1;
@@ -187,7 +187,7 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
         else
             stackless::schedule();
     });
-    if (remove) self->blocked_op = not_blocked;
+    if (remove) self->in_blocking_call = false;
     if (!ok) return nullptr;
     PyObject* result = self->tempval;
     self->tempval = nullptr;

@@ -54,33 +54,37 @@ bool is_one_of(const char* name, std::initializer_list<const char*> names) {
 }
 
 // What the innermost frame's pending call returns when the tasklet resumes, if it is a stackless
-// operation that switches: the name of a resume_op.
-const char* classify(PyObject* callee, bool iteration) {
-    if (iteration) return PyObject_TypeCheck(callee, &channel_type) ? "receive" : nullptr;
+// operation that switches.
+std::optional<resume_op> classify(PyObject* callee, bool iteration) {
+    if (iteration)
+        return PyObject_TypeCheck(callee, &channel_type) ? std::optional(resume_op::receive)
+                                                         : std::nullopt;
     const char* name = nullptr;
     PyTypeObject* owner = nullptr;
     if (PyCFunction_Check(callee)) {
         name = reinterpret_cast<PyCFunctionObject*>(callee)->m_ml->ml_name;
         PyObject* self = PyCFunction_GET_SELF(callee);
         if (self == stackless_module)
-            return is_one_of(name, {"schedule", "schedule_remove"}) ? "tempval" : nullptr;
-        if (self == nullptr) return nullptr;
+            return is_one_of(name, {"schedule", "schedule_remove"})
+                       ? std::optional(resume_op::tempval)
+                       : std::nullopt;
+        if (self == nullptr) return std::nullopt;
         owner = Py_TYPE(self);
     } else if (Py_IS_TYPE(callee, &PyMethodDescr_Type)) {
         auto* descr = reinterpret_cast<PyMethodDescrObject*>(callee);
         name = descr->d_method->ml_name;
         owner = PyDescr_TYPE(descr);
     } else {
-        return nullptr;
+        return std::nullopt;
     }
     if (PyType_IsSubtype(owner, &channel_type)) {
-        if (std::strcmp(name, "receive") == 0) return "receive";
-        return is_one_of(name, {"send", "send_exception", "send_throw"}) ? "none" : nullptr;
+        if (std::strcmp(name, "receive") == 0) return resume_op::receive;
+        if (is_one_of(name, {"send", "send_exception", "send_throw"})) return resume_op::none;
+    } else if (PyType_IsSubtype(owner, &tasklet_type)) {
+        if (is_one_of(name, {"run", "switch", "kill", "throw", "raise_exception"}))
+            return resume_op::none;
     }
-    if (PyType_IsSubtype(owner, &tasklet_type))
-        return is_one_of(name, {"run", "switch", "kill", "throw", "raise_exception"}) ? "none"
-                                                                                      : nullptr;
-    return nullptr;
+    return std::nullopt;
 }
 
 int check_tasklet_arg(PyObject* o) {
@@ -221,11 +225,7 @@ PyObject* mod_tasklet_plan(PyObject*, PyObject* o) {
         PyErr_SetString(PyExc_RuntimeError, "the tasklet has no unpickled frames");
         return nullptr;
     }
-    const char* op = plan->op == resume_op::tempval   ? "tempval"
-                     : plan->op == resume_op::none    ? "none"
-                     : plan->op == resume_op::receive ? "receive"
-                                                      : "interrupted";
-    return Py_BuildValue("(OsO)", plan->source, op,
+    return Py_BuildValue("(OsO)", plan->source, resume_op_name(plan->op),
                          plan->exc_value != nullptr ? plan->exc_value : Py_None);
 }
 
@@ -266,18 +266,12 @@ int restore_frames(py_tasklet* t, PyObject* frames, PyObject* op_name, PyObject*
         PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad tasklet frames");
         return -1;
     }
-    if (PyUnicode_CompareWithASCIIString(op_name, "tempval") == 0)
-        plan->op = resume_op::tempval;
-    else if (PyUnicode_CompareWithASCIIString(op_name, "none") == 0)
-        plan->op = resume_op::none;
-    else if (PyUnicode_CompareWithASCIIString(op_name, "receive") == 0)
-        plan->op = resume_op::receive;
-    else if (PyUnicode_CompareWithASCIIString(op_name, "interrupted") == 0)
-        plan->op = resume_op::at_instruction;
-    else {
+    std::optional<resume_op> op = resume_op_named(op_name);
+    if (!op) {
         PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: unknown resume operation");
         return -1;
     }
+    plan->op = *op;
     if (exc_value != Py_None && !PyExceptionInstance_Check(exc_value)) {
         PyErr_SetString(PyExc_ValueError,
                         "stackless: corrupt pickle: the exception being handled is no exception");
@@ -432,8 +426,6 @@ PyObject* mod_channel_info(PyObject*, PyObject* o) {
     return r;
 }
 
-// _channel_restore(ch, preference, schedule_all, closing, queue): a new channel gets its
-// settings and its waiting tasklets back, in order.
 namespace {
 
 int restore_channel(PyObject* o, int preference, int schedule_all, int closing, PyObject* queue) {

@@ -108,7 +108,7 @@ bool is_blocking_operation(PyObject* func) {
 // switch).
 bool discard_stack(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
-    if (t->blocked_op == not_blocked || !t->python_started || t->python_finished || t->is_main ||
+    if (!t->in_blocking_call || !t->python_started || t->python_finished || t->is_main ||
         t->restored_body || t->stack_discarded || t->func == nullptr || t->kwargs != nullptr ||
         t->args == nullptr)
         return false;
@@ -226,15 +226,12 @@ void resume_without_stack(py_tasklet* self) {
     ts->context_ver++;
     if (schedule_callback != nullptr) [[unlikely]]
         call_schedule_callback(self);
-    auto op = static_cast<blocked_op>(self->blocked_op);
-    self->blocked_op = not_blocked;
+    self->in_blocking_call = false;
     PyObject* value = nullptr;
     if (std::exception_ptr pending = stackless::take_pending_exception()) {
         raise_python(pending);
     } else {
-        value = resume_value(self, op == blocked_tempval   ? resume_op::tempval
-                                   : op == blocked_receive ? resume_op::receive
-                                                           : resume_op::none);
+        value = resume_value(self, self->blocked_op);
     }
     flush_released();
     PyObject* result = resume_in_place(ts, &root, saved.current_frame, self->hint, value);
