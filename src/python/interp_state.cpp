@@ -51,8 +51,12 @@ void save_interp_state(PyThreadState* ts, interp_state& into) noexcept {
     ts->c_profileobj = nullptr;
 }
 
-void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept {
-    ts->cframe = from.cframe;
+namespace {
+
+// Installs `from` with the C frame chain at `cframe`, `recursion_depth` calls deep.
+void install_interp_state(PyThreadState* ts, _PyCFrame* cframe, int recursion_depth,
+                          interp_state& from) noexcept {
+    ts->cframe = cframe;
     ts->tracing = from.tracing;
     ts->c_tracefunc = from.c_tracefunc;
     ts->c_traceobj = from.c_traceobj;  // the references move back
@@ -63,7 +67,7 @@ void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept {
     // Trace and profile functions are per thread: a tasklet switched out while they changed
     // follows the change.
     ts->cframe->use_tracing = use_tracing(ts);
-    ts->recursion_remaining = ts->recursion_limit - from.recursion_depth;
+    ts->recursion_remaining = ts->recursion_limit - recursion_depth;
     ts->trash_delete_nesting = from.trash_delete_nesting;
     ts->datastack_chunk = from.datastack_chunk;
     ts->datastack_top = from.datastack_top;
@@ -72,6 +76,18 @@ void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept {
     Py_XSETREF(ts->context, from.context);
     from.context = nullptr;
     ts->context_ver++;
+}
+
+}  // namespace
+
+void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept {
+    install_interp_state(ts, from.cframe, from.recursion_depth, from);
+}
+
+void resume_interp_state(PyThreadState* ts, _PyCFrame* root, interp_state& from) noexcept {
+    root->current_frame = nullptr;
+    root->previous = &ts->root_cframe;
+    install_interp_state(ts, root, 0, from);
 }
 
 _PyStackChunk* new_root_chunk(PyObject* func) {

@@ -42,6 +42,10 @@ int find_trace_trampolines() noexcept;
 void save_interp_state(PyThreadState* ts, interp_state& into) noexcept;
 // Installs `from` into the thread state (ownership of the context moves back too).
 void restore_interp_state(PyThreadState* ts, interp_state& from) noexcept;
+// Installs `from` for a tasklet whose C stack was dropped while it was switched out: its C frame
+// chain starts afresh at `root` (a frame of its new stack) with no frame running, and its
+// recursion depth at 0 (its frames, resumed from there, count themselves again).
+void resume_interp_state(PyThreadState* ts, _PyCFrame* root, interp_state& from) noexcept;
 
 // A tasklet's own small root chunk for its interpreter frames. CPython never frees a root chunk
 // (a chunk without a previous one); deeper frames spill into chunks CPython allocates itself.

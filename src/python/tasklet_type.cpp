@@ -203,27 +203,13 @@ void raise_python(const std::exception_ptr& pending) noexcept {
 }
 
 // A tasklet whose C stack was dropped while it was blocked (discard_stack) runs again: its
-// interpreter state is back, but for the C frame chain, which starts here; its frames go on in
-// place with what the blocking operation returns.
+// interpreter state goes back in place (switched_in left it) with a C frame chain that starts
+// here, and its frames go on in place with what the blocking operation returns.
 void resume_without_stack(py_tasklet* self) {
     PyThreadState* ts = self->tstate;
     _PyCFrame root;
     self->stack_discarded = false;
-    interp_state& saved = self->saved;
-    root.use_tracing = 0;  // (a tasklet with trace functions keeps its stack)
-    root.current_frame = nullptr;
-    root.previous = &ts->root_cframe;
-    ts->cframe = &root;
-    ts->tracing = 0;
-    ts->recursion_remaining = ts->recursion_limit;
-    ts->trash_delete_nesting = 0;
-    ts->datastack_chunk = saved.datastack_chunk;
-    ts->datastack_top = saved.datastack_top;
-    ts->datastack_limit = saved.datastack_limit;
-    ts->exc_info = &self->exc_base;
-    Py_XSETREF(ts->context, saved.context);
-    saved.context = nullptr;
-    ts->context_ver++;
+    resume_interp_state(ts, &root, self->saved);
     if (schedule_callback != nullptr) [[unlikely]]
         call_schedule_callback(self);
     self->in_blocking_call = false;
@@ -234,7 +220,7 @@ void resume_without_stack(py_tasklet* self) {
         value = resume_value(self, self->blocked_op);
     }
     flush_released();
-    PyObject* result = resume_in_place(ts, &root, saved.current_frame, self->hint, value);
+    PyObject* result = resume_in_place(ts, &root, self->saved.current_frame, self->hint, value);
     finish_body(self, ts, result);
 }
 
