@@ -582,6 +582,15 @@ PyObject* tasklet_new(PyTypeObject* type, PyObject*, PyObject*) {
     return reinterpret_cast<PyObject*>(t);
 }
 
+// A tasklet about to get something to run runs it in a copy of the running code's contextvars
+// context (as an asyncio task does), unless it was given one (set_context()); if the running
+// code never used one, it gets none, and CPython makes an empty one when needed.
+int take_creator_context(py_tasklet* t) {
+    if (t->context != nullptr || t->tstate->context == nullptr) return 0;
+    t->context = PyContext_CopyCurrent();
+    return t->context != nullptr ? 0 : -1;
+}
+
 // Binds function and arguments (Stackless's tasklet.bind); `insert` as setup() does.
 int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
     if (check_thread(self) < 0) return -1;
@@ -645,13 +654,7 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
             if (self->args == nullptr) return -1;
         }
         self->kwargs = (kwargs != nullptr && kwargs != Py_None) ? Py_NewRef(kwargs) : nullptr;
-        // It will run in a copy of its creator's contextvars context (as an asyncio task does),
-        // unless one was given with set_context(); a creator that never used one passes none,
-        // and CPython makes an empty one if needed.
-        if (self->context == nullptr && self->tstate->context != nullptr) {
-            self->context = PyContext_CopyCurrent();
-            if (self->context == nullptr) return -1;
-        }
+        if (take_creator_context(self) < 0) return -1;
     } else {
         Py_XDECREF(args);
     }
@@ -733,10 +736,7 @@ int prepare_restored_waiter(py_tasklet* t) {
     } else if (!t->is_main && !st.alive && !st.scheduled && t->func == nullptr) {
         // A fresh tasklet from the unpickler: it resumes its frames in a copy of the context
         // of the code unpickling it.
-        if (t->context == nullptr && t->tstate->context != nullptr) {
-            t->context = PyContext_CopyCurrent();
-            if (t->context == nullptr) return -1;
-        }
+        if (take_creator_context(t) < 0) return -1;
         try {
             t->core.bind(&run_restored, t);
             t->core.set_function_takes_pending(true);
@@ -1024,26 +1024,24 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
                         "thread");
         return nullptr;
     }
+    unsigned long ident = PyThread_get_thread_ident();
+    if (id != Py_None) {
+        ident = PyLong_AsUnsignedLong(id);
+        if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+    }
     thread_data* target;
-    if (id == Py_None) {
+    if (ident == PyThread_get_thread_ident()) {
         if (thread_main() == nullptr) return nullptr;
         target = this_thread;
     } else {
-        unsigned long ident = PyLong_AsUnsignedLong(id);
-        if (ident == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
-        if (ident == PyThread_get_thread_ident()) {
-            if (thread_main() == nullptr) return nullptr;
-            target = this_thread;
-        } else {
-            auto found = all_threads().find(ident);
-            if (found == all_threads().end() || found->second->ended ||
-                found->second->main_object == nullptr) {
-                PyErr_Format(PyExc_ValueError, "bind_thread: no thread with id %lu runs stackless",
-                             ident);
-                return nullptr;
-            }
-            target = found->second;
+        auto found = all_threads().find(ident);
+        if (found == all_threads().end() || found->second->ended ||
+            found->second->main_object == nullptr) {
+            PyErr_Format(PyExc_ValueError, "bind_thread: no thread with id %lu runs stackless",
+                         ident);
+            return nullptr;
         }
+        target = found->second;
     }
     auto* from = static_cast<thread_data*>(self->thread);
     if (target == from) Py_RETURN_NONE;
