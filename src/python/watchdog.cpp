@@ -74,6 +74,8 @@ struct timed_run {
     bool expired = false;  // soft: the next schedule() interrupts
     PyObject* interrupted = nullptr;
     void* thread = nullptr;  // the binding's data of the (main) thread running it
+    std::chrono::nanoseconds budget{0};
+    bool total = false;
 };
 timed_run active;
 
@@ -137,6 +139,22 @@ int on_deadline(void* arg) {
     return 0;
 }
 
+// Has the watchdog thread watch `run` (generation 0: nothing), starting the thread if needed.
+void watch(const timed_run& run) {
+    watchdog_state& s = state();
+    {
+        std::lock_guard lock(s.mutex);
+        s.generation = run.generation;
+        s.budget = run.budget;
+        s.total = run.total;
+        if (run.generation != 0 && !s.thread_started) {
+            std::thread(&watchdog_thread).detach();
+            s.thread_started = true;
+        }
+    }
+    s.wake.notify_all();
+}
+
 double ns_per_instruction() {
     static double measured = 0;
     if (measured > 0) return measured;
@@ -195,32 +213,18 @@ PyObject* run_with_timeout(long timeout, bool soft, bool total) {
     }
     auto budget = std::chrono::nanoseconds(
         static_cast<std::int64_t>(static_cast<double>(timeout) * ns_per_instruction()));
-    watchdog_state& s = state();
     timed_run outer = active;  // a timed run() inside another one's tasklets
     static std::uint64_t generations = 0;
-    active = timed_run{++generations, soft, false, nullptr, this_thread};
+    active = timed_run{++generations, soft, false, nullptr, this_thread, budget, total};
     armed_generation.store(active.generation);
     counting.store(true, std::memory_order_relaxed);
-    {
-        std::lock_guard lock(s.mutex);
-        s.generation = active.generation;
-        s.budget = budget;
-        s.total = total;
-        if (!s.thread_started) {
-            std::thread(&watchdog_thread).detach();
-            s.thread_started = true;
-        }
-    }
-    s.wake.notify_all();
+    watch(active);
     bool ok = run_core([] { stackless::run(); });
     PyObject* interrupted = active.interrupted;
     active.interrupted = nullptr;
-    watchdog_state& after = state();  // (another one if a tasklet forked the process)
-    {
-        std::lock_guard lock(after.mutex);
-        after.generation = outer.generation;
-    }
-    after.wake.notify_all();
+    // The outer timed run() (if any) is watched again, with its own budget. (state() may be
+    // another one now, if a tasklet forked the process.)
+    watch(outer);
     active = outer;
     armed_generation.store(outer.generation);
     counting.store(outer.generation != 0, std::memory_order_relaxed);

@@ -126,6 +126,29 @@ def test_totaltimeout_counts_the_whole_call():
         t2.kill()
 
 
+def test_an_inner_timed_run_leaves_the_outer_one_its_own_budget():
+    # run(timeout) in a tasklet of another timed run(): once the inner one has returned, the
+    # outer one's watchdog goes on with the outer budget (seconds here), not with the inner one's
+    # (about a millisecond): the outer tasklet then runs 0.3 s without switching, uninterrupted.
+    log = []
+
+    def outer_body():
+        inner = stackless.tasklet(busy)({})
+        log.append(stackless.run(BUDGET) is inner)
+        inner.kill()
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            pass
+        log.append("outer done")
+
+    outer = stackless.tasklet(outer_body)()
+    try:
+        assert stackless.run(BUDGET * 10_000) is None
+        assert log == [True, "outer done"]
+    finally:
+        outer.kill()
+
+
 def test_an_exception_in_a_tasklet_still_reaches_run():
     def fails():
         raise ValueError("boom")
