@@ -46,10 +46,16 @@ struct watchdog_state {
 
 watchdog_state* the_state = nullptr;
 
+// The timed run() whose time is up, for on_deadline; and whether an on_deadline call is in
+// CPython's queue of pending calls (one at a time: that queue is short, and shared).
+std::atomic<std::uint64_t> expired_generation{0};
+std::atomic<bool> deadline_call_queued{false};
+
 void forget_the_watchdog_in_a_forked_child() {
     // The child has no watchdog thread, and the mutex may have been held at fork time: start
     // afresh (the old state is leaked on purpose: its mutex cannot be destroyed safely).
     the_state = new watchdog_state;
+    deadline_call_queued.store(false);
 }
 
 watchdog_state& state() {
@@ -82,8 +88,9 @@ timed_run active;
 int on_deadline(void* arg);
 
 // Py_AddPendingCall from a thread other than the main one records the call but does not set the
-// main thread's eval breaker (3.11 computes it for the calling thread, which cannot run pending
-// calls), so a loop that never releases the GIL would not look (eval_breaker.c).
+// main thread's eval breaker: 3.11 recomputes it for the calling thread, which cannot run pending
+// calls, and so may even clear it. A loop that never releases the GIL would not look
+// (eval_breaker.c).
 void wake_main_thread() {
     stackless_wake_main_interpreter();
 }
@@ -101,10 +108,16 @@ void watchdog_thread() {
         }
         if (s.generation != generation) continue;
         if (!s.total && switches.load(std::memory_order_relaxed) != seen) continue;  // it switched
-        // Time is up: ask the interpreter to call us in the running tasklet. (Refused only when
-        // its queue of pending calls is full; the next round tries again.)
-        if (Py_AddPendingCall(&on_deadline, reinterpret_cast<void*>(generation)) == 0)
-            wake_main_thread();
+        // Time is up: ask the interpreter to call us in the running tasklet, unless a call is
+        // queued already (the main thread has not run pending calls since: a long C call, or the
+        // OS paused it). Refused only when the queue is full (of others' calls): the next round
+        // tries again.
+        expired_generation.store(generation);
+        if (!deadline_call_queued.exchange(true) && Py_AddPendingCall(&on_deadline, nullptr) != 0)
+            deadline_call_queued.store(false);
+        // Every round, whatever happened to the call: a queued call runs only once the eval
+        // breaker is set, and Py_AddPendingCall may have cleared it.
+        wake_main_thread();
     }
 }
 
@@ -126,8 +139,9 @@ int interrupt_trace(PyObject*, PyFrameObject*, int, PyObject*) {
     return ok ? 0 : -1;
 }
 
-int on_deadline(void* arg) {
-    auto generation = reinterpret_cast<std::uintptr_t>(arg);
+int on_deadline(void*) {
+    deadline_call_queued.store(false);
+    std::uint64_t generation = expired_generation.load();
     if (active.generation == 0 || active.generation != generation || active.soft) {
         if (active.generation == generation) active.expired = true;  // soft: at schedule()
         return 0;

@@ -149,6 +149,27 @@ def test_an_inner_timed_run_leaves_the_outer_one_its_own_budget():
         outer.kill()
 
 
+def test_a_long_c_call_does_not_leave_the_tasklet_unwatched():
+    # A C call that holds the GIL lets many deadlines pass while the main thread runs no pending
+    # calls. The tasklet is still interrupted afterwards: it used to run on unwatched once
+    # CPython's short queue of pending calls had filled up with the watchdog's calls.
+    state = {}
+
+    def worker():
+        sum(range(5_000_000))  # tens of milliseconds: a thousand budgets and more
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            pass
+        state["finished"] = True
+
+    t = stackless.tasklet(worker)()
+    try:
+        assert stackless.run(BUDGET // 20) is t
+        assert "finished" not in state
+    finally:
+        t.kill()
+
+
 def test_an_exception_in_a_tasklet_still_reaches_run():
     def fails():
         raise ValueError("boom")
