@@ -21,6 +21,7 @@
 #include "stackless/detail/channel_core.hpp"
 #include "stackless/errors.hpp"
 #include "stackless/tasklet.hpp"
+#include "stackless/threads.hpp"
 
 namespace stackless {
 
@@ -29,7 +30,15 @@ class channel {
   public:
     using value_type = T;
 
+    // A channel private to one thread at a time: using it while tasklets of another thread wait
+    // on it raises wrong_thread_error.
     channel() : core_(new detail::channel_core) {}
+    // A channel for tasklets of several threads (docs/threads.md).
+    explicit channel(across_threads_t)
+        : core_(new detail::channel_core(detail::channel_core::sharing::shared)) {}
+    // For bindings that serialise all operations themselves (the GIL): private until tasklets
+    // of two threads meet on it, shared from then on.
+    explicit channel(detail::channel_core::sharing mode) : core_(new detail::channel_core(mode)) {}
     channel(const channel& other) noexcept : core_(other.core_) { core_->retain(); }
     // A handle is never empty: "moving" one copies it.
     channel(channel&& other) noexcept : core_(other.core_) { core_->retain(); }
@@ -59,8 +68,10 @@ class channel {
 
     // Receives a value; blocks until a sender provides one. An exception sent with
     // send_exception() is raised here instead.
-    T receive() {
-        detail::channel_core* core = core_;
+    T receive() { return receive_from(core_); }
+
+  private:
+    static T receive_from(detail::channel_core* core) {
         if (detail::tasklet_header* sender = core->partner(-1)) {
             if (sender->value.holds_exception()) {
                 std::exception_ptr e = sender->value.take_exception();
@@ -76,6 +87,7 @@ class channel {
         return mine.template take<T>();
     }
 
+  public:
     // Sends an exception: the receiver raises it from receive().
     void send_exception(std::exception_ptr e) {
         detail::channel_core* core = core_;
@@ -139,7 +151,9 @@ class channel {
     void* payload() const noexcept { return core_->payload(); }
     void set_payload(void* payload) noexcept { core_->set_payload(payload); }
 
+    // On a channel shared across threads these are snapshots: other threads may change them.
     int balance() const noexcept { return core_->balance(); }
+    bool across_threads() const noexcept { return core_->shared(); }
     int preference() const noexcept { return core_->preference(); }
     // Raises std::invalid_argument unless preference is -1, 0 or 1.
     void set_preference(int preference) { core_->set_preference(preference); }
@@ -190,8 +204,7 @@ class channel {
                 core_ = nullptr;
                 return;
             }
-            channel view(core_);
-            current_.emplace(view.receive());
+            current_.emplace(receive_from(core_));
         }
         detail::channel_core* core_ = nullptr;
         std::optional<T> current_;

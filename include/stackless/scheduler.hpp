@@ -16,8 +16,10 @@ void schedule();
 void schedule_remove();
 // Runs the scheduler until no other tasklet is runnable. The caller leaves the run queue
 // meanwhile (it is "paused", as the article explains). An exception escaping a tasklet's
-// function ends that tasklet and is re-raised here.
-void run();
+// function ends that tasklet and is re-raised here. threadblock: when nothing is runnable, wait
+// for other threads to wake a tasklet of this one (if one may: docs/threads.md) instead of
+// returning.
+void run(bool threadblock = false);
 // Preemption (a binding's watchdog calls it in the tasklet to interrupt): the current tasklet
 // leaves the run queue, paused, and the innermost run() returns at once. Returns when the
 // tasklet runs again (inserted by someone); returns false at once, doing nothing, if no run() is

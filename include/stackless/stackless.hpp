@@ -5,3 +5,4 @@
 #include "stackless/errors.hpp"
 #include "stackless/scheduler.hpp"
 #include "stackless/tasklet.hpp"
+#include "stackless/threads.hpp"

@@ -40,8 +40,32 @@ struct channel_access {
         return t;
     }
 
-    // Takes `t` off its channel's waiting list. Frees the channel if that was all that held it.
-    static void unlink(tasklet_state* t) noexcept {
+    // Shared channels, under the channel's lock. A waiter holds a reference to the channel until
+    // its own thread takes it off (it may be completed by another thread, which must not free
+    // the channel under it) and counts as waiting for other threads in its scheduler.
+    static void append_shared(channel_core* ch, tasklet_state* t, int dir) noexcept;
+    // Takes the first waiter off for a partner that completes it; it is in transit to its run
+    // queue until its own thread inserts it (scheduler::take_from_transit).
+    static tasklet_state* pop_head_shared(channel_core* ch) noexcept {
+        tasklet_state* t = state_of(ch->head_);
+        tasklet_state* after = t->next;
+        ch->head_ = after;
+        if (after != nullptr)
+            after->prev = nullptr;
+        else
+            ch->tail_ = nullptr;
+        ch->balance_ -= t->block_dir;
+        t->next = t->prev = nullptr;
+        t->where = place::transit;
+        return t;
+    }
+    // Takes a waiter `t` of the calling thread off the shared channel's list; false if another
+    // thread completed it first (it is in transit then).
+    static bool unlink_shared(tasklet_state* t) noexcept;
+
+    // Takes `t` off its private channel's waiting list. Frees the channel if that was all that
+    // held it.
+    static void unlink_private(tasklet_state* t) noexcept {
         channel_core* ch = t->blocked_on;
         if (t->prev != nullptr)
             t->prev->next = t->next;
@@ -57,7 +81,7 @@ struct channel_access {
         ch->balance_ -= t->block_dir;
         if (ch->balance_ == 0) {
             ch->waiters_of_ = nullptr;
-            if (ch->refs_ == 0) delete ch;
+            if (ch->refs_.load(std::memory_order_acquire) == 0) delete ch;
         }
         if (t->hooks != nullptr && t->hooks->scheduled_changed != nullptr) [[unlikely]]
             t->hooks->scheduled_changed(t->payload, false);

@@ -1,5 +1,7 @@
 #include "stackless/detail/channel_core.hpp"
 
+#include <sched.h>
+
 #include <stdexcept>
 
 #include "channel_access.hpp"
@@ -7,6 +9,12 @@
 #include "stackless/errors.hpp"
 
 namespace stackless::detail {
+
+const char channel_core::shared_marker_byte = 0;
+
+channel_core::channel_core(sharing mode) noexcept : mode_(mode) {
+    if (mode == sharing::shared) waiters_of_ = shared_marker();
+}
 
 tempval& channel_core::first_value() {
     return scheduler::get().running()->value;
@@ -23,7 +31,87 @@ void channel_core::set_preference(int preference) {
 }
 
 void channel_core::release() noexcept {
-    if (--refs_ == 0 && balance_ == 0) delete this;
+    // (A shared channel's waiters hold references: no references left means none waits.)
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1 && balance_ == 0) delete this;
+}
+
+void channel_core::share() noexcept {
+    if (shared()) return;
+    mode_ = sharing::shared;
+    const int waiting = balance_ < 0 ? -balance_ : balance_;
+    if (waiting != 0) {
+        // Its waiters (all of one thread) now hold references and wait for other threads too.
+        refs_.fetch_add(static_cast<std::uint32_t>(waiting), std::memory_order_relaxed);
+        waiters_of_->note_shared_waiters(waiting);
+    }
+    waiters_of_ = shared_marker();
+}
+
+// Held around every operation on a shared channel. Only list and value updates happen under it
+// (never a switch, a callback or another lock but a scheduler's inbox), so it is held briefly.
+class shared_channel_lock {
+  public:
+    explicit shared_channel_lock(channel_core* ch) noexcept : ch_(ch) {
+        for (int spins = 0; ch_->locked_.exchange(true, std::memory_order_acquire); ++spins) {
+            if (spins < 64)
+                __builtin_ia32_pause();
+            else
+                sched_yield();  // its holder was preempted
+        }
+    }
+    ~shared_channel_lock() {
+        if (held_) unlock();
+    }
+    shared_channel_lock(const shared_channel_lock&) = delete;
+    shared_channel_lock& operator=(const shared_channel_lock&) = delete;
+    void unlock() noexcept {
+        held_ = false;
+        ch_->locked_.store(false, std::memory_order_release);
+    }
+
+  private:
+    channel_core* ch_;
+    bool held_ = true;
+};
+
+void channel_access::append_shared(channel_core* ch, tasklet_state* t, int dir) noexcept {
+    t->next = nullptr;
+    t->prev = state_of(ch->tail_);
+    if (ch->tail_ != nullptr)
+        state_of(ch->tail_)->next = t;
+    else
+        ch->head_ = t;
+    ch->tail_ = t;
+    ch->balance_ += dir;
+    ch->refs_.fetch_add(1, std::memory_order_relaxed);
+    t->where = place::channel;
+    t->blocked_on = ch;
+    t->block_dir = static_cast<std::int8_t>(dir);
+}
+
+bool channel_access::unlink_shared(tasklet_state* t) noexcept {
+    channel_core* ch = t->blocked_on;  // its waiter's reference keeps it
+    {
+        shared_channel_lock lock(ch);
+        if (t->where != place::channel) return false;  // in transit: its thread inserts it
+        if (t->prev != nullptr)
+            t->prev->next = t->next;
+        else
+            ch->head_ = t->next;
+        if (t->next != nullptr)
+            t->next->prev = t->prev;
+        else
+            ch->tail_ = t->prev;
+        ch->balance_ -= t->block_dir;
+        t->next = t->prev = nullptr;
+        t->where = place::none;
+    }
+    t->blocked_on = nullptr;
+    t->sched.load(std::memory_order_relaxed)->note_shared_waiters(-1);
+    ch->release();
+    if (t->hooks != nullptr && t->hooks->scheduled_changed != nullptr) [[unlikely]]
+        t->hooks->scheduled_changed(t->payload, false);
+    return true;
 }
 
 namespace {
@@ -63,41 +151,143 @@ void channel_core::append_restored(tasklet_state* t, int dir) {
         throw tasklet_state_error(
             "channel: only a tasklet that is alive, has not started and is neither scheduled nor "
             "blocked can be restored as waiting on a channel");
-    if (balance_ != 0 && waiters_of_ != &s)
-        throw wrong_thread_error("channel: tasklets of another thread are waiting on it");
-    if (balance_ != 0 && (balance_ > 0) != (dir > 0))
-        throw error("channel: tasklets waiting in the other direction are queued on it");
-    channel_access::append(this, t, dir, &s);
+    if (shared()) {
+        shared_channel_lock lock(this);
+        if (balance_ != 0 && (balance_ > 0) != (dir > 0))
+            throw error("channel: tasklets waiting in the other direction are queued on it");
+        channel_access::append_shared(this, t, dir);
+        s.note_shared_waiters(1);
+    } else {
+        if (balance_ != 0 && waiters_of_ != &s)
+            throw wrong_thread_error("channel: tasklets of another thread are waiting on it");
+        if (balance_ != 0 && (balance_ > 0) != (dir > 0))
+            throw error("channel: tasklets waiting in the other direction are queued on it");
+        channel_access::append(this, t, dir, &s);
+    }
     if (t->hooks != nullptr) scheduler::notify_scheduled(t, true);
 }
+
+namespace {
+
+// Why the current tasklet may not block, or nullptr.
+const char* refusal(const tasklet_state* self, const channel_core* ch) noexcept {
+    if (self->block_trap)
+        return "channel: this tasklet does not like to be blocked (block_trap is set)";
+    if (ch->closing()) return "channel: send/receive operation on a closed channel";
+    return nullptr;
+}
+
+[[noreturn]] void refuse(const tasklet_state* self, const char* why) {
+    if (self->block_trap) throw error(why);
+    throw channel_closed_error(why);
+}
+
+}  // namespace
 
 tempval& channel_core::wait(int dir) {
     scheduler& s = scheduler::get();
     tasklet_state* self = s.running();
     tempval& mine = self->value;
-    if (balance_ != 0 && waiters_of_ != &s) {
-        mine.reset();
-        throw wrong_thread_error(
-            "channel: tasklets of another thread are waiting on this channel; channels across "
-            "threads are not supported yet");
+    if (waiters_of_ != &s && waiters_of_ != nullptr) [[unlikely]] {
+        // Shared, or another thread's tasklets wait on it.
+        if (!shared()) {
+            if (mode_ != sharing::share_on_contact) {
+                mine.reset();
+                throw wrong_thread_error(
+                    "channel: tasklets of another thread are waiting on this channel; make it "
+                    "with stackless::across_threads to use it from several threads");
+            }
+            share();
+        }
+        return wait_shared(dir);
     }
-    if (self->block_trap) {
+    if (const char* why = refusal(self, this)) [[unlikely]] {
         mine.reset();
-        throw error("channel: this tasklet does not like to be blocked (block_trap is set)");
-    }
-    if (closing_) {
-        mine.reset();
-        throw channel_closed_error("channel: send/receive operation on a closed channel");
+        refuse(self, why);
     }
     s.ring_to_channel(self, this, dir);
+    s.drain_remote_if_any();
     tasklet_state* next = s.head();
     if (next == nullptr) {
-        next = s.wake_for_empty_ring(self);
-        if (next == nullptr) {
-            channel_access::unlink(self);
-            s.ring_insert_end(self);
+        try {
+            next = s.when_ring_empty(self);
+        } catch (...) {
+            if (s.take_off_channel(self)) s.ring_insert_end(self);
             mine.reset();
-            throw deadlock_error("Deadlock: the last runnable tasklet cannot be blocked");
+            throw;
+        }
+        if (next == nullptr) {
+            if (s.take_off_channel(self)) {
+                s.ring_insert_end(self);
+                mine.reset();
+                throw deadlock_error("Deadlock: the last runnable tasklet cannot be blocked");
+            }
+            next = s.head();  // another thread completed it meanwhile
+        }
+    }
+    try {
+        s.switch_to(next);
+    } catch (...) {
+        mine.reset();
+        throw;
+    }
+    return mine;
+}
+
+tempval& channel_core::wait_shared(int dir) {
+    scheduler& s = scheduler::get();
+    tasklet_state* self = s.running();
+    tempval& mine = self->value;
+    shared_channel_lock lock(this);
+    if (dir > 0 ? balance_ < 0 : balance_ > 0) {
+        tasklet_state* partner = channel_access::pop_head_shared(this);
+        if (dir > 0)
+            partner->value.take_from(mine);
+        else
+            mine.take_from(partner->value);
+        scheduler* owner = partner->sched.load(std::memory_order_acquire);
+        if (owner != &s) {
+            owner->push_remote(partner);  // (under the lock: its thread cannot end meanwhile)
+            return mine;
+        }
+        lock.unlock();
+        s.take_from_transit(partner);
+        if (schedule_all_ || preference_ == -dir) {
+            hand_over_switching(s, self, partner, schedule_all_);
+            return mine;
+        }
+        s.ring_insert_end(partner);
+        return mine;
+    }
+    if (const char* why = refusal(self, this)) {
+        lock.unlock();
+        mine.reset();
+        refuse(self, why);
+    }
+    s.unlink_from_ring(self);
+    s.leave_run_count();
+    channel_access::append_shared(this, self, dir);
+    s.note_shared_waiters(1);
+    lock.unlock();
+    s.drain_remote_if_any();
+    tasklet_state* next = s.head();
+    if (next == nullptr) {
+        try {
+            next = s.when_ring_empty(self);
+        } catch (...) {
+            if (s.take_off_channel(self)) s.ring_insert_end(self);
+            mine.reset();
+            throw;
+        }
+        if (next == nullptr) {
+            if (s.take_off_channel(self)) {
+                s.ring_insert_end(self);
+                mine.reset();
+                throw deadlock_error(
+                    "Deadlock: the last runnable tasklet cannot be blocked, and no other thread "
+                    "can wake it");
+            }
+            next = s.head();
         }
     }
     try {

@@ -75,10 +75,21 @@ scheduler::scheduler(const scheduler_config& config)
     running_ = main_;
     current_tempval = &main_->value;
     ring_insert_end(main_);
+    register_thread();
 }
 
 scheduler::~scheduler() {
     kill_survivors();
+    // No tasklet of this thread may stay on a channel, where another thread could complete it
+    // and leave it in this scheduler's inbox (its binding took what it had to off them before).
+    drain_remote();
+    for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
+        if (t->where != place::channel) continue;
+        t->hooks = nullptr;
+        take_off_channel(t);
+    }
+    drain_remote();
+    unregister_thread();
     {
         std::lock_guard lock(registry_mutex());
         tasklet_state* t = all_;
@@ -108,11 +119,21 @@ scheduler::~scheduler() {
 int scheduler::kill_survivors() noexcept {
     if (running_ != main_) return 0;  // the thread ends inside a tasklet: nothing can be unwound
     watchdogs_.clear();
-    // Tasklets that never started are not run: they just leave the queue.
+    drain_remote();
+    // Tasklets that never started are not run: they just leave the queue (or the channel an
+    // unpickled one waits on).
     for (tasklet_state* t = main_->next; t != main_;) {
         tasklet_state* after = t->next;
         ring_remove(t);
         t = after;
+    }
+    {
+        std::vector<tasklet> waiting;  // (taking one off may free another: its binding's object)
+        for (tasklet_state* t = all_; t != nullptr; t = t->all_next)
+            if (t->where == place::channel && t->state != life::started)
+                waiting.push_back(tasklet::from_state(t));
+        for (tasklet& w : waiting)
+            if (w.state()->where == place::channel) take_off_channel(w.state());
     }
     // A tasklet that catches tasklet_exit and blocks again is killed again, a bounded number of
     // times.
@@ -140,10 +161,8 @@ int scheduler::kill_survivors() noexcept {
 void scheduler::abandon_survivors() noexcept {
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
         if (t->is_main || t->state != life::started) continue;
-        if (t->where == place::channel)
-            channel_access::unlink(t);
-        else if (t->where == place::ring)
-            ring_remove(t);
+        if (t->where == place::channel || t->where == place::transit) take_off_channel(t);
+        if (t->where == place::ring) ring_remove(t);
         if (t->slot != nullptr && t->slot->owner == t) {
             t->slot->owner = nullptr;
             pool_.give_back(t->slot);
@@ -200,7 +219,8 @@ void scheduler::handle_unreferenced(tasklet_state* t) noexcept {
 }
 
 bool scheduler::is_watchdog(const tasklet_state* t) const noexcept {
-    return std::find(watchdogs_.begin(), watchdogs_.end(), t) != watchdogs_.end();
+    return std::any_of(watchdogs_.begin(), watchdogs_.end(),
+                       [t](const watch& w) { return w.caller == t; });
 }
 
 scheduler_stats scheduler::stats() const noexcept {
@@ -271,7 +291,8 @@ ctx::transfer_t scheduler::resume_by_return(ctx::transfer_t t) {
 }
 
 void scheduler::make_runnable(tasklet_state* next) noexcept {
-    if (next->where == place::channel) channel_access::unlink(next);
+    if (next->where == place::channel || next->where == place::transit)
+        if (!take_off_channel(next)) return;  // completed by another thread: in the ring now
     ring_insert_end(next);
 }
 
@@ -385,8 +406,15 @@ void scheduler::end_running(std::exception_ptr escaped) {
     self->state = life::dead;
     if (self->where == place::ring) ring_remove(self);
     --stats_.live_tasklets;
-    tasklet_state* wake = watchdogs_.empty() ? main_ : watchdogs_.back();
+    tasklet_state* wake = wake_target();
     tasklet_state* next = head_;
+    if (!escaped && next == nullptr) {
+        try {
+            next = when_ring_empty(self);
+        } catch (...) {
+            escaped = std::current_exception();  // (a signal while it waited for other threads)
+        }
+    }
     if (escaped) {
         next = wake;
         wake->pending = std::move(escaped);
@@ -407,12 +435,6 @@ void scheduler::end_running(std::exception_ptr escaped) {
 // ---------------------------------------------------------------------------------------------
 // Scheduling operations
 
-tasklet_state* scheduler::wake_for_empty_ring(tasklet_state* leaving) const noexcept {
-    tasklet_state* wake = watchdogs_.empty() ? main_ : watchdogs_.back();
-    if (wake != leaving && wake->where == place::none) return wake;
-    return nullptr;
-}
-
 void scheduler::schedule_remove() {
     tasklet_state* self = running_;
     if (self->handles.load(std::memory_order_relaxed) == 0 && !self->is_main &&
@@ -426,7 +448,12 @@ void scheduler::schedule_remove() {
     ring_remove(self);
     tasklet_state* next = head_;
     if (next == nullptr) {
-        next = wake_for_empty_ring(self);
+        try {
+            next = when_ring_empty(self);
+        } catch (...) {
+            ring_insert_end(self);
+            throw;
+        }
         if (next == nullptr) {
             // The wake-up target is this tasklet itself (or blocked): stay runnable.
             ring_insert_end(self);
@@ -437,27 +464,28 @@ void scheduler::schedule_remove() {
     switch_to(next);
 }
 
-void scheduler::run_watchdog() {
+void scheduler::run_watchdog(bool threadblock) {
     tasklet_state* self = running_;
     if (self->where != place::ring) throw tasklet_state_error("run(): the caller is not runnable");
-    if (self->next == self) {
+    drain_remote_if_any();
+    if (self->next == self && !threadblock) {
         raise_pending(self);
         return;  // nothing else to run
     }
-    watchdogs_.push_back(self);
+    watchdogs_.push_back({self, threadblock});
     ring_remove(self);
     auto unwind_watchdogs = [&] {
         // Woken: watchdogs above us (run() calls of tasklets that did not get woken) are popped
         // and made runnable, as Stackless does.
         while (!watchdogs_.empty()) {
-            tasklet_state* popped = watchdogs_.back();
+            tasklet_state* popped = watchdogs_.back().caller;
             watchdogs_.pop_back();
             if (popped == self) break;
             if (popped->where == place::none) ring_insert_end(popped);
         }
     };
     try {
-        switch_to(head_);
+        switch_to(head_ != nullptr ? head_ : when_ring_empty(nullptr));
     } catch (...) {
         unwind_watchdogs();
         throw;
@@ -467,8 +495,9 @@ void scheduler::run_watchdog() {
 
 bool scheduler::interrupt_to_watchdog() {
     tasklet_state* self = running_;
-    if (watchdogs_.empty() || watchdogs_.back() == self || self->where != place::ring) return false;
-    tasklet_state* watchdog = watchdogs_.back();
+    if (watchdogs_.empty() || watchdogs_.back().caller == self || self->where != place::ring)
+        return false;
+    tasklet_state* watchdog = watchdogs_.back().caller;
     ring_remove(self);
     switch_to(watchdog);  // the watchdog's run() returns; we go on once inserted again
     return true;
@@ -482,7 +511,8 @@ void scheduler::throw_into(tasklet_state* t, std::exception_ptr e, bool pending)
         switch_to(t);
         return;
     }
-    if (t->where == place::channel) channel_access::unlink(t);
+    if (t->where == place::channel || t->where == place::transit)
+        if (!take_off_channel(t)) return;  // completed by another thread: in the ring now
     if (t->where == place::none) ring_insert_end(t);
 }
 

@@ -5,6 +5,7 @@
 #include <boost/context/detail/fcontext.hpp>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <mutex>
@@ -17,6 +18,8 @@
 #include "tasklet_state.hpp"
 
 namespace stackless::detail {
+
+struct thread_registry;
 
 class scheduler {
   public:
@@ -98,16 +101,42 @@ class scheduler {
             t->hooks->scheduled_changed(t->payload, scheduled);
     }
 
+    void leave_run_count() noexcept { --runcount_; }
+
     // Makes `next` runnable (unblocking or inserting it if needed), makes it the head and switches
     // to it. Returns when the caller runs again, raising its pending exception if it has one.
     inline void switch_to(tasklet_state* next);
     inline void schedule();
     void schedule_remove();
-    void run_watchdog();
+    // threadblock: when nothing is left to run, wait for other threads to wake a tasklet of
+    // this one rather than return (if another thread may still do so).
+    void run_watchdog(bool threadblock);
     bool interrupt_to_watchdog();
-    // The running tasklet has just left the ring (blocked or removed) and the ring is empty:
-    // the tasklet to wake instead, or nullptr if that would deadlock.
-    tasklet_state* wake_for_empty_ring(tasklet_state* leaving) const noexcept;
+    // `leaving` (the running tasklet, or nullptr) has just left the ring, which is empty: the
+    // tasklet to run instead, after waiting for other threads if that is the rule
+    // (docs/threads.md), or nullptr if that would deadlock. May raise what the binding's
+    // thread_hooks raise while waiting (a signal).
+    tasklet_state* when_ring_empty(tasklet_state* leaving);
+
+    // --- Other threads (threads.cpp) ---
+    // Another thread, holding the lock of the shared channel that `t` (of this scheduler) waits
+    // on, completed `t`: it becomes runnable here (at this thread's next scheduling point).
+    void push_remote(tasklet_state* t) noexcept;
+    void drain_remote_if_any() noexcept {
+        if (remote_pending_.load(std::memory_order_relaxed)) [[unlikely]]
+            drain_remote();
+    }
+    void drain_remote() noexcept;
+    // A tasklet of this thread completed on a shared channel (by this thread, or drained from
+    // the inbox): it lets go of the channel; the caller inserts it in the ring.
+    void take_from_transit(tasklet_state* t) noexcept;
+    // Takes a tasklet of this thread off the channel it waits on (it is floating then), or, if
+    // another thread completed it first, inserts it in the ring; returns whether it was waiting.
+    bool take_off_channel(tasklet_state* t) noexcept;
+    // Tasklets of this thread waiting on shared channels (or in transit) change by `delta`.
+    void note_shared_waiters(int delta) noexcept {
+        shared_waiters_.fetch_add(delta, std::memory_order_relaxed);
+    }
     void throw_into(tasklet_state* t, std::exception_ptr e, bool pending);
     void kill(tasklet_state* t, bool pending);
 
@@ -169,8 +198,15 @@ class scheduler {
 
     tasklet_state* main_ = nullptr;
     int runcount_ = 0;
-    std::vector<tasklet_state*> watchdogs_;  // tasklets inside run(), innermost last
-    tasklet_state* all_ = nullptr;           // every state of this scheduler
+    struct watch {
+        tasklet_state* caller;
+        bool threadblock;
+    };
+    std::vector<watch> watchdogs_;  // tasklets inside run(), innermost last
+    tasklet_state* wake_target() const noexcept {
+        return watchdogs_.empty() ? main_ : watchdogs_.back().caller;
+    }
+    tasklet_state* all_ = nullptr;  // every state of this scheduler
     std::uint64_t thread_id_;
 
     stack_pool pool_;
@@ -180,6 +216,26 @@ class scheduler {
     fcontext_t helper_ctx_ = nullptr;
     tasklet_state* helper_target_ = nullptr;
     bool is_watchdog(const tasklet_state* t) const noexcept;
+
+    // Tasklets that other threads complete (threads.cpp). The flag lets the scheduling points
+    // look without the lock.
+    std::atomic<bool> remote_pending_{false};
+    std::atomic<int> shared_waiters_{0};
+    std::mutex inbox_mutex_;
+    std::condition_variable inbox_cv_;
+    tasklet_state* inbox_head_ = nullptr;  // linked through `next`, oldest first
+    tasklet_state* inbox_tail_ = nullptr;
+    bool recheck_ = false;  // (inbox_mutex_) another thread went idle or ended
+    bool idle_ = false;     // (threads' registry mutex) waiting in idle_wait
+    scheduler* registry_next_ = nullptr;
+    scheduler* registry_prev_ = nullptr;
+    void register_thread() noexcept;
+    void unregister_thread() noexcept;
+    tasklet_state* idle_wait();
+    bool begin_idle();
+    void end_idle();
+    friend void broadcast_recheck(const scheduler* except) noexcept;
+    friend int sleeping_locked(const thread_registry& r) noexcept;
 
     // Stack bounds for the sanitizer's fiber-switch annotations.
     const void* main_stack_bottom_ = nullptr;
@@ -253,6 +309,7 @@ STACKLESS_ALWAYS_INLINE void scheduler::ring_to_channel(tasklet_state* t, channe
 }
 
 STACKLESS_ALWAYS_INLINE void scheduler::schedule() {
+    drain_remote_if_any();
     tasklet_state* self = running_;
     tasklet_state* next = self->next;
     if (next == self) {

@@ -127,6 +127,7 @@ tasklet& tasklet::remove() {
         throw tasklet_state_error("tasklet.remove: you cannot remove a blocked tasklet");
     if (t == s.running())
         throw tasklet_state_error("tasklet.remove: the current tasklet cannot be removed");
+    if (t->where == place::transit) s.take_off_channel(t);  // (into the ring)
     if (t->where == place::ring) s.ring_remove(t);
     return *this;
 }
@@ -262,8 +263,8 @@ void schedule() {
 void schedule_remove() {
     scheduler::get().schedule_remove();
 }
-void run() {
-    scheduler::get().run_watchdog();
+void run(bool threadblock) {
+    scheduler::get().run_watchdog(threadblock);
 }
 bool interrupt_to_run() {
     return scheduler::get().interrupt_to_watchdog();

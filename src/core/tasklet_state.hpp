@@ -32,6 +32,7 @@ enum class place : std::uint8_t {
     none,     // floating: paused, new or dead
     ring,     // in the run queue
     channel,  // blocked on a channel
+    transit,  // completed by another thread; queued for its own thread's run queue
 };
 
 // The tasklet's function: in place when small (the common lambda), else on the heap.
@@ -94,6 +95,8 @@ struct tasklet_state : tasklet_links, tasklet_header {
     // Owning thread's scheduler; nullptr once that thread ended. Atomic because a handle dropped
     // on another thread reads it.
     std::atomic<scheduler*> sched{nullptr};
+    // The channel it waits on; for a shared channel, also while in transit (its own thread
+    // clears it: another thread never writes it).
     channel_core* blocked_on = nullptr;
     stack_slot* slot = nullptr;      // home slot: the stack's addresses never change once started
     unsigned char* saved = nullptr;  // the used stack, copied out while another owns the slot

@@ -258,7 +258,9 @@ int prepare_restored_waiter(py_tasklet* t);
 
 // run(timeout) (watchdog.cpp): runs the scheduler, interrupting a tasklet that runs about
 // `timeout` instructions without switching; returns it (or None).
-PyObject* run_with_timeout(long timeout, bool soft, bool total);
+PyObject* run_with_timeout(long timeout, bool threadblock, bool soft, bool total);
+// Lets a thread whose tasklets all wait for other threads sleep without the GIL (threads.cpp).
+void install_thread_hooks() noexcept;
 // Counts a switch for the watchdog while a timed run() is active (switched_in).
 void count_switch() noexcept;
 // run(timeout, soft=True): time is up, and the next schedule() of a tasklet interrupts it.

@@ -15,7 +15,9 @@ PyObject* channel_new(PyTypeObject* type, PyObject*, PyObject*) {
     auto* c = reinterpret_cast<py_channel*>(type->tp_alloc(type, 0));
     if (c == nullptr) return nullptr;
     try {
-        new (&c->ch) stackless::channel<py_ref>();
+        // Operations hold the GIL, so a channel becomes shared safely when two threads meet.
+        new (&c->ch)
+            stackless::channel<py_ref>(stackless::detail::channel_core::sharing::share_on_contact);
     } catch (...) {
         Py_DECREF(c);
         return raise_from_cxx();

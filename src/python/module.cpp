@@ -213,16 +213,11 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|lpppp:run", const_cast<char**>(names), &timeout,
                                      &threadblock, &soft, &ignore_nesting, &totaltimeout))
         return nullptr;
-    if (threadblock) {
-        PyErr_SetString(PyExc_NotImplementedError,
-                        "stackless.run(threadblock=True): channels across threads are not "
-                        "implemented yet");
-        return nullptr;
-    }
     if (thread_main() == nullptr) return nullptr;
     if (stackless::getruncount() > 1 && refuse_if_trapped() < 0) return nullptr;
-    if (timeout > 0) return run_with_timeout(timeout, soft != 0, totaltimeout != 0);
-    if (!run_core([&] { stackless::run(); })) return nullptr;
+    if (timeout > 0)
+        return run_with_timeout(timeout, threadblock != 0, soft != 0, totaltimeout != 0);
+    if (!run_core([&] { stackless::run(threadblock != 0); })) return nullptr;
     Py_RETURN_NONE;
 }
 
@@ -473,6 +468,7 @@ PyMODINIT_FUNC PyInit_stackless() {
     Py_XDECREF(r);
     Py_XDECREF(hook);
     Py_XDECREF(atexit);
+    install_thread_hooks();
     if (r == nullptr || install_pickling(m) < 0) {
         Py_DECREF(m);
         return nullptr;

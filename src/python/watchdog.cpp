@@ -206,7 +206,7 @@ bool interrupt_softly() {
     return true;
 }
 
-PyObject* run_with_timeout(long timeout, bool soft, bool total) {
+PyObject* run_with_timeout(long timeout, bool threadblock, bool soft, bool total) {
     static unsigned long main_ident = [] {
         PyObject* threading = PyImport_ImportModule("threading");
         PyObject* main =
@@ -233,7 +233,7 @@ PyObject* run_with_timeout(long timeout, bool soft, bool total) {
     armed_generation.store(active.generation);
     counting.store(true, std::memory_order_relaxed);
     watch(active);
-    bool ok = run_core([] { stackless::run(); });
+    bool ok = run_core([&] { stackless::run(threadblock); });
     PyObject* interrupted = active.interrupted;
     active.interrupted = nullptr;
     // The outer timed run() (if any) is watched again, with its own budget. (state() may be

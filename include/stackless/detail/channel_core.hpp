@@ -2,6 +2,7 @@
 // typed layer (channel<T>) only moves values between tempvals around these calls.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "stackless/detail/tasklet_header.hpp"
@@ -16,15 +17,23 @@ __attribute__((
 // so that a blocking send reaches it without a call.
 __attribute__((tls_model("initial-exec"))) extern constinit thread_local tempval* current_tempval;
 
-// Channels are single-threaded for now: a channel and its handles belong to the thread that uses
-// them. Meeting tasklets of another thread waiting on it raises wrong_thread_error.
+// A channel is private to one thread at a time (its waiters' thread) unless it is shared: then
+// every operation takes its lock, and a partner of another thread is woken in its own thread
+// (docs/threads.md). Private channels pay nothing for threads: partner() fails for a shared
+// channel (waiters_of_ is then a marker no scheduler equals) and wait() takes the shared path.
 class channel_core {
   public:
-    channel_core() = default;
+    enum class sharing : std::uint8_t {
+        private_to_a_thread,  // another thread meeting waiters raises wrong_thread_error
+        share_on_contact,     // becomes shared then; the caller serialises operations (a GIL)
+        shared,               // made for several threads
+    };
+    explicit channel_core(sharing mode = sharing::private_to_a_thread) noexcept;
     channel_core(const channel_core&) = delete;
     channel_core& operator=(const channel_core&) = delete;
 
-    // The blocked partner a send (dir > 0) or receive (dir < 0) would complete with, if any.
+    // The blocked partner a send (dir > 0) or receive (dir < 0) would complete with, if any,
+    // for the fast path (nullptr for a shared channel: wait() completes or blocks then).
     tasklet_header* partner(int dir) const noexcept {
         bool present = dir > 0 ? balance_ < 0 : balance_ > 0;
         return present && waiters_of_ == current_scheduler ? head_ : nullptr;
@@ -32,8 +41,9 @@ class channel_core {
     // Completes the operation with partner(dir), which the caller has already exchanged the value
     // with, and schedules both tasklets as the channel's preference says. May switch.
     void hand_over(int dir);
-    // Blocks the current tasklet until a partner arrives. Its tempval holds the value to send
-    // (dir > 0) or receives the value (dir < 0); it is returned. On failure it is cleared.
+    // Blocks the current tasklet until a partner arrives (on a shared channel: completes with a
+    // partner if one waits, else blocks). Its tempval holds the value to send (dir > 0) or
+    // receives the value (dir < 0); it is returned. On failure it is cleared.
     tempval& wait(int dir);
     // Unpickling: appends `t` (alive, not started, floating, of this thread) to the waiting list
     // as if it had blocked in direction `dir`. Raises if that cannot be.
@@ -61,14 +71,32 @@ class channel_core {
     void* payload() const noexcept { return payload_; }
     void set_payload(void* payload) noexcept { payload_ = payload; }
 
-    void retain() noexcept { ++refs_; }
+    bool shared() const noexcept { return waiters_of_ == shared_marker(); }
+    // Makes the channel shared. The caller guarantees that no other thread operates on it
+    // meanwhile (at creation, or under a lock of its own such as the GIL).
+    void share() noexcept;
+
+    void retain() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
     // The channel is freed when no handle refers to it and no tasklet waits on it.
     void release() noexcept;
 
+    // The marker that waiters_of_ holds while the channel is shared.
+    static scheduler* shared_marker() noexcept {
+        return reinterpret_cast<scheduler*>(const_cast<char*>(&shared_marker_byte));
+    }
+
   private:
     friend struct channel_access;
-    std::uint32_t refs_ = 1;
-    scheduler* waiters_of_ = nullptr;  // scheduler of the waiting tasklets
+    friend class shared_channel_lock;
+    tempval& wait_shared(int dir);
+    static const char shared_marker_byte;
+    // Handles, and on a shared channel also its waiting tasklets (each holds one until its own
+    // thread has taken it off).
+    std::atomic<std::uint32_t> refs_{1};
+    // Scheduler of the waiting tasklets (nullptr: none wait), or shared_marker().
+    scheduler* waiters_of_ = nullptr;
+    sharing mode_ = sharing::private_to_a_thread;
+    std::atomic<bool> locked_{false};  // shared channels only
     int balance_ = 0;                  // > 0: senders waiting, < 0: receivers waiting
     std::int8_t preference_ = -1;
     bool schedule_all_ = false;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <type_traits>
@@ -76,6 +77,19 @@ class tempval {
         return out;
     }
 
+    // Moves what `other` holds (a value, an exception or nothing) here; `other` is left empty.
+    void take_from(tempval& other) noexcept {
+        reset();
+        const ops* o = other.ops_;
+        if (o == nullptr) return;
+        if (o->relocate != nullptr)
+            o->relocate(other.buf_, buf_);
+        else
+            std::memcpy(buf_, other.buf_, inline_size);
+        ops_ = o;
+        other.ops_ = nullptr;
+    }
+
     void reset() noexcept {
         if (ops_ != nullptr) {
             const ops* o = ops_;
@@ -87,6 +101,9 @@ class tempval {
   private:
     struct ops {
         void (*destroy)(void*) noexcept;
+        // Moves the stored object to another buffer and ends it in this one (nullptr: copying
+        // the bytes does that).
+        void (*relocate)(void* from, void* to) noexcept;
     };
 
     template <class T>
@@ -101,14 +118,25 @@ class tempval {
             delete *std::launder(reinterpret_cast<T**>(p));
         }
     }
+    template <class T>
+    static void relocate_value(void* from, void* to) noexcept {
+        T* source = std::launder(reinterpret_cast<T*>(from));
+        ::new (to) T(std::move(*source));
+        source->~T();
+    }
+    static void relocate_exception(void* from, void* to) noexcept {
+        relocate_value<std::exception_ptr>(from, to);
+    }
     static void destroy_exception(void* p) noexcept {
         std::launder(reinterpret_cast<std::exception_ptr*>(p))->~exception_ptr();
     }
 
+    // Boxed values relocate as their pointer; inline ones bytewise only if trivially copyable.
     template <class T>
     static constexpr ops ops_for{
-        fits_inline<T> && std::is_trivially_destructible_v<T> ? nullptr : &destroy_value<T>};
-    static constexpr ops exception_ops{&destroy_exception};
+        fits_inline<T> && std::is_trivially_destructible_v<T> ? nullptr : &destroy_value<T>,
+        !fits_inline<T> || std::is_trivially_copyable_v<T> ? nullptr : &relocate_value<T>};
+    static constexpr ops exception_ops{&destroy_exception, &relocate_exception};
 
     alignas(16) unsigned char buf_[inline_size];
     const ops* ops_ = nullptr;

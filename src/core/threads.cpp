@@ -1,0 +1,208 @@
+// What connects the schedulers of different threads: the inbox where another thread leaves a
+// tasklet it completed on a shared channel, and the wait of a thread that has nothing to run
+// until another thread wakes one of its tasklets (or a deadlock is certain). docs/threads.md.
+#include <chrono>
+
+#include "channel_access.hpp"
+#include "scheduler.hpp"
+#include "stackless/threads.hpp"
+
+namespace stackless {
+
+namespace {
+std::atomic<const thread_hooks*> installed_hooks{nullptr};
+}  // namespace
+
+void set_thread_hooks(const thread_hooks* hooks) noexcept {
+    installed_hooks.store(hooks, std::memory_order_release);
+}
+
+}  // namespace stackless
+
+namespace stackless::detail {
+
+// The live schedulers, and how many of them wait for another thread.
+struct thread_registry {
+    std::mutex mutex;
+    scheduler* first = nullptr;
+    int live = 0;
+    int idle = 0;
+};
+
+namespace {
+
+thread_registry& registry() {
+    static thread_registry r;
+    return r;
+}
+
+// An idle thread looks again this often even unwoken: a binding's rule may depend on threads the
+// core does not know of (the CPython binding counts every Python thread).
+constexpr auto recheck_period = std::chrono::milliseconds(50);
+
+}  // namespace
+
+void scheduler::register_thread() noexcept {
+    thread_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    registry_next_ = r.first;
+    if (r.first != nullptr) r.first->registry_prev_ = this;
+    r.first = this;
+    ++r.live;
+}
+
+void scheduler::unregister_thread() noexcept {
+    thread_registry& r = registry();
+    {
+        std::lock_guard lock(r.mutex);
+        if (registry_prev_ != nullptr)
+            registry_prev_->registry_next_ = registry_next_;
+        else
+            r.first = registry_next_;
+        if (registry_next_ != nullptr) registry_next_->registry_prev_ = registry_prev_;
+        --r.live;
+        if (idle_) --r.idle;
+    }
+    broadcast_recheck(this);  // a thread that waited for this one may now be deadlocked
+}
+
+// Idle threads that nothing woke yet: a thread whose inbox holds a tasklet is about to run.
+int sleeping_locked(const thread_registry& r) noexcept {
+    int n = 0;
+    for (scheduler* s = r.first; s != nullptr; s = s->registry_next_)
+        n += s->idle_ && !s->remote_pending_.load(std::memory_order_relaxed);
+    return n;
+}
+
+// Wakes every idle thread but `except` to apply its rule again.
+void broadcast_recheck(const scheduler* except) noexcept {
+    thread_registry& r = registry();
+    std::lock_guard lock(r.mutex);
+    for (scheduler* s = r.first; s != nullptr; s = s->registry_next_) {
+        if (s == except || !s->idle_) continue;
+        std::lock_guard inbox(s->inbox_mutex_);
+        s->recheck_ = true;
+        s->inbox_cv_.notify_one();
+    }
+}
+
+}  // namespace stackless::detail
+
+int stackless::sleeping_threads() noexcept {
+    detail::thread_registry& r = detail::registry();
+    std::lock_guard lock(r.mutex);
+    return detail::sleeping_locked(r);
+}
+
+namespace stackless::detail {
+
+void scheduler::push_remote(tasklet_state* t) noexcept {
+    std::lock_guard lock(inbox_mutex_);
+    t->next = nullptr;
+    if (inbox_tail_ != nullptr)
+        inbox_tail_->next = t;
+    else
+        inbox_head_ = t;
+    inbox_tail_ = t;
+    remote_pending_.store(true, std::memory_order_relaxed);
+    inbox_cv_.notify_one();
+}
+
+void scheduler::drain_remote() noexcept {
+    tasklet_state* t;
+    {
+        std::lock_guard lock(inbox_mutex_);
+        t = inbox_head_;
+        inbox_head_ = inbox_tail_ = nullptr;
+        remote_pending_.store(false, std::memory_order_relaxed);
+    }
+    while (t != nullptr) {
+        tasklet_state* after = t->next;
+        take_from_transit(t);
+        ring_insert_end(t);  // (in transit counts as scheduled: no hook call)
+        t = after;
+    }
+}
+
+void scheduler::take_from_transit(tasklet_state* t) noexcept {
+    channel_core* ch = t->blocked_on;
+    t->blocked_on = nullptr;
+    note_shared_waiters(-1);
+    ch->release();
+}
+
+bool scheduler::take_off_channel(tasklet_state* t) noexcept {
+    if (!t->blocked_on->shared()) {
+        channel_access::unlink_private(t);
+        return true;
+    }
+    if (channel_access::unlink_shared(t)) return true;
+    // Another thread completed it; having taken the channel's lock after it, we find it here.
+    drain_remote();
+    return false;
+}
+
+tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
+    drain_remote_if_any();
+    if (head_ != nullptr) return head_;
+    tasklet_state* wake = wake_target();
+    const bool wake_free = wake != leaving && wake->where == place::none;
+    // run(threadblock=True) waits rather than return when a tasklet has just blocked, or when
+    // tasklets of this thread wait on shared channels (Stackless blocks the thread when a
+    // tasklet blocks; a tasklet that ends returns to run() there).
+    const bool threadblock = !watchdogs_.empty() && watchdogs_.back().threadblock &&
+                             ((leaving != nullptr && leaving->where == place::channel) ||
+                              shared_waiters_.load(std::memory_order_relaxed) > 0);
+    if (wake_free && !threadblock) return wake;
+    if (tasklet_state* t = idle_wait()) return t;
+    return wake_free ? wake : nullptr;
+}
+
+bool scheduler::begin_idle() {
+    const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
+    const bool ask_binding = hooks != nullptr && hooks->may_be_woken != nullptr;
+    if (ask_binding && !hooks->may_be_woken()) return false;
+    thread_registry& r = registry();
+    {
+        std::lock_guard lock(r.mutex);
+        // (Decided and marked at once: two threads that each wait for the other cannot both
+        // see the other as running.)
+        if (!ask_binding && (shared_waiters_.load(std::memory_order_relaxed) == 0 ||
+                             r.live - 1 - sleeping_locked(r) <= 0))
+            return false;
+        idle_ = true;
+        ++r.idle;
+    }
+    broadcast_recheck(this);  // those that wait for us may be deadlocked now
+    if (hooks != nullptr && hooks->begin_wait != nullptr) hooks->begin_wait();
+    return true;
+}
+
+void scheduler::end_idle() {
+    {
+        thread_registry& r = registry();
+        std::lock_guard lock(r.mutex);
+        idle_ = false;
+        --r.idle;
+    }
+    const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
+    if (hooks != nullptr && hooks->end_wait != nullptr) hooks->end_wait();  // may throw
+}
+
+tasklet_state* scheduler::idle_wait() {
+    for (;;) {
+        drain_remote_if_any();
+        if (head_ != nullptr) return head_;
+        if (!begin_idle()) return nullptr;
+        {
+            std::unique_lock lock(inbox_mutex_);
+            inbox_cv_.wait_for(lock, recheck_period, [&] {
+                return recheck_ || remote_pending_.load(std::memory_order_relaxed);
+            });
+            recheck_ = false;
+        }
+        end_idle();
+    }
+}
+
+}  // namespace stackless::detail

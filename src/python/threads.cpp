@@ -1,0 +1,57 @@
+// The GIL and threads that wait for each other. A thread whose tasklets all wait sleeps in the
+// core until another thread completes one of them on a channel; meanwhile it must not hold the
+// GIL, or no other thread could. Whether to wait at all follows Stackless: while another Python
+// thread is running (not itself waiting like this), it may still wake us; otherwise the wait is
+// a deadlock and raises.
+//
+// Relies on: CPython 3.11's thread-state list (PyInterpreterState_ThreadHead,
+// PyThreadState_Next), which changes only with the GIL held, so reading it with the GIL is safe.
+#include <chrono>
+#include <thread>
+
+#include "binding.hpp"
+#include "stackless/threads.hpp"
+
+namespace stackless::python {
+
+namespace {
+
+__attribute__((tls_model("initial-exec"))) constinit thread_local PyThreadState* saved_state =
+    nullptr;
+
+bool may_be_woken() {
+    PyThreadState* self = PyThreadState_Get();
+    int others = 0;
+    for (PyThreadState* t = PyInterpreterState_ThreadHead(self->interp); t != nullptr;
+         t = PyThreadState_Next(t))
+        if (t != self) ++others;
+    // (Every thread asleep in the core is a Python thread: only they use the core here.)
+    return others - stackless::sleeping_threads() > 0;
+}
+
+void begin_wait() {
+    saved_state = PyEval_SaveThread();
+}
+
+void end_wait() {
+    // A daemon thread that takes the GIL back while the interpreter finalizes is ended by
+    // CPython with a forced unwind, which the C++ frames of a tasklet between here and its
+    // entry cannot pass. It sleeps until the process exits instead.
+    if (_Py_IsFinalizing()) {
+        for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+    }
+    PyEval_RestoreThread(std::exchange(saved_state, nullptr));
+    // Ctrl-C ends the wait of the main thread: its handler runs now, and what it raises is
+    // raised in the waiting tasklet.
+    if (PyErr_CheckSignals() < 0) throw python_error();
+}
+
+const stackless::thread_hooks hooks{&may_be_woken, &begin_wait, &end_wait};
+
+}  // namespace
+
+void install_thread_hooks() noexcept {
+    stackless::set_thread_hooks(&hooks);
+}
+
+}  // namespace stackless::python

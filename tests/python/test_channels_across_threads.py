@@ -1,0 +1,275 @@
+"""Channels that connect threads (Stackless: "channels are thread-safe"): a tasklet woken by
+another thread runs in its own thread; a thread whose tasklets all wait for other threads sleeps
+without the GIL instead of reporting a deadlock; run(threadblock=True)."""
+import textwrap
+import threading
+import time
+
+import pytest
+
+import stackless
+
+from conftest import run_program
+
+
+def in_thread(fn, *args):
+    th = threading.Thread(target=fn, args=args, daemon=True)
+    th.start()
+    return th
+
+
+def test_a_send_in_one_thread_wakes_a_receiver_of_another_which_runs_in_its_own_thread():
+    ch = stackless.channel()
+    got = []
+
+    def receiver():
+        got.append((ch.receive(), threading.get_ident(), stackless.getcurrent().thread_id))
+
+    r = stackless.tasklet(receiver)()
+    stackless.run()  # it blocks; run() returns
+    assert r.blocked and got == []
+
+    def sender():
+        ch.send("hello")
+        got.append(("sent", threading.get_ident()))
+
+    th = in_thread(sender)
+    th.join(30)
+    assert not th.is_alive()
+    assert got == [("sent", th.ident)]  # the receiver did not run in the sender's thread
+    assert r.scheduled and not r.blocked
+    stackless.run()
+    me = threading.get_ident()
+    assert got[1] == ("hello", me, me)
+    assert not r.alive
+
+
+def test_a_receive_in_one_thread_takes_the_value_of_a_sender_blocked_in_another():
+    ch = stackless.channel()
+    log = []
+
+    def sender_thread():
+        def sender():
+            ch.send("from the thread")
+            log.append("sender resumed in %s" % (threading.get_ident() == th.ident))
+
+        stackless.tasklet(sender)()
+        stackless.run(threadblock=True)  # waits until the main thread wakes the sender
+
+    th = in_thread(sender_thread)
+    deadline = time.monotonic() + 30
+    while ch.balance != 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert ch.balance == 1
+    assert ch.receive() == "from the thread"
+    th.join(30)
+    assert not th.is_alive()
+    assert log == ["sender resumed in True"]
+
+
+def test_the_main_tasklet_waits_for_another_thread_without_holding_the_gil():
+    ch = stackless.channel()
+    ticks = []
+
+    def worker():
+        for i in range(5):  # runs Python code while the main thread waits: it has the GIL
+            ticks.append(i)
+            time.sleep(0.01)
+        ch.send("done")
+
+    in_thread(worker)
+    assert ch.receive() == "done"
+    assert ticks == [0, 1, 2, 3, 4]
+
+
+def test_sending_to_the_main_tasklet_of_a_waiting_thread_wakes_that_thread():
+    ch = stackless.channel()
+    out = []
+
+    def worker():
+        out.append(ch.receive())  # this thread's main tasklet waits
+        out.append(ch.receive())
+
+    th = in_thread(worker)
+    ch.send(1)  # the worker's main may not wait yet: then main waits for it
+    ch.send(2)
+    th.join(30)
+    assert out == [1, 2]
+
+
+def test_a_deadlock_is_still_reported_when_no_other_thread_can_wake_us():
+    ch = stackless.channel()
+    with pytest.raises(RuntimeError, match="Deadlock"):
+        ch.receive()
+    assert ch.balance == 0
+
+
+def test_of_two_threads_that_wait_for_each_other_the_second_reports_the_deadlock():
+    # The first keeps waiting: the second, once its error is handled, may still wake it.
+    a, b = stackless.channel(), stackless.channel()
+    got = []
+
+    def worker():
+        got.append(a.receive())
+
+    th = in_thread(worker)
+    while a.balance != -1:
+        time.sleep(0.001)
+    with pytest.raises(RuntimeError, match="Deadlock"):
+        b.receive()
+    assert b.balance == 0
+    a.send("released")
+    th.join(30)
+    assert not th.is_alive()
+    assert got == ["released"]
+
+
+def test_run_threadblock_returns_when_nothing_can_wake_this_thread():
+    log = []
+    stackless.tasklet(log.append)(1)
+    stackless.run(threadblock=True)
+    assert log == [1]
+
+
+def test_run_threadblock_waits_for_tasklets_that_another_thread_wakes():
+    ch = stackless.channel()
+    out = []
+
+    def receiver():
+        out.append(ch.receive())
+
+    stackless.tasklet(receiver)()
+    in_thread(lambda: (time.sleep(0.05), ch.send("late")))
+    stackless.run(threadblock=True)
+    assert out == ["late"]
+
+
+def test_a_value_that_is_an_exception_crosses_threads():
+    ch = stackless.channel()
+
+    def worker():
+        ch.send_exception(KeyError, "across")
+
+    in_thread(worker)
+    with pytest.raises(KeyError, match="across"):
+        ch.receive()
+
+
+def test_preference_cannot_run_a_partner_of_another_thread_so_the_caller_runs_on():
+    ch = stackless.channel()
+    ch.preference = 1  # the sender would run first, were it of this thread
+    order = []
+
+    def sender_thread():
+        def sender():
+            ch.send("x")
+            order.append("sender resumed")
+
+        stackless.tasklet(sender)()
+        stackless.run(threadblock=True)
+
+    th = in_thread(sender_thread)
+    while ch.balance != 1:
+        time.sleep(0.001)
+    order.append(ch.receive())
+    order.append("receiver goes on")
+    th.join(30)
+    assert order[:2] == ["x", "receiver goes on"]
+    assert order[2] == "sender resumed"
+
+
+def test_killing_a_tasklet_blocked_on_a_shared_channel_takes_it_off():
+    ch = stackless.channel()
+    in_thread(lambda: None).join()
+
+    def worker():  # makes the channel shared: tasklets of two threads meet on it
+        def w():
+            try:
+                ch.receive()
+            except stackless.TaskletExit:
+                raise
+        t = stackless.tasklet(w)()
+        stackless.run()
+        assert t.blocked
+        t.kill()
+
+    victim = stackless.tasklet(ch.receive)()
+    stackless.run()
+    th = in_thread(worker)
+    th.join(30)
+    assert ch.balance == -1
+    victim.kill()
+    assert ch.balance == 0 and not victim.alive
+
+
+def test_a_thread_that_ends_takes_its_tasklets_off_shared_channels():
+    ch = stackless.channel()
+
+    def worker():
+        stackless.tasklet(ch.receive)()
+        stackless.run()
+
+    victim = stackless.tasklet(ch.receive)()
+    stackless.run()
+    th = in_thread(worker)
+    th.join(30)
+    assert ch.balance == -1  # only ours: the thread's tasklet was killed when it ended
+    ch.send("to ours")
+    assert not victim.alive
+
+
+STRESS = textwrap.dedent("""\
+    import sys, threading, stackless
+
+    THREADS, TASKLETS, MESSAGES = 4, 50, 200
+    ch = stackless.channel()
+    logs = []
+    sys.setswitchinterval(1e-5)  # threads take turns with the GIL often: messages cross
+    start = threading.Barrier(THREADS)
+
+    def sender(name):
+        for seq in range(MESSAGES):
+            ch.send((name, seq))
+
+    def receiver(log):
+        for _ in range(MESSAGES):
+            log.append(ch.receive())
+
+    def thread_body(index):
+        mine = [[] for _ in range(TASKLETS)]
+        tasklets = [stackless.tasklet(sender)((index, i)) for i in range(TASKLETS)]
+        tasklets += [stackless.tasklet(receiver)(log) for log in mine]
+        start.wait()
+        while any(t.alive for t in tasklets):
+            stackless.run(threadblock=True)
+        logs.extend((index, log) for log in mine)
+
+    total_crossed = 0
+    for rep in range(int(sys.argv[1])):
+        logs.clear()
+        threads = [threading.Thread(target=thread_body, args=(i,)) for i in range(THREADS)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        everything = sorted(m for _, log in logs for m in log)
+        expected = sorted(((t, i), seq) for t in range(THREADS) for i in range(TASKLETS)
+                          for seq in range(MESSAGES))
+        assert everything == expected, "a message was lost or received twice"
+        # A sender's next message exists only once its last one was taken: whoever receives
+        # them must see each sender's messages in the order it sent them.
+        for _, log in logs:
+            last = {}
+            for name, seq in log:
+                assert seq > last.get(name, -1), (name, seq, last[name])
+                last[name] = seq
+        assert ch.balance == 0
+        crossed = sum(name[0] != index for index, log in logs for name, _ in log)
+        assert crossed > 0, "no message crossed threads"
+        total_crossed += crossed
+    print("ok", rep + 1)
+    print("crossed", total_crossed, file=sys.stderr)
+    """)
+
+
+def test_four_threads_fifty_tasklets_each_two_hundred_messages_through_one_channel(tmp_path):
+    # In a child process with a time limit (run_program's): a hang fails the test.
+    assert run_program(tmp_path, STRESS.replace("int(sys.argv[1])", "20")) == ["ok 20"]
