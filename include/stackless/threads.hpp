@@ -25,6 +25,8 @@ struct thread_hooks {
 };
 // Installs process-wide hooks (nullptr: none). Call before threads use stackless.
 void set_thread_hooks(const thread_hooks* hooks) noexcept;
+// Threads whose scheduler exists (they used stackless and have not ended), this one included.
+int threads_using_stackless() noexcept;
 // Threads asleep waiting for other threads with nothing woken yet (a snapshot), for a binding's
 // may_be_woken rule.
 int sleeping_threads() noexcept;

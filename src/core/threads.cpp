@@ -88,6 +88,12 @@ void broadcast_recheck(const scheduler* except) noexcept {
 
 }  // namespace stackless::detail
 
+int stackless::threads_using_stackless() noexcept {
+    detail::thread_registry& r = detail::registry();
+    std::lock_guard lock(r.mutex);
+    return r.live;
+}
+
 int stackless::sleeping_threads() noexcept {
     detail::thread_registry& r = detail::registry();
     std::lock_guard lock(r.mutex);

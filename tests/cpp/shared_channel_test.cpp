@@ -1,0 +1,277 @@
+// Channels across threads (stackless::across_threads): partners in different threads, threads
+// that wait for each other, run(threadblock), and a stress test.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <barrier>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <latch>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "stackless/stackless.hpp"
+#include "test_util.hpp"
+
+using namespace stackless;
+using stackless_test::expect_idle_scheduler;
+
+namespace {
+
+// A wait that another thread using stackless might end is no deadlock. When earlier tests of this
+// process left schedulers alive on other threads (the main one), such a wait would never end:
+// the checks of deadlocks run only where this thread is the only one (as under ctest).
+bool alone() {
+    getcurrent();  // (counts this thread)
+    return threads_using_stackless() == 1;
+}
+
+// Runs `body` on its own thread; a hang (over `limit`) fails the whole test binary at once
+// rather than blocking the suite.
+void within(std::chrono::seconds limit, std::function<void()> body) {
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> finished = done->get_future();
+    std::thread worker([body = std::move(body), done] {
+        body();
+        done->set_value();
+    });
+    if (finished.wait_for(limit) != std::future_status::ready) {
+        std::fprintf(stderr, "shared_channel_test: hung for %llds\n",
+                     static_cast<long long>(limit.count()));
+        std::_Exit(3);
+    }
+    worker.join();
+}
+
+TEST(SharedChannel, ASendInOneThreadWakesAReceiverOfAnotherWhichRunsInItsOwnThread) {
+    within(std::chrono::seconds(60), [] {
+        channel<std::string> ch(across_threads);
+        std::thread::id ran_in;
+        std::string got;
+        tasklet receiver = spawn([&] {
+            got = ch.receive();
+            ran_in = std::this_thread::get_id();
+        });
+        run();  // it blocks
+        ASSERT_TRUE(receiver.blocked());
+        std::thread::id sender_thread;
+        std::thread([&] {
+            sender_thread = std::this_thread::get_id();
+            ch.send("hello");  // the receiver waits: this completes without blocking
+        }).join();
+        EXPECT_TRUE(receiver.scheduled());
+        EXPECT_FALSE(receiver.blocked());
+        EXPECT_EQ(got, "");  // it runs in its own thread, at this thread's next switch
+        run();
+        EXPECT_EQ(got, "hello");
+        EXPECT_EQ(ran_in, std::this_thread::get_id());
+        EXPECT_NE(ran_in, sender_thread);
+        expect_idle_scheduler();
+    });
+}
+
+TEST(SharedChannel, AReceiveTakesTheValueOfASenderBlockedInAnotherThread) {
+    within(std::chrono::seconds(60), [] {
+        channel<int> ch(across_threads);
+        std::atomic<bool> sender_resumed{false};
+        getcurrent();  // this thread uses stackless from now on: others may wait for it
+        std::thread other([&] {
+            tasklet sender = spawn([&] {
+                ch.send(7);
+                sender_resumed = true;
+            });
+            run(true);  // waits until another thread takes the value
+            EXPECT_FALSE(sender.alive());
+        });
+        while (ch.balance() != 1) std::this_thread::yield();
+        EXPECT_EQ(ch.receive(), 7);
+        other.join();
+        EXPECT_TRUE(sender_resumed);
+        EXPECT_EQ(ch.balance(), 0);
+    });
+}
+
+TEST(SharedChannel, TheMainTaskletWaitsForAPartnerFromAnotherThreadInsteadOfADeadlock) {
+    within(std::chrono::seconds(60), [] {
+        channel<int> ch(across_threads);
+        std::latch started(1);
+        std::thread other([&] {
+            getcurrent();  // this thread uses stackless from now on: it may wake others
+            started.count_down();
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            ch.send(1);
+            ch.send(2);
+        });
+        started.wait();
+        EXPECT_EQ(ch.receive(), 1);  // main waits: another thread may still send
+        EXPECT_EQ(ch.receive(), 2);
+        other.join();
+        // Alone now: a wait that nobody can end is a deadlock, as on a private channel.
+        if (alone()) EXPECT_THROW(ch.receive(), deadlock_error);
+        EXPECT_EQ(ch.balance(), 0);
+        expect_idle_scheduler();
+    });
+}
+
+TEST(SharedChannel, OfTwoThreadsThatWaitForEachOtherTheSecondGetsADeadlockError) {
+    within(std::chrono::seconds(60), [] {
+        channel<int> a(across_threads), b(across_threads);
+        std::latch started(1);
+        int got = 0;
+        getcurrent();
+        std::thread other([&] {
+            getcurrent();
+            started.count_down();
+            got = a.receive();  // waits for the main thread
+        });
+        started.wait();
+        while (a.balance() != -1) std::this_thread::yield();
+        if (threads_using_stackless() == 2)
+            EXPECT_THROW(b.receive(), deadlock_error);  // the other thread waits for us
+        a.send(5);
+        other.join();
+        EXPECT_EQ(got, 5);
+    });
+}
+
+TEST(SharedChannel, APrivateChannelMetFromAnotherThreadSaysHowToShareIt) {
+    within(std::chrono::seconds(60), [] {
+        channel<int> ch;
+        tasklet waiter = spawn([&] { ch.receive(); });
+        run();
+        std::string message;
+        std::thread([&] {
+            try {
+                ch.send(1);
+            } catch (const wrong_thread_error& e) {
+                message = e.what();
+            }
+        }).join();
+        EXPECT_NE(message.find("across_threads"), std::string::npos) << message;
+        waiter.kill();
+        expect_idle_scheduler();
+    });
+}
+
+TEST(SharedChannel, KillingAWaiterTakesItOffTheSharedChannel) {
+    within(std::chrono::seconds(60), [] {
+        channel<int> ch(across_threads);
+        tasklet a = spawn([&] { ch.receive(); });
+        tasklet b = spawn([&] { ch.receive(); });
+        run();
+        EXPECT_EQ(ch.balance(), -2);
+        a.kill();
+        EXPECT_EQ(ch.balance(), -1);
+        std::thread([&] { ch.send(3); }).join();  // goes to b, not to the killed a
+        run();
+        EXPECT_FALSE(b.alive());
+        EXPECT_EQ(ch.balance(), 0);
+        expect_idle_scheduler();
+    });
+}
+
+TEST(SharedChannel, AThreadThatEndsTakesItsWaitersOffSharedChannels) {
+    within(std::chrono::seconds(60), [] {
+        channel<int> ch(across_threads);
+        std::thread([&] {
+            spawn([&] { ch.receive(); });
+            run();
+            EXPECT_EQ(ch.balance(), -1);
+        }).join();  // its tasklet is killed at its end
+        EXPECT_EQ(ch.balance(), 0);
+        if (alone()) EXPECT_THROW(ch.send(1), deadlock_error);  // nobody is left to receive it
+    });
+}
+
+TEST(SharedChannel, ExceptionsCrossThreads) {
+    within(std::chrono::seconds(60), [] {
+        channel<int> ch(across_threads);
+        std::latch started(1);
+        getcurrent();
+        std::thread other([&] {
+            getcurrent();
+            started.count_down();
+            ch.send_exception(std::runtime_error("from afar"));
+        });
+        started.wait();
+        EXPECT_THROW(
+            {
+                try {
+                    ch.receive();
+                } catch (const std::runtime_error& e) {
+                    EXPECT_STREQ(e.what(), "from afar");
+                    throw;
+                }
+            },
+            std::runtime_error);
+        other.join();
+    });
+}
+
+// 4 threads x 50 tasklets x 200 messages through one channel, 20 times: every message arrives
+// exactly once, and whoever receives a sender's messages sees them in the order it sent them.
+TEST(SharedChannel, FourThreadsFiftyTaskletsTwoHundredMessagesEach) {
+    constexpr int threads = 4, tasklets = 50, messages = 200, repetitions = 20;
+    within(std::chrono::seconds(300), [] {
+        channel<std::pair<int, int>> ch(across_threads);
+        long crossed = 0;
+        for (int rep = 0; rep < repetitions; ++rep) {
+            // logs[thread][receiver]: (sender, seq) in the order received
+            std::vector<std::vector<std::vector<std::pair<int, int>>>> logs(
+                threads, std::vector<std::vector<std::pair<int, int>>>(tasklets));
+            std::barrier start(threads);
+            std::vector<std::thread> workers;
+            for (int w = 0; w < threads; ++w) {
+                workers.emplace_back([&, w] {
+                    std::vector<tasklet> mine;
+                    for (int i = 0; i < tasklets; ++i) {
+                        mine.push_back(spawn([&ch, sender = w * tasklets + i] {
+                            for (int seq = 0; seq < messages; ++seq) ch.send({sender, seq});
+                        }));
+                        mine.push_back(spawn([&ch, &log = logs[w][i]] {
+                            for (int k = 0; k < messages; ++k) log.push_back(ch.receive());
+                        }));
+                    }
+                    start.arrive_and_wait();
+                    auto any_alive = [&] {
+                        for (tasklet& t : mine)
+                            if (t.alive()) return true;
+                        return false;
+                    };
+                    while (any_alive()) run(true);
+                });
+            }
+            for (std::thread& t : workers) t.join();
+            std::map<int, std::vector<int>> seen;  // sender -> seqs, over all receivers
+            for (int w = 0; w < threads; ++w) {
+                for (const auto& log : logs[w]) {
+                    std::map<int, int> last;
+                    for (auto [sender, seq] : log) {
+                        auto it = last.find(sender);
+                        ASSERT_TRUE(it == last.end() || it->second < seq)
+                            << "sender " << sender << " out of order";
+                        last[sender] = seq;
+                        seen[sender].push_back(seq);
+                        crossed += sender / tasklets != w;
+                    }
+                }
+            }
+            ASSERT_EQ(seen.size(), static_cast<std::size_t>(threads * tasklets));
+            for (auto& [sender, seqs] : seen) {
+                std::sort(seqs.begin(), seqs.end());
+                ASSERT_EQ(seqs.size(), static_cast<std::size_t>(messages)) << sender;
+                for (int seq = 0; seq < messages; ++seq) ASSERT_EQ(seqs[seq], seq) << sender;
+            }
+            ASSERT_EQ(ch.balance(), 0);
+        }
+        EXPECT_GT(crossed, 0) << "no message crossed threads";
+    });
+}
+
+}  // namespace
