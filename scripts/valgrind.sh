@@ -24,6 +24,15 @@ export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 # tests (the others loop for minutes under valgrind).
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider "$here/tests/python/test_watchdog.py" \
     -k "goes_on_when_inserted or atomic_section"
+# Channels across threads: partners in two threads, threads waiting without the GIL, the stress
+# test (in its own process: the launcher is replaced by valgrind's python below).
+"${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+    "$here/tests/python/test_channels_across_threads.py" -k "not four_threads"
+"${vg[@]}" /usr/bin/python3 -c "
+import sys, textwrap; sys.path.insert(0, '$here/tests/python')
+import test_channels_across_threads as t
+exec(compile(t.STRESS.replace('int(sys.argv[1])', '1'), 'stress', 'exec'))"
+"${vg[@]}" "$build/tests/cpp/stackless_tests" --gtest_filter='SharedChannel.*' --gtest_brief=1
 for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done
