@@ -262,11 +262,10 @@ STRESS = textwrap.dedent("""\
                 assert seq > last.get(name, -1), (name, seq, last[name])
                 last[name] = seq
         assert ch.balance == 0
-        crossed = sum(name[0] != index for index, log in logs for name, _ in log)
-        assert crossed > 0, "no message crossed threads"
-        total_crossed += crossed
+        total_crossed += sum(name[0] != index for index, log in logs for name, _ in log)
+    # (Any one repetition may run its threads one after the other on a loaded machine.)
+    assert total_crossed > 0, "no message crossed threads"
     print("ok", rep + 1)
-    print("crossed", total_crossed, file=sys.stderr)
     """)
 
 

@@ -179,19 +179,108 @@ def test_an_exception_in_a_tasklet_still_reaches_run():
         stackless.run(BUDGET * 1000)  # (not interrupted first, even on a loaded machine)
 
 
-def test_run_with_a_timeout_off_the_main_thread_says_it_is_not_supported():
-    errors = []
+def in_threads(*bodies):
+    """Runs each body in its own thread; returns what each returned or raised."""
+    results = [None] * len(bodies)
 
-    def body():
+    def call(i, body):
         try:
-            stackless.run(BUDGET)
-        except NotImplementedError as e:
-            errors.append(str(e))
+            results[i] = body()
+        except BaseException as e:
+            results[i] = e
 
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join()
-    assert len(errors) == 1 and "main thread" in errors[0]
+    threads = [threading.Thread(target=call, args=(i, b)) for i, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive(), "a timed run() in a thread did not return"
+    return results
+
+
+def test_a_busy_tasklet_of_another_thread_is_interrupted_there():
+    def body():
+        state = {}
+        t = stackless.tasklet(busy)(state)
+        interrupted = stackless.run(BUDGET)
+        ok = interrupted is t and t.paused and t.thread_id == threading.get_ident()
+        t.insert()
+        again = stackless.run(BUDGET) is t  # it goes on, and is interrupted again
+        t.kill()
+        return ok and again and state["n"] > 0
+
+    assert in_threads(body) == [True]
+
+
+def test_timed_runs_in_several_threads_at_once_are_interrupted_each_in_its_own_thread():
+    results = {}
+
+    def body(tag):
+        state = {}
+        t = stackless.tasklet(busy)(state)
+        got = stackless.run(BUDGET)
+        results[tag] = (got is t, t.thread_id == threading.get_ident())
+        t.kill()
+
+    threads = [threading.Thread(target=body, args=(tag,)) for tag in "ab"]
+    for th in threads:
+        th.start()
+    body("main")  # the main thread's, while the others run theirs
+    for th in threads:
+        th.join(120)
+        assert not th.is_alive()
+    assert results == {"a": (True, True), "b": (True, True), "main": (True, True)}
+
+
+def test_soft_and_atomic_in_another_thread():
+    def body():
+        state = {"inside": 0, "outside": 0, "rounds": 0}
+
+        def careful():
+            while True:
+                with stackless.atomic():
+                    for _ in range(200_000):
+                        state["inside"] += 1
+                state["outside"] += 1
+
+        def polite():
+            while True:
+                for _ in range(50_000):
+                    pass
+                state["rounds"] += 1
+                stackless.schedule()
+
+        t = stackless.tasklet(careful)()
+        first = stackless.run(BUDGET // 10) is t and state["inside"] % 200_000 == 0
+        t.kill()
+        p = stackless.tasklet(polite)()
+        second = stackless.run(BUDGET // 20, soft=True) is p and state["rounds"] >= 1
+        p.kill()
+        return first, second
+
+    assert in_threads(body) == [(True, True)]
+
+
+def test_a_thread_with_a_timed_run_does_not_disturb_another_threads_plain_run():
+    log = []
+
+    def timed():
+        t = stackless.tasklet(busy)({})
+        got = stackless.run(BUDGET)
+        t.kill()
+        return got is t
+
+    def plain():
+        def work():
+            total = 0
+            for i in range(3_000_000):  # far beyond the other thread's budget
+                total += i
+            log.append(total)
+        stackless.tasklet(work)()
+        return stackless.run()
+
+    assert in_threads(timed, plain) == [True, None]
+    assert log == [sum(range(3_000_000))]
 
 
 def counting(state, limit):
