@@ -153,14 +153,18 @@ tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
     if (head_ != nullptr) return head_;
     tasklet_state* wake = wake_target();
     const bool wake_free = wake != leaving && wake->where == place::none;
-    // run(threadblock=True) waits rather than return when a tasklet has just blocked, or when
-    // tasklets of this thread wait on shared channels (Stackless blocks the thread when a
-    // tasklet blocks; a tasklet that ends returns to run() there).
-    const bool threadblock = !watchdogs_.empty() && watchdogs_.back().threadblock &&
-                             ((leaving != nullptr && leaving->where == place::channel) ||
-                              shared_waiters_.load(std::memory_order_relaxed) > 0);
+    // Waiting for other threads is for a tasklet that blocks on a channel (the one leaving, or
+    // the wake-up target), not for one that only steps aside (schedule_remove). run(threadblock=
+    // True) waits rather than return when a tasklet has just blocked, or when tasklets of this
+    // thread wait on shared channels (Stackless blocks the thread when a tasklet blocks; a
+    // tasklet that ends returns to run() there).
+    const bool leaving_blocked = leaving != nullptr && leaving->where == place::channel;
+    const bool threadblock =
+        !watchdogs_.empty() && watchdogs_.back().threadblock &&
+        (leaving_blocked || shared_waiters_.load(std::memory_order_relaxed) > 0);
     if (wake_free && !threadblock) return wake;
-    if (tasklet_state* t = idle_wait()) return t;
+    if (threadblock || leaving_blocked || wake->where == place::channel)
+        if (tasklet_state* t = idle_wait()) return t;
     return wake_free ? wake : nullptr;
 }
 

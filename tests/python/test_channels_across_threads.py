@@ -272,3 +272,14 @@ STRESS = textwrap.dedent("""\
 def test_four_threads_fifty_tasklets_each_two_hundred_messages_through_one_channel(tmp_path):
     # In a child process with a time limit (run_program's): a hang fails the test.
     assert run_program(tmp_path, STRESS.replace("int(sys.argv[1])", "20")) == ["ok 20"]
+
+
+def test_schedule_remove_with_nothing_else_to_run_returns_at_once_while_other_threads_run():
+    # Waiting for other threads is for a tasklet that blocks on a channel, not for one that steps
+    # aside: main returns at once (it would wait for the helper thread to end otherwise).
+    helper = in_thread(time.sleep, 2)
+    started = time.monotonic()
+    stackless.schedule_remove()
+    assert time.monotonic() - started < 1
+    assert stackless.getcurrent().scheduled
+    helper.join()
