@@ -37,4 +37,5 @@ for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done
 "${vg[@]}" /usr/bin/python3 "$here/tests/python/thread_operations.py" 1
+"${vg[@]}" /usr/bin/python3 "$here/tests/python/channel_thread_operations.py" 2
 echo "valgrind: no memory errors"

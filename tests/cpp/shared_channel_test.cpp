@@ -176,6 +176,37 @@ TEST(SharedChannel, KillingAWaiterTakesItOffTheSharedChannel) {
     });
 }
 
+TEST(SharedChannel, ATaskletCompletedByAnotherThreadCanBeKilledBeforeItRuns) {
+    within(std::chrono::seconds(60), [] {
+        channel<std::string> ch(across_threads);
+        std::vector<std::string> log;
+        tasklet receiver = spawn([&] {
+            try {
+                log.push_back(ch.receive());
+            } catch (const tasklet_exit&) {
+                log.push_back("killed");
+                throw;
+            }
+        });
+        run();
+        std::thread([&] { ch.send("value"); }).join();
+        EXPECT_TRUE(receiver.scheduled());  // handed over, in this thread's inbox
+        EXPECT_FALSE(receiver.blocked());
+        receiver.kill();
+        EXPECT_EQ(log, (std::vector<std::string>{"killed"}));
+        EXPECT_FALSE(receiver.alive());
+        tasklet other = spawn([&] { log.push_back(ch.receive()); });
+        run();
+        std::thread([&] { ch.send("next"); }).join();
+        other.remove();  // (in transit: taken into the queue, then out of it)
+        EXPECT_FALSE(other.scheduled());
+        other.insert();
+        run();
+        EXPECT_EQ(log.back(), "next");
+        expect_idle_scheduler();
+    });
+}
+
 TEST(SharedChannel, AThreadThatEndsTakesItsWaitersOffSharedChannels) {
     within(std::chrono::seconds(60), [] {
         channel<int> ch(across_threads);

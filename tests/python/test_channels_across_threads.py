@@ -283,3 +283,23 @@ def test_schedule_remove_with_nothing_else_to_run_returns_at_once_while_other_th
     assert time.monotonic() - started < 1
     assert stackless.getcurrent().scheduled
     helper.join()
+
+
+def test_a_tasklet_completed_by_another_thread_can_be_killed_before_it_runs():
+    ch = stackless.channel()
+    got = []
+
+    def receiver():
+        try:
+            got.append(ch.receive())
+        except stackless.TaskletExit:
+            got.append("killed")
+            raise
+
+    r = stackless.tasklet(receiver)()
+    stackless.run()
+    in_thread(ch.send, "value").join(30)
+    assert r.scheduled and not r.blocked  # handed over, not yet in this thread's queue
+    r.kill()
+    assert got == ["killed"] and not r.alive
+    assert ch.balance == 0

@@ -30,3 +30,15 @@ def test_tasklets_passed_between_ending_threads_never_crash(seed):
     assert r.returncode == 0, "seed %d: exit status %d\nstderr:\n%s" % (
         seed, r.returncode, r.stderr[-3000:])
     assert r.stdout.splitlines()[-1] == "ok %d" % seed
+
+
+CHANNEL_THREAD_PROGRAM = pathlib.Path(__file__).with_name("channel_thread_operations.py")
+
+
+@pytest.mark.parametrize("seed", range(1, 11))
+def test_channel_traffic_between_threads_never_crashes_loses_or_repeats_a_message(seed):
+    r = subprocess.run([LAUNCHER, str(CHANNEL_THREAD_PROGRAM), str(seed)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, "seed %d: exit status %d\nstderr:\n%s" % (
+        seed, r.returncode, r.stderr[-3000:])
+    assert r.stdout.splitlines()[-1] == "ok %d" % seed
