@@ -39,6 +39,12 @@
 
 #include "binding.hpp"
 
+// Relies on CPython 3.11: PyThreadState.c_tracefunc (a tasklet that traces itself is left alone)
+// and _PyEval_SetTrace(tstate, ...), which traces another thread's state with the GIL held.
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
+#error "stackless: this binding supports CPython 3.11 only"
+#endif
+
 extern "C" void stackless_wake_main_interpreter(void);  // eval_breaker.c
 
 namespace stackless::python {
