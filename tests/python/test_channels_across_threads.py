@@ -303,3 +303,45 @@ def test_a_tasklet_completed_by_another_thread_can_be_killed_before_it_runs():
     r.kill()
     assert got == ["killed"] and not r.alive
     assert ch.balance == 0
+
+
+CTRL_C_WHILE_WAITING = textwrap.dedent("""\
+    import os, signal, stackless, threading, time
+    ch = stackless.channel()
+    stop = threading.Event()
+
+    def helper():  # another thread that may still send: the main tasklet waits for it
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+        stop.wait(30)
+
+    threading.Thread(target=helper, daemon=True).start()
+    try:
+        ch.receive()
+    except KeyboardInterrupt:
+        print("interrupted", ch.balance)
+    stop.set()
+    """)
+
+
+def test_ctrl_c_ends_the_main_threads_wait_for_another_thread(tmp_path):
+    assert run_program(tmp_path, CTRL_C_WHILE_WAITING) == ["interrupted 0"]
+
+
+DAEMON_WAITING_AT_EXIT = textwrap.dedent("""\
+    import stackless, threading, time
+    ch = stackless.channel()
+
+    def daemon():
+        ch.receive()  # waits for the main thread, which ends instead
+
+    threading.Thread(target=daemon, daemon=True).start()
+    while ch.balance != -1:
+        time.sleep(0.001)
+    print("main ends")
+    """)
+
+
+def test_the_interpreter_exits_while_a_daemon_thread_waits_for_another_thread(tmp_path):
+    for _ in range(5):
+        assert run_program(tmp_path, DAEMON_WAITING_AT_EXIT) == ["main ends"]
