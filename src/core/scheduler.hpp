@@ -232,7 +232,7 @@ class scheduler {
     void register_thread() noexcept;
     void unregister_thread() noexcept;
     tasklet_state* idle_wait();
-    bool begin_idle();
+    bool begin_idle(bool announce);
     void end_idle();
     friend void broadcast_recheck(const scheduler* except) noexcept;
     friend int sleeping_locked(const thread_registry& r) noexcept;

@@ -168,7 +168,7 @@ tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
     return wake_free ? wake : nullptr;
 }
 
-bool scheduler::begin_idle() {
+bool scheduler::begin_idle(bool announce) {
     const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
     const bool ask_binding = hooks != nullptr && hooks->may_be_woken != nullptr;
     if (ask_binding && !hooks->may_be_woken()) return false;
@@ -183,7 +183,9 @@ bool scheduler::begin_idle() {
         idle_ = true;
         ++r.idle;
     }
-    broadcast_recheck(this);  // those that wait for us may be deadlocked now
+    // Those that wait for us may be deadlocked now. Only when this wait begins: idle threads
+    // that told each other at every look would keep waking each other up.
+    if (announce) broadcast_recheck(this);
     if (hooks != nullptr && hooks->begin_wait != nullptr) hooks->begin_wait();
     return true;
 }
@@ -200,10 +202,10 @@ void scheduler::end_idle() {
 }
 
 tasklet_state* scheduler::idle_wait() {
-    for (;;) {
+    for (bool first = true;; first = false) {
         drain_remote_if_any();
         if (head_ != nullptr) return head_;
-        if (!begin_idle()) return nullptr;
+        if (!begin_idle(first)) return nullptr;
         {
             std::unique_lock lock(inbox_mutex_);
             inbox_cv_.wait_for(lock, recheck_period, [&] {

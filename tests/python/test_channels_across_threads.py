@@ -345,3 +345,18 @@ DAEMON_WAITING_AT_EXIT = textwrap.dedent("""\
 def test_the_interpreter_exits_while_a_daemon_thread_waits_for_another_thread(tmp_path):
     for _ in range(5):
         assert run_program(tmp_path, DAEMON_WAITING_AT_EXIT) == ["main ends"]
+
+
+def test_threads_waiting_for_another_thread_sleep_rather_than_wake_each_other():
+    ch = stackless.channel()
+    waiters = [in_thread(ch.receive) for _ in range(2)]
+    while ch.balance != -2:
+        time.sleep(0.001)
+    before = time.process_time()
+    time.sleep(1.0)  # they wait for this thread, which may still send
+    spent = time.process_time() - before
+    ch.send(1)
+    ch.send(2)
+    for th in waiters:
+        th.join(30)
+    assert spent < 0.25, "the waiting threads used %.2f s of CPU in 1 s" % spent
