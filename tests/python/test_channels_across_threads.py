@@ -360,3 +360,31 @@ def test_threads_waiting_for_another_thread_sleep_rather_than_wake_each_other():
     for th in waiters:
         th.join(30)
     assert spent < 0.25, "the waiting threads used %.2f s of CPU in 1 s" % spent
+
+
+def test_tasklets_whose_stacks_were_dropped_are_woken_by_another_thread():
+    # More blocked tasklets than stack slots (256): most drop their C stacks (docs/
+    # soft-switching.md) and resume their frames in place when another thread wakes them.
+    ch = stackless.channel()
+    got = []
+
+    def receiver(i):
+        def deeper(j):
+            return (ch.receive(), j)
+        got.append(deeper(i))
+
+    for i in range(600):
+        stackless.tasklet(receiver)(i)
+    stackless.run()
+    dropped = stackless._stats()["stacks_discarded"]
+    assert ch.balance == -600
+
+    def sender():
+        for i in range(600):
+            ch.send(i * 10)
+
+    th = in_thread(sender)
+    th.join(60)
+    stackless.run()
+    assert sorted(got) == [(i * 10, i) for i in range(600)]
+    assert dropped > 0
