@@ -390,3 +390,32 @@ def test_tasklets_whose_stacks_were_dropped_are_woken_by_another_thread():
     assert not th.is_alive()
     assert sorted(got) == [(i * 10, i) for i in range(600)]
     assert dropped[0] > 0
+
+
+def test_callbacks_fire_in_the_thread_that_acts():
+    log = []
+    ch = stackless.channel()
+    receiver = stackless.tasklet(ch.receive)()
+    stackless.run()
+
+    def tag(t):
+        return "receiver" if t is receiver else (
+            "main of %s" % ("this thread" if threading.get_ident() == me else "the sender"))
+
+    me = threading.get_ident()
+    stackless.set_schedule_callback(lambda prev, next: log.append(("switch", tag(prev), tag(next))))
+    stackless.set_channel_callback(lambda c, t, sending, willblock: log.append(
+        ("send" if sending else "receive", tag(t), bool(willblock))))
+    try:
+        in_thread(ch.send, 1).join(30)
+        log.append("sender done")
+        stackless.run()
+    finally:
+        stackless.set_schedule_callback(None)
+        stackless.set_channel_callback(None)
+    assert log == [
+        ("send", "main of the sender", False),  # in the sender's thread; no switch there
+        "sender done",
+        ("switch", "main of this thread", "receiver"),  # the receiver runs in its own thread
+        ("switch", "receiver", "main of this thread"),
+    ]

@@ -253,3 +253,46 @@ def test_tracebacks_inside_tasklets_start_at_the_tasklet_function():
     stackless.run()
     assert seen["stack"] == ["outer", "inner"]
     assert seen["tb"] == ["outer", "inner"]
+
+
+def test_schedule_and_channel_callbacks_fire_in_the_order_of_events():
+    # Stackless: the channel callback before each action (willblock: whether it will block),
+    # the schedule callback at each switch with the tasklet that was running and the next one.
+    log = []
+    ch = stackless.channel()
+    names = {}
+
+    def name(t):
+        return "main" if t is stackless.getmain() else names[id(t)]
+
+    def a():
+        ch.send("x")
+        log.append("a: sent")
+        stackless.schedule()  # alone in the queue: no switch
+        log.append("a: goes on")
+
+    def b():
+        log.append(("b: got", ch.receive()))
+
+    ta, tb = stackless.tasklet(a)(), stackless.tasklet(b)()
+    names.update({id(ta): "a", id(tb): "b"})
+    stackless.set_schedule_callback(lambda prev, next: log.append(("switch", name(prev),
+                                                                   name(next))))
+    stackless.set_channel_callback(lambda c, t, sending, willblock: log.append(
+        ("send" if sending else "receive", name(t), bool(willblock))))
+    try:
+        stackless.run()
+    finally:
+        stackless.set_schedule_callback(None)
+        stackless.set_channel_callback(None)
+    assert log == [
+        ("switch", "main", "a"),
+        ("send", "a", True),        # no receiver yet: a blocks
+        ("switch", "a", "b"),
+        ("receive", "b", False),    # a waits with the value
+        ("b: got", "x"),            # the receiver runs on (preference -1); a is queued
+        ("switch", "b", "a"),       # b ended
+        "a: sent",
+        "a: goes on",
+        ("switch", "a", "main"),    # a ended: run() returns
+    ]
