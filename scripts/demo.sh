@@ -3,7 +3,7 @@
 # (Listings 1-6, and the migration of a running tasklet to another process).
 set -euo pipefail
 build=${1:-build/release}
-for program in listing1 listing2 sort network_simulation; do
+for program in listing1 listing2 sort network_simulation threads; do
     echo "== examples/cpp/$program"
     "$build/examples/cpp/$program"
     echo
@@ -20,3 +20,6 @@ STACKLESS_BUILD=$build "$here/stackless" "$here/examples/python/squareroot.py" 2
 echo
 echo "== examples/python/migrate.py"
 STACKLESS_BUILD=$build "$here/stackless" "$here/examples/python/migrate.py"
+echo
+echo "== examples/python/threads.py"
+STACKLESS_BUILD=$build "$here/stackless" "$here/examples/python/threads.py"

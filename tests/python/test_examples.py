@@ -21,7 +21,7 @@ def run_example(name, *args):
 
 @pytest.mark.parametrize("name, args", [("listing1", ()), ("listing2", ()), ("sort", ()),
                                         ("network_simulation", ()), ("squareroot", ("2",)),
-                                        ("migrate", ())])
+                                        ("migrate", ()), ("threads", ())])
 def test_example_prints_the_expected_output(name, args):
     r = run_example(name, *args)
     assert r.returncode == 0, "exit status %d\nstderr:\n%s" % (r.returncode, r.stderr)
