@@ -108,7 +108,10 @@ scheduler::~scheduler() {
         }
         all_ = nullptr;
     }
-    if (helper_stack_ != nullptr) munmap(helper_stack_, helper_stack_size_);
+    if (helper_stack_ != nullptr) {
+        sanitizer::unpoison(helper_stack_, helper_stack_size_);  // (see ~stack_pool)
+        munmap(helper_stack_, helper_stack_size_);
+    }
     if (current_scheduler == this) {
         current_scheduler = nullptr;
         current_tempval = nullptr;

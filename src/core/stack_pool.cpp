@@ -37,6 +37,9 @@ stack_pool::~stack_pool() {
     for (stack_slot* s : slots_) {
         auto* m = static_cast<mapped_slot*>(s);
         sanitizer::deregister_stack(m->valgrind_id);
+        // Frames that never returned (tasklets that ended or were dropped) leave ASan's shadow
+        // poisoned; a thread stack mapped here later (its TLS included) would inherit it.
+        sanitizer::unpoison(m->base, stack_size_);
         munmap(m->base - page_, m->map_size);
         delete m;
     }
