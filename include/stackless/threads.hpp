@@ -16,10 +16,11 @@ inline constexpr across_threads_t across_threads{};
 // For bindings whose threads hold a lock of their own (the CPython binding: the GIL) while a
 // thread whose tasklets all wait sleeps until another thread wakes one of them.
 struct thread_hooks {
-    // Whether to wait for other threads rather than report a deadlock (replaces the core's rule:
-    // a tasklet of this thread waits on a shared channel and another thread that uses stackless
-    // is not waiting too). Called in the thread that would wait.
-    bool (*may_be_woken)() = nullptr;
+    // Whether to wait for other threads (1) or report a deadlock (0) instead of the core's rule
+    // (-1, for threads the binding does not know: a tasklet of this thread waits on a shared
+    // channel and another thread that uses stackless is not asleep waiting too). Called in the
+    // thread that would wait.
+    int (*may_be_woken)() = nullptr;
     void (*begin_wait)() = nullptr;  // just before the thread sleeps
     void (*end_wait)() = nullptr;    // after it woke; may throw to end the wait with an exception
 };

@@ -170,8 +170,10 @@ tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
 
 bool scheduler::begin_idle(bool announce) {
     const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
-    const bool ask_binding = hooks != nullptr && hooks->may_be_woken != nullptr;
-    if (ask_binding && !hooks->may_be_woken()) return false;
+    const int verdict =
+        hooks != nullptr && hooks->may_be_woken != nullptr ? hooks->may_be_woken() : -1;
+    if (verdict == 0) return false;
+    const bool ask_binding = verdict > 0;
     thread_registry& r = registry();
     {
         std::lock_guard lock(r.mutex);

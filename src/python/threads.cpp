@@ -19,21 +19,25 @@ namespace {
 __attribute__((tls_model("initial-exec"))) constinit thread_local PyThreadState* saved_state =
     nullptr;
 
-bool may_be_woken() {
+// (A thread of C++ code in the same process, without a Python thread state, follows the core's
+// rule and keeps no GIL.)
+int may_be_woken() {
+    if (!PyGILState_Check()) return -1;
     PyThreadState* self = PyThreadState_Get();
     int others = 0;
     for (PyThreadState* t = PyInterpreterState_ThreadHead(self->interp); t != nullptr;
          t = PyThreadState_Next(t))
         if (t != self) ++others;
     // (Every thread asleep in the core is a Python thread: only they use the core here.)
-    return others - stackless::sleeping_threads() > 0;
+    return others - stackless::sleeping_threads() > 0 ? 1 : 0;
 }
 
 void begin_wait() {
-    saved_state = PyEval_SaveThread();
+    if (PyGILState_Check()) saved_state = PyEval_SaveThread();
 }
 
 void end_wait() {
+    if (saved_state == nullptr) return;  // not a Python thread
     // A daemon thread that takes the GIL back while the interpreter finalizes is ended by
     // CPython with a forced unwind, which the C++ frames of a tasklet between here and its
     // entry cannot pass. It sleeps until the process exits instead.
