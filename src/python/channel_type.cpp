@@ -36,7 +36,14 @@ PyObject* refuse_switch() {
 bool would_switch(py_channel* self, int dir) {
     const auto& ch = self->ch;
     bool partner = dir > 0 ? ch.balance() < 0 : ch.balance() > 0;
-    return !partner || ch.schedule_all() || ch.preference() == -dir;
+    if (!partner) return true;
+    if (!ch.schedule_all() && ch.preference() != -dir) return false;
+    // A partner of another thread is woken there: the caller runs on.
+    try {
+        return ch.queue().thread_id() == stackless::getcurrent().thread_id();
+    } catch (...) {
+        return true;
+    }
 }
 
 // Sends an owned reference (a value or a bomb).

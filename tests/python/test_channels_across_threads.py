@@ -419,3 +419,26 @@ def test_callbacks_fire_in_the_thread_that_acts():
         ("switch", "main of this thread", "receiver"),  # the receiver runs in its own thread
         ("switch", "receiver", "main of this thread"),
     ]
+
+
+def test_switch_trap_allows_completing_a_partner_of_another_thread():
+    # Completing it does not switch here (it runs in its own thread), whatever the preference.
+    ch = stackless.channel()
+    ch.preference = 1  # would run a sender of this thread first
+
+    def sender_thread():
+        def sender():
+            ch.send("x")
+        stackless.tasklet(sender)()
+        stackless.run(threadblock=True)
+
+    th = in_thread(sender_thread)
+    while ch.balance != 1:
+        time.sleep(0.001)
+    stackless.switch_trap(1)
+    try:
+        assert ch.receive() == "x"
+    finally:
+        stackless.switch_trap(-1)
+    th.join(30)
+    assert not th.is_alive()
