@@ -65,6 +65,9 @@ struct watched_run {
     PyThreadState* tstate = nullptr;  // of its thread (valid while the run is in progress)
     bool* expired = nullptr;  // its thread's soft_expired record (touched only with the GIL)
     std::atomic<std::uint64_t> switches{0};  // counted by its thread
+    // `switches` when the trace function was set: a tasklet that switched since (the trace
+    // function travels with it) has had a new budget and is not interrupted.
+    std::atomic<std::uint64_t> armed_at{0};
     // The watchdog thread's bookkeeping (under the state's mutex).
     clock::time_point deadline;
     std::uint64_t seen = 0;
@@ -140,8 +143,10 @@ void wake_main_thread() {
 
 // Gives the running tasklet of `tstate`'s thread the interrupting trace function for `run`
 // (with the GIL). A tasklet with a trace function of its own is not interrupted: it would lose it.
-void arm(PyThreadState* tstate, std::uint64_t generation) {
+void arm(PyThreadState* tstate, watched_run& w) {
     if (tstate->c_tracefunc != nullptr) return;
+    const std::uint64_t generation = w.generation;
+    w.armed_at.store(w.switches.load(std::memory_order_relaxed), std::memory_order_relaxed);
     PyObject* g = PyLong_FromUnsignedLongLong(generation);
     if (g == nullptr) {
         PyErr_Clear();
@@ -166,7 +171,7 @@ void expire_elsewhere(watchdog_state& s, const std::shared_ptr<watched_run>& w) 
         if (w->soft)
             *w->expired = true;
         else
-            arm(w->tstate, w->generation);
+            arm(w->tstate, *w);
     }
     PyGILState_Release(gil);
 }
@@ -220,6 +225,10 @@ int interrupt_trace(PyObject* generation, PyFrameObject*, int, PyObject*) {
     py_tasklet* t = this_thread != nullptr ? this_thread->current : nullptr;
     bool stale =
         active.generation == 0 || PyLong_AsUnsignedLongLong(generation) != active.generation;
+    if (!stale && !active.total && active.watched != nullptr &&
+        active.watched->switches.load(std::memory_order_relaxed) !=
+            active.watched->armed_at.load(std::memory_order_relaxed))
+        stale = true;  // it switched after the trace function was set
     if (t == nullptr || stale) {
         PyErr_Clear();
         PyEval_SetTrace(nullptr, nullptr);
@@ -242,7 +251,7 @@ int on_deadline(void*) {
         return 0;
     }
     if (this_thread != nullptr && this_thread->current != nullptr)
-        arm(PyThreadState_Get(), generation);
+        arm(PyThreadState_Get(), *active.watched);
     return 0;
 }
 
