@@ -130,6 +130,10 @@ class tasklet {
         bool started;  // has a stack (ran at least once and has not ended)
     };
     status_flags status() const;
+    // The same, read from any thread, for a binding whose threads take turns under a lock of its
+    // own (the CPython binding: the GIL), so that the tasklet's thread changes nothing meanwhile.
+    // Raises tasklet_state_error for an empty handle.
+    status_flags status_from_any_thread() const;
 
     bool alive() const;
     bool blocked() const;

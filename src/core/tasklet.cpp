@@ -312,4 +312,13 @@ tasklet::status_flags tasklet::status() const {
             t == detail::current_scheduler->running(), t->state == life::started};
 }
 
+tasklet::status_flags tasklet::status_from_any_thread() const {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    tasklet_state* t = state_;
+    std::lock_guard lock(detail::registry_mutex());  // (its scheduler cannot go meanwhile)
+    scheduler* s = t->sched.load(std::memory_order_acquire);
+    return {t->alive(), t->where != place::none, t->where == place::channel,
+            s != nullptr && t == s->running(), t->state == life::started};
+}
+
 }  // namespace stackless

@@ -1081,16 +1081,35 @@ bool of_ended_thread(const py_tasklet* t) noexcept {
     return thread != nullptr && thread != this_thread && thread->ended;
 }
 
-template <bool (stackless::tasklet::*query)() const>
+template <bool (stackless::tasklet::*query)() const,
+          bool (*from_flags)(const stackless::tasklet::status_flags&)>
 PyObject* get_flag(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (of_ended_thread(self)) Py_RETURN_FALSE;  // it can never run again
-    if (check_thread(self) < 0) return nullptr;
     try {
+        if (self->thread != this_thread) [[unlikely]]  // (the GIL keeps its thread still)
+            return PyBool_FromLong(from_flags(self->core.status_from_any_thread()));
         return PyBool_FromLong(((self->core).*query)());
     } catch (...) {
         return raise_from_cxx();
     }
+}
+
+using flags = stackless::tasklet::status_flags;
+bool alive_flag(const flags& f) {
+    return f.alive;
+}
+bool paused_flag(const flags& f) {
+    return f.alive && !f.scheduled;
+}
+bool blocked_flag(const flags& f) {
+    return f.blocked;
+}
+bool scheduled_flag(const flags& f) {
+    return f.scheduled;
+}
+bool current_flag(const flags& f) {
+    return f.current;
 }
 
 PyObject* get_next(PyObject* o, void*) {
@@ -1378,13 +1397,16 @@ PyMethodDef tasklet_methods[] = {
 };
 
 PyGetSetDef tasklet_getset[] = {
-    {"alive", get_flag<&stackless::tasklet::alive>, nullptr, "running or runnable", nullptr},
-    {"paused", get_flag<&stackless::tasklet::paused>, nullptr, "alive, not scheduled", nullptr},
-    {"blocked", get_flag<&stackless::tasklet::blocked>, nullptr, "blocked on a channel", nullptr},
-    {"scheduled", get_flag<&stackless::tasklet::scheduled>, nullptr, "in the run queue or blocked",
+    {"alive", get_flag<&stackless::tasklet::alive, alive_flag>, nullptr, "running or runnable",
      nullptr},
-    {"is_current", get_flag<&stackless::tasklet::is_current>, nullptr, "the running tasklet",
+    {"paused", get_flag<&stackless::tasklet::paused, paused_flag>, nullptr, "alive, not scheduled",
      nullptr},
+    {"blocked", get_flag<&stackless::tasklet::blocked, blocked_flag>, nullptr,
+     "blocked on a channel", nullptr},
+    {"scheduled", get_flag<&stackless::tasklet::scheduled, scheduled_flag>, nullptr,
+     "in the run queue or blocked", nullptr},
+    {"is_current", get_flag<&stackless::tasklet::is_current, current_flag>, nullptr,
+     "the running tasklet", nullptr},
     {"is_main", get_is_main, nullptr, "the thread's main tasklet", nullptr},
     {"next", get_next, nullptr, "next tasklet in its chain", nullptr},
     {"prev", get_prev, nullptr, "previous tasklet in its chain", nullptr},

@@ -442,3 +442,31 @@ def test_switch_trap_allows_completing_a_partner_of_another_thread():
         stackless.switch_trap(-1)
     th.join(30)
     assert not th.is_alive()
+
+
+def test_the_flags_of_another_threads_tasklets_read_as_there():
+    ch = stackless.channel()
+    box = {}
+    done = threading.Event()
+
+    def other():
+        box["blocked"] = stackless.tasklet(ch.receive)()
+        box["paused"] = stackless.tasklet(lambda: None)
+        box["paused"].bind(lambda: None, ())  # alive, not scheduled
+        box["main"] = stackless.getcurrent()
+        stackless.run()
+        done.wait(30)
+        box["blocked"].kill()
+
+    th = in_thread(other)
+    while ch.balance != -1:
+        time.sleep(0.001)
+    b, p, m = box["blocked"], box["paused"], box["main"]
+    assert (b.alive, b.blocked, b.scheduled, b.paused, b.is_current) == (True, True, True, False,
+                                                                          False)
+    assert (p.alive, p.blocked, p.scheduled, p.paused) == (True, False, False, True)
+    assert (m.alive, m.is_current, m.is_main) == (True, True, True)
+    with pytest.raises(RuntimeError, match="another thread"):
+        b.kill()  # changing it is for its own thread
+    done.set()
+    th.join(30)
