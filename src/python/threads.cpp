@@ -28,7 +28,8 @@ int may_be_woken() {
     for (PyThreadState* t = PyInterpreterState_ThreadHead(self->interp); t != nullptr;
          t = PyThreadState_Next(t))
         if (t != self) ++others;
-    // (Every thread asleep in the core is a Python thread: only they use the core here.)
+    // (Counts every thread asleep in the core as a Python one: in a process where C++ threads
+    // also wait on shared channels, a Python thread may report a deadlock too early.)
     return others - stackless::sleeping_threads() > 0 ? 1 : 0;
 }
 
