@@ -10,31 +10,14 @@ namespace stackless::detail {
 struct channel_access {
     // Appends the current tasklet `t`, which has left the run queue, to the waiting list.
     static void append(channel_core* ch, tasklet_state* t, int dir, scheduler* s) noexcept {
-        t->next = nullptr;
-        t->prev = state_of(ch->tail_);
-        if (ch->tail_ != nullptr)
-            state_of(ch->tail_)->next = t;
-        else
-            ch->head_ = t;
-        ch->tail_ = t;
         if (ch->balance_ == 0) ch->waiters_of_ = s;
-        ch->balance_ += dir;
-        t->where = place::channel;
-        t->blocked_on = ch;
-        t->block_dir = static_cast<std::int8_t>(dir);
+        link_tail(ch, t, dir);
     }
 
     // Takes the first waiter off the list, for a partner that has exchanged the value with it.
     // The partner holds a handle, so the channel stays.
     static tasklet_state* pop_head(channel_core* ch) noexcept {
-        tasklet_state* t = state_of(ch->head_);
-        tasklet_state* after = t->next;
-        ch->head_ = after;
-        if (after != nullptr)
-            after->prev = nullptr;
-        else
-            ch->tail_ = nullptr;
-        ch->balance_ -= t->block_dir;
+        tasklet_state* t = unlink_head(ch);
         if (ch->balance_ == 0) ch->waiters_of_ = nullptr;
         t->blocked_on = nullptr;
         return t;
@@ -47,14 +30,7 @@ struct channel_access {
     // Takes the first waiter off for a partner that completes it; it is in transit to its run
     // queue until its own thread inserts it (scheduler::take_from_transit).
     static tasklet_state* pop_head_shared(channel_core* ch) noexcept {
-        tasklet_state* t = state_of(ch->head_);
-        tasklet_state* after = t->next;
-        ch->head_ = after;
-        if (after != nullptr)
-            after->prev = nullptr;
-        else
-            ch->tail_ = nullptr;
-        ch->balance_ -= t->block_dir;
+        tasklet_state* t = unlink_head(ch);
         t->next = t->prev = nullptr;
         t->where = place::transit;
         return t;
@@ -67,6 +43,44 @@ struct channel_access {
     // held it.
     static void unlink_private(tasklet_state* t) noexcept {
         channel_core* ch = t->blocked_on;
+        unlink_from_list(ch, t);
+        t->blocked_on = nullptr;
+        if (ch->balance_ == 0) {
+            ch->waiters_of_ = nullptr;
+            if (ch->refs_.load(std::memory_order_acquire) == 0) delete ch;
+        }
+        tell_unscheduled(t);
+    }
+
+  private:
+    // The waiting list itself, shared by the private and the shared forms above.
+    static void link_tail(channel_core* ch, tasklet_state* t, int dir) noexcept {
+        t->next = nullptr;
+        t->prev = state_of(ch->tail_);
+        if (ch->tail_ != nullptr)
+            state_of(ch->tail_)->next = t;
+        else
+            ch->head_ = t;
+        ch->tail_ = t;
+        ch->balance_ += dir;
+        t->where = place::channel;
+        t->blocked_on = ch;
+        t->block_dir = static_cast<std::int8_t>(dir);
+    }
+    // Takes the head off (its own links are left to the caller).
+    static tasklet_state* unlink_head(channel_core* ch) noexcept {
+        tasklet_state* t = state_of(ch->head_);
+        tasklet_state* after = t->next;
+        ch->head_ = after;
+        if (after != nullptr)
+            after->prev = nullptr;
+        else
+            ch->tail_ = nullptr;
+        ch->balance_ -= t->block_dir;
+        return t;
+    }
+    // Takes `t` off wherever it is in the list; it is floating then.
+    static void unlink_from_list(channel_core* ch, tasklet_state* t) noexcept {
         if (t->prev != nullptr)
             t->prev->next = t->next;
         else
@@ -75,14 +89,11 @@ struct channel_access {
             t->next->prev = t->prev;
         else
             ch->tail_ = t->prev;
+        ch->balance_ -= t->block_dir;
         t->next = t->prev = nullptr;
         t->where = place::none;
-        t->blocked_on = nullptr;
-        ch->balance_ -= t->block_dir;
-        if (ch->balance_ == 0) {
-            ch->waiters_of_ = nullptr;
-            if (ch->refs_.load(std::memory_order_acquire) == 0) delete ch;
-        }
+    }
+    static void tell_unscheduled(tasklet_state* t) noexcept {
         if (t->hooks != nullptr && t->hooks->scheduled_changed != nullptr) [[unlikely]]
             t->hooks->scheduled_changed(t->payload, false);
     }

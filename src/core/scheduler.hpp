@@ -101,7 +101,11 @@ class scheduler {
             t->hooks->scheduled_changed(t->payload, scheduled);
     }
 
-    void leave_run_count() noexcept { --runcount_; }
+    // The running tasklet `t` leaves the ring for a channel's waiting list, which sets its links.
+    void leave_ring(tasklet_state* t) noexcept {
+        unlink_from_ring(t);
+        --runcount_;
+    }
 
     // Makes `next` runnable (unblocking or inserting it if needed), makes it the head and switches
     // to it. Returns when the caller runs again, raising its pending exception if it has one.
@@ -303,8 +307,7 @@ STACKLESS_ALWAYS_INLINE void scheduler::jump(tasklet_state* prev, fcontext_t to,
 
 STACKLESS_ALWAYS_INLINE void scheduler::ring_to_channel(tasklet_state* t, channel_core* ch,
                                                         int dir) noexcept {
-    unlink_from_ring(t);
-    --runcount_;
+    leave_ring(t);
     channel_access::append(ch, t, dir, this);  // sets t's links and where
 }
 

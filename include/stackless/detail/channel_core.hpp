@@ -89,6 +89,10 @@ class channel_core {
     friend struct channel_access;
     friend class shared_channel_lock;
     tempval& wait_shared(int dir);
+    // The current tasklet `self` is on the waiting list: runs the next tasklet (waiting for
+    // other threads if that is the rule) until a partner wakes `self`; raises deadlock_error
+    // with `deadlock` if nothing can.
+    tempval& sleep_on(scheduler& s, tasklet_state* self, const char* deadlock);
     static const char shared_marker_byte;
     // Handles, and on a shared channel also its waiting tasklets (each holds one until its own
     // thread has taken it off).
