@@ -469,7 +469,9 @@ TEST(Scheduler, InterruptToRunReturnsFromRunWithTheTaskletPaused) {
         tasklet busy = spawn([&] {
             for (int i = 0; i < 10; ++i) {
                 steps.push_back(i);
-                if (i == 4) EXPECT_TRUE(interrupt_to_run());
+                if (i == 4) {
+                    EXPECT_TRUE(interrupt_to_run());
+                }
             }
         });
         tasklet other = spawn([&] { steps.push_back(100); });

@@ -18,6 +18,23 @@ def in_thread(fn, *args):
     return th
 
 
+def tasklet_in_thread(fn):
+    """Runs `fn` as a tasklet of a new thread, whose run(threadblock=True) waits for other
+    threads to wake it."""
+    def body():
+        stackless.tasklet(fn)()
+        stackless.run(threadblock=True)
+    return in_thread(body)
+
+
+def wait_for_balance(ch, balance):
+    """Waits until tasklets of other threads have blocked on `ch` (a hang fails)."""
+    deadline = time.monotonic() + 30
+    while ch.balance != balance and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert ch.balance == balance
+
+
 def test_a_send_in_one_thread_wakes_a_receiver_of_another_which_runs_in_its_own_thread():
     ch = stackless.channel()
     got = []
@@ -48,19 +65,12 @@ def test_a_receive_in_one_thread_takes_the_value_of_a_sender_blocked_in_another(
     ch = stackless.channel()
     log = []
 
-    def sender_thread():
-        def sender():
-            ch.send("from the thread")
-            log.append("sender resumed in %s" % (threading.get_ident() == th.ident))
+    def sender():
+        ch.send("from the thread")
+        log.append("sender resumed in %s" % (threading.get_ident() == th.ident))
 
-        stackless.tasklet(sender)()
-        stackless.run(threadblock=True)  # waits until the main thread wakes the sender
-
-    th = in_thread(sender_thread)
-    deadline = time.monotonic() + 30
-    while ch.balance != 1 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert ch.balance == 1
+    th = tasklet_in_thread(sender)  # its run() waits until the main thread wakes the sender
+    wait_for_balance(ch, 1)
     assert ch.receive() == "from the thread"
     th.join(30)
     assert not th.is_alive()
@@ -113,8 +123,7 @@ def test_of_two_threads_that_wait_for_each_other_the_second_reports_the_deadlock
         got.append(a.receive())
 
     th = in_thread(worker)
-    while a.balance != -1:
-        time.sleep(0.001)
+    wait_for_balance(a, -1)
     with pytest.raises(RuntimeError, match="Deadlock"):
         b.receive()
     assert b.balance == 0
@@ -160,17 +169,12 @@ def test_preference_cannot_run_a_partner_of_another_thread_so_the_caller_runs_on
     ch.preference = 1  # the sender would run first, were it of this thread
     order = []
 
-    def sender_thread():
-        def sender():
-            ch.send("x")
-            order.append("sender resumed")
+    def sender():
+        ch.send("x")
+        order.append("sender resumed")
 
-        stackless.tasklet(sender)()
-        stackless.run(threadblock=True)
-
-    th = in_thread(sender_thread)
-    while ch.balance != 1:
-        time.sleep(0.001)
+    th = tasklet_in_thread(sender)
+    wait_for_balance(ch, 1)
     order.append(ch.receive())
     order.append("receiver goes on")
     th.join(30)
@@ -350,8 +354,7 @@ def test_the_interpreter_exits_while_a_daemon_thread_waits_for_another_thread(tm
 def test_threads_waiting_for_another_thread_sleep_rather_than_wake_each_other():
     ch = stackless.channel()
     waiters = [in_thread(ch.receive) for _ in range(2)]
-    while ch.balance != -2:
-        time.sleep(0.001)
+    wait_for_balance(ch, -2)
     before = time.process_time()
     time.sleep(1.0)  # they wait for this thread, which may still send
     spent = time.process_time() - before
@@ -382,8 +385,7 @@ def test_tasklets_whose_stacks_were_dropped_are_woken_by_another_thread():
             stackless.run(threadblock=True)
 
     th = in_thread(receiving_thread)
-    while ch.balance != -600:
-        time.sleep(0.001)
+    wait_for_balance(ch, -600)
     for i in range(600):
         ch.send(i * 10)
     th.join(60)
@@ -426,15 +428,8 @@ def test_switch_trap_allows_completing_a_partner_of_another_thread():
     ch = stackless.channel()
     ch.preference = 1  # would run a sender of this thread first
 
-    def sender_thread():
-        def sender():
-            ch.send("x")
-        stackless.tasklet(sender)()
-        stackless.run(threadblock=True)
-
-    th = in_thread(sender_thread)
-    while ch.balance != 1:
-        time.sleep(0.001)
+    th = tasklet_in_thread(lambda: ch.send("x"))
+    wait_for_balance(ch, 1)
     stackless.switch_trap(1)
     try:
         assert ch.receive() == "x"
@@ -459,8 +454,7 @@ def test_the_flags_of_another_threads_tasklets_read_as_there():
         box["blocked"].kill()
 
     th = in_thread(other)
-    while ch.balance != -1:
-        time.sleep(0.001)
+    wait_for_balance(ch, -1)
     b, p, m = box["blocked"], box["paused"], box["main"]
     assert (b.alive, b.blocked, b.scheduled, b.paused, b.is_current) == (True, True, True, False,
                                                                           False)

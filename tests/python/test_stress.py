@@ -8,37 +8,29 @@ import pytest
 
 from conftest import LAUNCHER
 
-PROGRAM = pathlib.Path(__file__).with_name("random_operations.py")
+HERE = pathlib.Path(__file__).parent
 
 
-@pytest.mark.parametrize("seed", range(1, 41))
-def test_random_operations_never_crash(seed):
-    r = subprocess.run([LAUNCHER, str(PROGRAM), str(seed)], capture_output=True, text=True,
+def run_seed(program, seed):
+    """Runs tests/python/`program` with `seed` in its own process: it must end normally and say
+    "ok SEED" last."""
+    r = subprocess.run([LAUNCHER, str(HERE / program), str(seed)], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, "seed %d: exit status %d\nstderr:\n%s" % (
         seed, r.returncode, r.stderr[-3000:])
     assert r.stdout.splitlines()[-1] == "ok %d" % seed
 
 
-THREAD_PROGRAM = pathlib.Path(__file__).with_name("thread_operations.py")
+@pytest.mark.parametrize("seed", range(1, 41))
+def test_random_operations_never_crash(seed):
+    run_seed("random_operations.py", seed)
 
 
 @pytest.mark.parametrize("seed", range(1, 11))
 def test_tasklets_passed_between_ending_threads_never_crash(seed):
-    r = subprocess.run([LAUNCHER, str(THREAD_PROGRAM), str(seed)], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, "seed %d: exit status %d\nstderr:\n%s" % (
-        seed, r.returncode, r.stderr[-3000:])
-    assert r.stdout.splitlines()[-1] == "ok %d" % seed
-
-
-CHANNEL_THREAD_PROGRAM = pathlib.Path(__file__).with_name("channel_thread_operations.py")
+    run_seed("thread_operations.py", seed)
 
 
 @pytest.mark.parametrize("seed", range(1, 11))
 def test_channel_traffic_between_threads_never_crashes_loses_or_repeats_a_message(seed):
-    r = subprocess.run([LAUNCHER, str(CHANNEL_THREAD_PROGRAM), str(seed)], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, "seed %d: exit status %d\nstderr:\n%s" % (
-        seed, r.returncode, r.stderr[-3000:])
-    assert r.stdout.splitlines()[-1] == "ok %d" % seed
+    run_seed("channel_thread_operations.py", seed)

@@ -66,17 +66,27 @@ def test_the_others_run_after_the_interrupted_one_is_put_aside():
     t.kill()
 
 
+def careful(state):
+    """Counts in an atomic section, rounds of 200,000 (well beyond the budget), for ever."""
+    while True:
+        with stackless.atomic():
+            for _ in range(200_000):
+                state["inside"] += 1
+        state["outside"] += 1
+
+
+def polite(state):
+    """Computes for a while (beyond a twentieth of the budget), then schedules, for ever."""
+    while True:
+        for _ in range(50_000):
+            pass
+        state["rounds"] += 1
+        stackless.schedule()
+
+
 def test_an_atomic_section_is_never_interrupted():
     state = {"inside": 0, "outside": 0}
-
-    def careful():
-        while True:
-            with stackless.atomic():
-                for _ in range(200_000):  # well beyond the budget, inside the section
-                    state["inside"] += 1
-            state["outside"] += 1
-
-    t = stackless.tasklet(careful)()
+    t = stackless.tasklet(careful)(state)
     assert stackless.run(BUDGET // 10) is t
     # Interrupted only outside the atomic section: the count inside is a whole number of rounds.
     assert state["inside"] == 200_000 * state["outside"] or \
@@ -87,15 +97,7 @@ def test_an_atomic_section_is_never_interrupted():
 
 def test_soft_interrupts_at_the_next_schedule():
     state = {"rounds": 0}
-
-    def worker():
-        while True:
-            for _ in range(50_000):
-                pass
-            state["rounds"] += 1
-            stackless.schedule()
-
-    t = stackless.tasklet(worker)()
+    t = stackless.tasklet(polite)(state)
     assert stackless.run(BUDGET // 20, soft=True) is t
     rounds = state["rounds"]
     assert rounds >= 1
@@ -235,25 +237,10 @@ def test_timed_runs_in_several_threads_at_once_are_interrupted_each_in_its_own_t
 def test_soft_and_atomic_in_another_thread():
     def body():
         state = {"inside": 0, "outside": 0, "rounds": 0}
-
-        def careful():
-            while True:
-                with stackless.atomic():
-                    for _ in range(200_000):
-                        state["inside"] += 1
-                state["outside"] += 1
-
-        def polite():
-            while True:
-                for _ in range(50_000):
-                    pass
-                state["rounds"] += 1
-                stackless.schedule()
-
-        t = stackless.tasklet(careful)()
+        t = stackless.tasklet(careful)(state)
         first = stackless.run(BUDGET // 10) is t and state["inside"] % 200_000 == 0
         t.kill()
-        p = stackless.tasklet(polite)()
+        p = stackless.tasklet(polite)(state)
         second = stackless.run(BUDGET // 20, soft=True) is p and state["rounds"] >= 1
         p.kill()
         return first, second
