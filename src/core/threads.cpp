@@ -21,12 +21,11 @@ void set_thread_hooks(const thread_hooks* hooks) noexcept {
 
 namespace stackless::detail {
 
-// The live schedulers, and how many of them wait for another thread.
+// The live schedulers (each says whether it waits for another thread: sleeping_locked).
 struct thread_registry {
     std::mutex mutex;
     scheduler* first = nullptr;
     int live = 0;
-    int idle = 0;
 };
 
 namespace {
@@ -61,7 +60,6 @@ void scheduler::unregister_thread() noexcept {
             r.first = registry_next_;
         if (registry_next_ != nullptr) registry_next_->registry_prev_ = registry_prev_;
         --r.live;
-        if (idle_) --r.idle;
     }
     broadcast_recheck(this);  // a thread that waited for this one may now be deadlocked
 }
@@ -183,7 +181,6 @@ bool scheduler::begin_idle(bool announce) {
                              r.live - 1 - sleeping_locked(r) <= 0))
             return false;
         idle_ = true;
-        ++r.idle;
     }
     // Those that wait for us may be deadlocked now. Only when this wait begins: idle threads
     // that told each other at every look would keep waking each other up.
@@ -197,7 +194,6 @@ void scheduler::end_idle() {
         thread_registry& r = registry();
         std::lock_guard lock(r.mutex);
         idle_ = false;
-        --r.idle;
     }
     const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
     if (hooks != nullptr && hooks->end_wait != nullptr) hooks->end_wait();  // may throw
