@@ -6,7 +6,7 @@ tests/python/test_stubs.py checks that the names here are those of the built mod
 """
 import contextvars
 from collections.abc import Callable, Iterable, Iterator
-from types import FrameType, TracebackType
+from types import FrameType, ModuleType, TracebackType
 from typing import Any, Literal, Self, TypeAlias, TypeVar, final, overload
 
 _T = TypeVar("_T")
@@ -28,6 +28,10 @@ runcount: int
 """Runnable tasklets, the current one included (getruncount())."""
 threads: list[int]
 """Idents of the threads whose stackless scheduler is alive."""
+debug: bool
+"""Whether this is a debug build (getdebug())."""
+uncollectables: list[tasklet]
+"""Tasklets that could not be killed and freed (getuncollectables())."""
 
 class TaskletExit(SystemExit):
     """Raised in a tasklet to end it (tasklet.kill()); ends it silently."""
@@ -250,10 +254,30 @@ def run(
     covers the whole call). threadblock=True raises NotImplementedError."""
 
 def enable_softswitch(flag: bool | None, /) -> bool:
-    """Accepted for compatibility; switching is always hard here, so it returns False."""
+    """Turns soft switching on or off for the process (None only asks); returns the old flag.
+    On (the default), blocked tasklets may drop their C stacks and resume their frames, and
+    unpickled tasklets run; off, every tasklet keeps its C stack."""
 
-def get_thread_info(thread_id: int = ..., /) -> tuple[tasklet, tasklet, int]:
-    """(main, current, runcount) of a thread (default: this one)."""
+def get_thread_info(thread_id: int = ..., flags: int = ...) -> tuple[tasklet | None, tasklet | None, int]:
+    """(main, current, runcount) of a thread (default, or -1: this one); (None, None, 0) for a
+    thread that never used stackless."""
+
+def set_error_handler(handler: Callable[[type[BaseException], BaseException, Any], object] | None = ..., /) -> Any:
+    """Installs handler(type, value, traceback), called in a tasklet that ends with an
+    exception instead of raising it in the main tasklet (None: the default); returns the old
+    one."""
+
+def getcurrentid() -> int:
+    """A number for the running tasklet (the thread's id for a main tasklet)."""
+
+def getthreads() -> list[int]:
+    """Idents of the threads that use stackless."""
+
+def getdebug() -> bool:
+    """Whether this is a debug build."""
+
+def getuncollectables() -> list[tasklet]:
+    """Tasklets that could not be killed and freed (they are in gc.garbage)."""
 
 def set_schedule_callback(callback: _ScheduleCallback | None, /) -> _ScheduleCallback | None:
     """Installs cb(prev, next), called at every switch (None removes); returns the old one."""
@@ -267,6 +291,9 @@ def get_channel_callback() -> _ChannelCallback | None: ...
 def switch_trap(delta: int, /) -> int:
     """Adds `delta` to the switch trap level, returns the old level; while it is above 0,
     switching tasklets raises RuntimeError."""
+
+stackless: ModuleType
+"""The module itself (Stackless's deprecated self-reference)."""
 
 def _stats() -> dict[str, int]:
     """The core scheduler's counters for this thread."""

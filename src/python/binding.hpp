@@ -230,6 +230,14 @@ int refuse_if_trapped() noexcept;
 // Stackless's global callbacks (nullptr when unset; owned references).
 extern PyObject* schedule_callback;
 extern PyObject* channel_callback;
+// Stackless's set_error_handler(): called in a tasklet that ends with an exception.
+extern PyObject* error_handler;
+// Stackless's enable_softswitch(), for the whole process. On (the default), a blocked tasklet
+// whose C stack holds only calls of Python functions may drop that stack and resume its frames
+// in place (soft-switching.md), and its nesting level counts only the C calls between its
+// frames. Off, every tasklet keeps its C stack, and the call of its function from that stack
+// counts as a level of nesting, as with Stackless's hard switching.
+extern bool softswitch_enabled;
 // Calls the channel callback, if any, before a channel action; -1 if it raised.
 int notify_channel(PyObject* channel, int sending, int will_block) noexcept;
 

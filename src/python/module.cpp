@@ -5,11 +5,15 @@
 
 #include <structmember.h>
 
+#include <cstdint>
+
 namespace stackless::python {
 
 PyObject* TaskletExit = nullptr;
 PyObject* schedule_callback = nullptr;
 PyObject* channel_callback = nullptr;
+PyObject* error_handler = nullptr;
+bool softswitch_enabled = true;
 
 int notify_channel(PyObject* channel, int sending, int will_block) noexcept {
     PyObject* cb = channel_callback;
@@ -222,24 +226,70 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
 }
 
 PyObject* mod_enable_softswitch(PyObject*, PyObject* flag) {
-    // Accepted for compatibility: this implementation always switches hard (C stacks are kept),
-    // so soft switching is reported off whatever is asked.
-    if (flag != Py_None && PyObject_IsTrue(flag) < 0) return nullptr;
-    Py_RETURN_FALSE;
+    PyObject* old = PyBool_FromLong(softswitch_enabled);
+    if (flag == Py_None) return old;
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) {
+        Py_DECREF(old);
+        return nullptr;
+    }
+    softswitch_enabled = on != 0;
+    return old;
 }
 
-PyObject* mod_get_thread_info(PyObject*, PyObject* args) {
+// get_thread_info(thread_id=-1, flags=0) -> (main, current, runcount) of a Python thread: -1 (or
+// None) is the calling thread; a thread that never used stackless has (None, None, 0).
+PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs,
+                              PyObject* kwnames) {
+    static const char* const names[] = {"thread_id", "flags", nullptr};
+    static _PyArg_Parser parser = {"|Ok:get_thread_info", names, nullptr};
+    PyObject* id_obj = Py_None;
+    unsigned long flags = 0;
+    if (!_PyArg_ParseStackAndKeywords(args, nargs, kwnames, &parser, &id_obj, &flags))
+        return nullptr;
+    if (flags != 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "get_thread_info: flags are not supported (Stackless's undocumented flag "
+                        "bits report its interpreter's C-stack serials and watchdog list, which "
+                        "this implementation does not have)");
+        return nullptr;
+    }
     unsigned long id = PyThread_get_thread_ident();
-    if (!PyArg_ParseTuple(args, "|k:get_thread_info", &id)) return nullptr;
+    if (id_obj != Py_None) {
+        int overflow = 0;
+        long v = PyLong_AsLongAndOverflow(id_obj, &overflow);
+        if (v == -1 && PyErr_Occurred()) return nullptr;
+        if (overflow != 0 || v != -1) {
+            id = PyLong_AsUnsignedLong(id_obj);
+            if (id == static_cast<unsigned long>(-1) && PyErr_Occurred()) return nullptr;
+        }
+    }
     if (thread_main() == nullptr) return nullptr;
     py_tasklet* main;
     py_tasklet* current;
     int runcount;
-    if (!thread_info(id, &main, &current, &runcount)) {
-        PyErr_SetString(PyExc_RuntimeError, "get_thread_info: no such thread, or it has ended");
+    if (thread_info(id, &main, &current, &runcount))
+        return Py_BuildValue("(OOi)", main, current, runcount);
+    for (PyThreadState* ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp);
+         ts != nullptr; ts = PyThreadState_Next(ts))
+        if (ts->thread_id == id) return Py_BuildValue("(OOi)", Py_None, Py_None, 0);
+    PyErr_SetString(PyExc_RuntimeError, "Thread id not found");
+    return nullptr;
+}
+
+// set_error_handler(handler) -> the previous one: handler(type, value, traceback) is called in a
+// tasklet that ends with an exception, instead of raising that in the main tasklet; if the
+// handler raises, that goes to the main tasklet. None: the default.
+PyObject* mod_set_error_handler(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "set_error_handler() takes at most 1 argument (%zd given)",
+                     nargs);
         return nullptr;
     }
-    return Py_BuildValue("(OOi)", main, current, runcount);
+    PyObject* handler = nargs == 1 ? args[0] : Py_None;
+    PyObject* old = error_handler != nullptr ? error_handler : Py_NewRef(Py_None);
+    error_handler = handler == Py_None ? nullptr : Py_NewRef(handler);
+    return old;
 }
 
 // set_schedule_callback(cb) / set_channel_callback(cb): install (None removes); return the old.
@@ -289,6 +339,53 @@ PyObject* mod_stats(PyObject*, PyObject*) {
                          chunk_cache_hits());
 }
 
+// getcurrentid(): a number for the running tasklet, the thread's id for a main tasklet (so that it
+// is the same before and after the thread first uses stackless), as Stackless computes it.
+PyObject* mod_getcurrentid(PyObject*, PyObject*) {
+    py_tasklet* t = this_thread != nullptr ? this_thread->current : nullptr;
+    if (t == nullptr || t->is_main) return PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+    auto address = reinterpret_cast<std::uintptr_t>(t);
+    return PyLong_FromUnsignedLong(static_cast<unsigned long>(address ^ (address >> 32)));
+}
+
+PyObject* mod_getthreads(PyObject*, PyObject*) {
+    if (thread_main() == nullptr) return nullptr;
+    return thread_idents();
+}
+
+// getdebug(): whether this is a debug build (Stackless: compiled with _DEBUG).
+PyObject* mod_getdebug(PyObject*, PyObject*) {
+#ifdef NDEBUG
+    Py_RETURN_FALSE;
+#else
+    Py_RETURN_TRUE;
+#endif
+}
+
+// getuncollectables(): the tasklets that could not be killed and freed (they caught TaskletExit
+// when their last reference went, or were dropped on another thread) and so live in gc.garbage.
+PyObject* mod_getuncollectables(PyObject*, PyObject*) {
+    PyObject* result = PyList_New(0);
+    PyObject* gc = result != nullptr ? PyImport_ImportModule("gc") : nullptr;
+    PyObject* garbage = gc != nullptr ? PyObject_GetAttrString(gc, "garbage") : nullptr;
+    Py_XDECREF(gc);
+    if (garbage == nullptr || !PyList_Check(garbage)) {
+        Py_XDECREF(garbage);
+        Py_XDECREF(result);
+        return nullptr;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(garbage); ++i) {
+        PyObject* o = PyList_GET_ITEM(garbage, i);
+        if (PyObject_TypeCheck(o, &tasklet_type) && PyList_Append(result, o) < 0) {
+            Py_DECREF(garbage);
+            Py_DECREF(result);
+            return nullptr;
+        }
+    }
+    Py_DECREF(garbage);
+    return result;
+}
+
 PyObject* mod_atexit(PyObject*, PyObject*) {
     shutdown_main_thread();
     Py_RETURN_NONE;
@@ -316,8 +413,13 @@ PyObject* get_runcount(PyObject*, void*) {
     return mod_getruncount(nullptr, nullptr);
 }
 PyObject* get_threads(PyObject*, void*) {
-    if (thread_main() == nullptr) return nullptr;
-    return thread_idents();
+    return mod_getthreads(nullptr, nullptr);
+}
+PyObject* get_debug(PyObject*, void*) {
+    return mod_getdebug(nullptr, nullptr);
+}
+PyObject* get_uncollectables(PyObject*, void*) {
+    return mod_getuncollectables(nullptr, nullptr);
 }
 
 PyGetSetDef module_getset[] = {
@@ -325,6 +427,9 @@ PyGetSetDef module_getset[] = {
     {"main", get_main, nullptr, "the thread's main tasklet", nullptr},
     {"runcount", get_runcount, nullptr, "runnable tasklets, the current one included", nullptr},
     {"threads", get_threads, nullptr, "idents of the threads using stackless", nullptr},
+    {"debug", get_debug, nullptr, "whether this is a debug build", nullptr},
+    {"uncollectables", get_uncollectables, nullptr,
+     "tasklets that could not be killed and freed", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -342,6 +447,11 @@ PyMethodDef module_methods[] = {
     {"getcurrent", mod_getcurrent, METH_NOARGS, "the running tasklet"},
     {"getmain", mod_getmain, METH_NOARGS, "the thread's main tasklet"},
     {"getruncount", mod_getruncount, METH_NOARGS, "runnable tasklets, the current one included"},
+    {"getcurrentid", mod_getcurrentid, METH_NOARGS, "a number for the running tasklet"},
+    {"getthreads", mod_getthreads, METH_NOARGS, "idents of the threads using stackless"},
+    {"getdebug", mod_getdebug, METH_NOARGS, "whether this is a debug build"},
+    {"getuncollectables", mod_getuncollectables, METH_NOARGS,
+     "tasklets that could not be killed and freed"},
     {"schedule", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_schedule)),
      METH_FASTCALL | METH_KEYWORDS, "schedule(retval=current): let the next tasklet run"},
     {"schedule_remove",
@@ -351,9 +461,14 @@ PyMethodDef module_methods[] = {
     {"run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_run)),
      METH_VARARGS | METH_KEYWORDS, "run(): run tasklets until none other is runnable"},
     {"enable_softswitch", mod_enable_softswitch, METH_O,
-     "accepted; switching is always hard here, so it returns False"},
-    {"get_thread_info", mod_get_thread_info, METH_VARARGS,
-     "get_thread_info(thread_id) -> (main, current, runcount)"},
+     "enable_softswitch(flag) -> old flag; None only asks"},
+    {"get_thread_info",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_get_thread_info)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "get_thread_info(thread_id=-1) -> (main, current, runcount) of that thread"},
+    {"set_error_handler",
+     reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_set_error_handler)),
+     METH_FASTCALL, "set_error_handler(handler) -> the previous handler"},
     {"set_schedule_callback", mod_set_schedule_callback, METH_O,
      "set_schedule_callback(cb(prev, next)) -> previous callback"},
     {"get_schedule_callback", mod_get_schedule_callback, METH_NOARGS, "the schedule callback"},
@@ -449,10 +564,13 @@ PyMODINIT_FUNC PyInit_stackless() {
     if (m == nullptr) return nullptr;
     Py_SET_TYPE(m, &module_type);
     install_chunk_cache();
-    TaskletExit = PyErr_NewExceptionWithDoc("stackless.TaskletExit",
+    // Stackless makes TaskletExit a builtin (`except TaskletExit:` works without an import).
+    TaskletExit = PyErr_NewExceptionWithDoc("builtins.TaskletExit",
                                             "Raised in a tasklet to end it; ends it silently.",
                                             PyExc_SystemExit, nullptr);
     if (TaskletExit == nullptr || PyModule_AddObjectRef(m, "TaskletExit", TaskletExit) < 0 ||
+        PyDict_SetItemString(PyEval_GetBuiltins(), "TaskletExit", TaskletExit) < 0 ||
+        PyModule_AddObjectRef(m, "stackless", m) < 0 ||  // Stackless's (deprecated) self-reference
         PyModule_AddObjectRef(m, "tasklet", reinterpret_cast<PyObject*>(&tasklet_type)) < 0 ||
         PyModule_AddObjectRef(m, "channel", reinterpret_cast<PyObject*>(&channel_type)) < 0 ||
         PyModule_AddObjectRef(m, "bomb", reinterpret_cast<PyObject*>(&bomb_type)) < 0 ||

@@ -155,6 +155,8 @@ void enter_python(py_tasklet* self, _PyCFrame* root) {
         call_schedule_callback(self);
 }
 
+void raise_python(const std::exception_ptr& pending) noexcept;
+
 void run_body(py_tasklet* self) {
     if (self->stack_discarded) {
         resume_without_stack(self);
@@ -177,7 +179,12 @@ void run_body(py_tasklet* self) {
     PyObject* tempval = self->tempval;
     self->tempval = nullptr;
     PyObject* result = nullptr;
-    if (tempval == nullptr || !explode_if_bomb(tempval)) {
+    // An exception thrown into it before it ran (it takes those itself: set in tasklet_new) is
+    // raised here, in its own interpreter state, so that the error handler runs in it.
+    if (std::exception_ptr pending = stackless::take_pending_exception()) {
+        Py_XDECREF(tempval);
+        raise_python(pending);
+    } else if (tempval == nullptr || !explode_if_bomb(tempval)) {
         Py_XDECREF(tempval);
         // Without keywords, a vectorcall: fewer C frames on the tasklet's stack, which is what a
         // blocked tasklet keeps (bind() always sets args).
@@ -313,6 +320,24 @@ void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result) {
     if (PyErr_ExceptionMatches(TaskletExit)) {
         PyErr_Clear();
         return;
+    }
+    if (PyObject* handler = error_handler) {
+        // Stackless's error handler takes the exception in the ending tasklet; what it raises
+        // goes to the main tasklet instead.
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        Py_INCREF(handler);
+        PyObject* r = PyObject_CallFunctionObjArgs(handler, type, value != nullptr ? value : Py_None,
+                                                   tb != nullptr ? tb : Py_None, nullptr);
+        Py_DECREF(handler);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        if (r != nullptr) {
+            Py_DECREF(r);
+            return;
+        }
     }
     throw python_error();
 }
@@ -579,6 +604,7 @@ PyObject* tasklet_new(PyTypeObject* type, PyObject*, PyObject*) {
     t->thread = this_thread;
     ++this_thread->objects;
     t->core.set_hooks(&hooks, t);
+    t->core.set_function_takes_pending(true);  // (run_body raises it: see there)
     return reinterpret_cast<PyObject*>(t);
 }
 

@@ -391,11 +391,67 @@ def test_run_with_a_timeout_that_nothing_reaches_is_the_cooperative_run():
     assert log == ["ran", "again"]
 
 
-def test_enable_softswitch_is_accepted_and_reports_hard_switching():
-    assert stackless.enable_softswitch(None) is False
-    assert stackless.enable_softswitch(True) is False
-    assert stackless.enable_softswitch(False) is False
-    assert stackless.enable_softswitch(None) is False
+def test_enable_softswitch_is_a_flag_on_by_default():
+    assert stackless.enable_softswitch(None) is True
+    try:
+        assert stackless.enable_softswitch(False) is True
+        assert stackless.enable_softswitch(None) is False
+        assert stackless.enable_softswitch(0) is False
+    finally:
+        assert stackless.enable_softswitch(True) is False
+    assert stackless.enable_softswitch(None) is True
+
+
+def test_get_thread_info_takes_minus_one_and_knows_threads_without_stackless():
+    main = stackless.getmain()
+    assert stackless.get_thread_info(-1) == (main, main, 1)
+    ready, done = threading.Event(), threading.Event()
+    t = threading.Thread(target=lambda: (ready.set(), done.wait(10)))
+    t.start()
+    try:
+        ready.wait(10)
+        assert stackless.get_thread_info(t.ident) == (None, None, 0)
+    finally:
+        done.set()
+        t.join()
+    with pytest.raises(RuntimeError, match="Thread id not found"):
+        stackless.get_thread_info(t.ident)
+    with pytest.raises(ValueError, match="flags"):
+        stackless.get_thread_info(-1, 1 << 30)
+
+
+def test_set_error_handler_takes_what_a_tasklet_leaves_uncaught():
+    seen = []
+
+    def handler(exc, val, tb):
+        seen.append((exc, str(val), stackless.getcurrent()))
+
+    def fail():
+        raise ZeroDivisionError("boom")
+
+    assert stackless.set_error_handler(handler) is None
+    try:
+        t = stackless.tasklet(fail)()
+        stackless.run()
+        assert seen == [(ZeroDivisionError, "boom", t)]
+        # Thrown before it ran: handled in the tasklet too.
+        t2 = stackless.tasklet(fail)()
+        t2.throw(KeyError("early"))
+        assert seen[-1][:2] == (KeyError, "'early'") and seen[-1][2] is t2
+        # A handler that raises: that goes to the main tasklet.
+        stackless.set_error_handler(lambda *a: 1 / 0)
+        stackless.tasklet(fail)()
+        with pytest.raises(ZeroDivisionError, match="division by zero"):
+            stackless.run()
+    finally:
+        assert stackless.set_error_handler(None) is not None
+    assert stackless.set_error_handler(None) is None
+
+
+def test_taskletexit_is_a_builtin_and_the_module_refers_to_itself():
+    import builtins
+    assert builtins.TaskletExit is stackless.TaskletExit
+    assert stackless.stackless is stackless
 
 
 def test_get_thread_info_of_this_thread():

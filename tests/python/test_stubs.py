@@ -14,7 +14,7 @@ import stackless
 
 STUB = pathlib.Path(__file__).resolve().parents[2] / "python" / "stackless.pyi"
 # The module's attributes that are properties of its type, not entries of its __dict__.
-MODULE_PROPERTIES = {"current", "main", "runcount", "threads"}
+MODULE_PROPERTIES = {"current", "main", "runcount", "threads", "debug", "uncollectables"}
 
 
 def stub_tree():
