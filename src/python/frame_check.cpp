@@ -1,0 +1,390 @@
+// Checking pickled frame records against their code before anything resumes them: a damaged
+// pickle raises instead of resuming a frame whose code or stack does not match.
+#include "frame_layout.hpp"
+
+#include <frameobject.h>  // PyFrame_New
+
+#include <algorithm>
+#include <string>
+
+namespace stackless::python {
+
+// What add_restored_frame keeps on a code object (co_extra): a list [slot kinds by resume index
+// (a dict), the last function made for it]. Frees with the code object.
+Py_ssize_t code_extra_index = -1;
+
+namespace {
+
+// Does `value` fit a slot of kind `kind` (see _stackless_pickle.slot_kinds)?
+bool fits(char kind, PyObject* value, PyCodeObject* code) {
+    switch (kind) {
+        case 'n':
+            return true;
+        case 'o':
+            return value != nullptr;
+        case 'i':
+            return value != nullptr && PyIter_Check(value);
+        case 'x':
+            return value != nullptr && (value == Py_None || PyExceptionInstance_Check(value));
+        case 'e':
+            return value != nullptr && PyExceptionInstance_Check(value);
+        case 'l': {
+            if (value == nullptr || !PyLong_CheckExact(value)) return false;
+            long offset = PyLong_AsLong(value);
+            if (offset == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return false;
+            }
+            return offset >= 0 && offset < code_units(code);
+        }
+        default:
+            return false;
+    }
+}
+
+void release_extra(void* extra) {
+    Py_XDECREF(static_cast<PyObject*>(extra));
+}
+
+}  // namespace
+
+PyObject* code_cache(PyCodeObject* code, PyObject* slot_kinds) {
+    auto* object = reinterpret_cast<PyObject*>(code);
+    if (code_extra_index < 0) {
+        code_extra_index = _PyEval_RequestCodeExtraIndex(&release_extra);
+        if (code_extra_index < 0) return nullptr;
+    }
+    void* extra = nullptr;
+    if (_PyCode_GetExtra(object, code_extra_index, &extra) < 0) return nullptr;
+    if (extra != nullptr) return static_cast<PyObject*>(extra);
+    PyObject* table = PyObject_CallOneArg(slot_kinds, object);
+    if (table == nullptr) return nullptr;
+    if (!PyDict_Check(table)) {
+        Py_DECREF(table);
+        PyErr_SetString(PyExc_TypeError, "slot_kinds() did not return a dict");
+        return nullptr;
+    }
+    PyObject* cache = Py_BuildValue("[NO]", table, Py_None);
+    if (cache == nullptr) return nullptr;
+    if (_PyCode_SetExtra(object, code_extra_index, cache) < 0) {
+        Py_DECREF(cache);
+        return nullptr;
+    }
+    return cache;  // the code object owns it
+}
+
+// The slot kinds of `code` before its instruction `resume` (borrowed); nullptr, without an
+// exception, if the code cannot resume there.
+PyObject* kinds_at(PyObject* cache, int resume) {
+    PyObject* key = PyLong_FromLong(resume);
+    if (key == nullptr) return nullptr;
+    PyObject* kinds = PyDict_GetItemWithError(PyList_GET_ITEM(cache, 0), key);
+    Py_DECREF(key);
+    return kinds;
+}
+
+// A new reference to each value of `values`, NULL at the indices in `nulls`, into `out`.
+void copy_values(PyObject* values, PyObject* nulls, PyObject** out) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); ++i)
+        out[i] = Py_NewRef(PyTuple_GET_ITEM(values, i));
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j) {
+        Py_ssize_t i = PyLong_AsSsize_t(PyTuple_GET_ITEM(nulls, j));  // checked already
+        Py_CLEAR(out[i]);
+    }
+}
+
+namespace {
+
+// A function for a frame of `code` running in `globals` (a new reference): the one made last
+// time if it has the same globals.
+PyObject* function_for(PyObject* cache, PyObject* code, PyObject* globals) {
+    PyObject* last = PyList_GET_ITEM(cache, 1);
+    if (PyFunction_Check(last) && PyFunction_GET_GLOBALS(last) == globals) return Py_NewRef(last);
+    PyObject* func = PyFunction_New(code, globals);
+    if (func != nullptr) PyList_SetItem(cache, 1, Py_NewRef(func));
+    return func;
+}
+
+// A frame's globals: a module name (that module's dict; imported if needed) or a dict.
+PyObject* resolve_globals(PyObject* ref) {
+    if (PyDict_Check(ref)) return Py_NewRef(ref);
+    if (!PyUnicode_Check(ref)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: corrupt pickle: a frame's globals are neither a module name "
+                        "nor a dict");
+        return nullptr;
+    }
+    PyObject* module = Py_XNewRef(PyDict_GetItemWithError(PyImport_GetModuleDict(), ref));
+    if (module == nullptr && !PyErr_Occurred()) module = PyImport_Import(ref);
+    if (module == nullptr) return nullptr;
+    PyObject* dict = PyModule_Check(module) ? PyModule_GetDict(module) : nullptr;
+    Py_XINCREF(dict);
+    Py_DECREF(module);
+    if (dict == nullptr)
+        PyErr_SetString(PyExc_ValueError, "stackless: a frame's module is not a module");
+    return dict;
+}
+
+int corrupt(PyCodeObject* code, const char* what) {
+    PyErr_Format(PyExc_ValueError, "stackless: corrupt pickle: a frame of %U: %s",
+                 code->co_qualname, what);
+    return -1;
+}
+
+// Marks in `is_null` the indices listed in `nulls` (a tuple of ints) of `values` (a tuple),
+// each of which must hold a None placeholder.
+bool read_nulls(PyObject* values, PyObject* nulls, char* is_null) {
+    Py_ssize_t n = PyTuple_GET_SIZE(values);
+    std::fill(is_null, is_null + n, 0);
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j) {
+        PyObject* index = PyTuple_GET_ITEM(nulls, j);
+        Py_ssize_t i = PyLong_CheckExact(index) ? PyLong_AsSsize_t(index) : -1;
+        if (i == -1) PyErr_Clear();
+        if (i < 0 || i >= n || PyTuple_GET_ITEM(values, i) != Py_None) return false;
+        is_null[i] = 1;
+    }
+    return true;
+}
+
+// Checks a frame's pickled locals and value stack (tuple `values`, with None placeholders at the
+// indices listed in tuple `nulls`) against its code resuming where the stack slots must hold
+// `kind` (the last slot is the pending call's result, pushed when it resumes). Marks in
+// `is_null` (room for every value) which values stand for NULL.
+int check_slots(PyCodeObject* code, const char* kind, Py_ssize_t nkinds, PyObject* values,
+                PyObject* nulls, char* is_null) {
+    Py_ssize_t nlocals = code->co_nlocalsplus;
+    Py_ssize_t n = PyTuple_GET_SIZE(values);
+    if (n != nlocals + nkinds - 1)
+        return corrupt(code, "its locals and value stack do not match its code where it resumes");
+    if (!read_nulls(values, nulls, is_null)) return corrupt(code, "bad empty slot");
+    const char* local_kinds = PyBytes_AS_STRING(code->co_localspluskinds);
+    for (Py_ssize_t i = 0; i < nlocals; ++i) {
+        // LOAD_DEREF and friends trust a cell or free variable's slot to hold a cell.
+        if ((static_cast<unsigned char>(local_kinds[i]) & (fast_cell | fast_free)) &&
+            (is_null[i] || !PyCell_Check(PyTuple_GET_ITEM(values, i))))
+            return corrupt(code, "a cell variable without its cell");
+    }
+    for (Py_ssize_t i = nlocals; i < n; ++i) {
+        char k = kind[i - nlocals];
+        bool ok = is_null[i] ? k == 'n' : fits(k, PyTuple_GET_ITEM(values, i), code);
+        if (!ok) return corrupt(code, "its value stack holds what its code cannot resume with");
+    }
+    return 0;
+}
+
+// Checks a frame record (code, globals, resume, values, nulls[, alt_resume, alt_push]) against
+// its code; returns the kinds where it resumes (borrowed), or nullptr with an exception.
+struct checked_record {
+    PyCodeObject* code;
+    int resume;
+    int alt_resume;
+    bool alt_push;
+    PyObject* cache;
+};
+
+int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
+                 bool at_instruction = false) {
+    Py_ssize_t size = PyTuple_Check(record) ? PyTuple_GET_SIZE(record) : 0;
+    if ((size != 5 && size != 7) || !PyCode_Check(PyTuple_GET_ITEM(record, 0)) ||
+        !PyLong_Check(PyTuple_GET_ITEM(record, 2))) {
+        PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad frame record");
+        return -1;
+    }
+    auto* code = reinterpret_cast<PyCodeObject*>(PyTuple_GET_ITEM(record, 0));
+    long resume = PyLong_AsLong(PyTuple_GET_ITEM(record, 2));
+    if (resume == -1 && PyErr_Occurred()) return -1;
+    if (code->co_flags & code_flags_not_resumable) {
+        PyErr_Format(PyExc_ValueError,
+                     "stackless: cannot restore a frame of %U: coroutine frames are not "
+                     "supported yet",
+                     code->co_qualname);
+        return -1;
+    }
+    if (resume < 1 || resume >= code_units(code))
+        return corrupt(code, "it resumes outside its code");
+    PyObject* cache = code_cache(code, slot_kinds);
+    if (cache == nullptr) return -1;
+    PyObject* kinds = kinds_at(cache, static_cast<int>(resume));
+    if (kinds == nullptr) {
+        if (PyErr_Occurred()) return -1;
+        return corrupt(code, "it resumes where no instruction of its code can continue");
+    }
+    if (!PyUnicode_Check(kinds) || !PyUnicode_IS_ASCII(kinds)) {
+        PyErr_SetString(PyExc_TypeError, "stackless: bad slot kinds");
+        return -1;
+    }
+    Py_ssize_t nkinds = PyUnicode_GET_LENGTH(kinds);
+    const char* kind = static_cast<const char*>(PyUnicode_DATA(kinds));
+    std::string with_result;
+    if (at_instruction) {
+        // Nothing is pushed: every slot the code expects there is in the record. (Checked as if
+        // a plain object were pushed on top.)
+        with_result.assign(kind, static_cast<std::size_t>(nkinds)).push_back('o');
+        kind = with_result.c_str();
+        ++nkinds;
+    }
+    // The call's result is pushed where it resumes: a plain object.
+    if (nkinds < 1 || nkinds > code->co_stacksize + (at_instruction ? 1 : 0) ||
+        (kind[nkinds - 1] != 'o' && kind[nkinds - 1] != 'n'))
+        return corrupt(code, "it resumes where no call returns");
+    PyObject* values = PyTuple_GET_ITEM(record, 3);
+    PyObject* nulls = PyTuple_GET_ITEM(record, 4);
+    if (!PyTuple_Check(values) || !PyTuple_Check(nulls))
+        return corrupt(code, "bad locals and stack");
+    small_array<char, 256> is_null(static_cast<std::size_t>(PyTuple_GET_SIZE(values)));
+    if (check_slots(code, kind, nkinds, values, nulls, is_null.data()) < 0) return -1;
+    out = {code, static_cast<int>(resume), -1, false, cache};
+    if (size == 7) {
+        // The other way on, when the generator it drives returns: the same stack without that
+        // generator (on top), and the return value pushed if alt_push.
+        long alt = PyLong_Check(PyTuple_GET_ITEM(record, 5))
+                       ? PyLong_AsLong(PyTuple_GET_ITEM(record, 5))
+                       : -1;
+        int push = PyObject_IsTrue(PyTuple_GET_ITEM(record, 6));
+        if (alt == -1) PyErr_Clear();
+        if (push < 0) return -1;
+        PyObject* alt_kinds =
+            alt >= 1 && alt < code_units(code) ? kinds_at(cache, static_cast<int>(alt)) : nullptr;
+        if (alt_kinds == nullptr && PyErr_Occurred()) return -1;
+        Py_ssize_t stack_size = nkinds - 1;  // what the values hold after the locals
+        if (alt_kinds == nullptr || !PyUnicode_IS_ASCII(alt_kinds) || stack_size < 1 ||
+            PyUnicode_GET_LENGTH(alt_kinds) != stack_size - 1 + push)
+            return corrupt(code, "bad resume point for when its generator returns");
+        const char* alt_kind = static_cast<const char*>(PyUnicode_DATA(alt_kinds));
+        // The slots below the generator must also fit what the other way expects.
+        Py_ssize_t nlocals = code->co_nlocalsplus;
+        for (Py_ssize_t i = 0; i + 1 < stack_size; ++i) {
+            PyObject* v = PyTuple_GET_ITEM(values, nlocals + i);
+            if (is_null[static_cast<std::size_t>(nlocals + i)] ? alt_kind[i] != 'n'
+                                                               : !fits(alt_kind[i], v, code))
+                return corrupt(code, "its stack does not fit where it goes on after its generator");
+        }
+        if (push && alt_kind[stack_size - 1] != 'o' && alt_kind[stack_size - 1] != 'n')
+            return corrupt(code, "bad resume point for when its generator returns");
+        out.alt_resume = static_cast<int>(alt);
+        out.alt_push = push != 0;
+    }
+    return 0;
+}
+
+// Overwrites the frame of `gen`, a generator just made for `code` (created, not started), with
+// a checked record.
+int fill_generator(PyGenObject* gen, PyObject* record, const checked_record& checked, bool created,
+                   PyObject* exc_value) {
+    _PyInterpreterFrame* frame = frame_of(gen);
+    PyCodeObject* code = checked.code;
+    if (frame->f_code != code || gen->gi_frame_state != FRAME_CREATED ||
+        frame->stacktop != code->co_nlocalsplus) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: corrupt pickle: a generator frame for another generator");
+        return -1;
+    }
+    if (exc_value != Py_None && !PyExceptionInstance_Check(exc_value)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: corrupt pickle: a generator handles what is no exception");
+        return -1;
+    }
+    PyObject* values = PyTuple_GET_ITEM(record, 3);
+    PyObject* nulls = PyTuple_GET_ITEM(record, 4);
+    int old_count = frame->stacktop;
+    small_array<PyObject*, 512> saved(static_cast<std::size_t>(old_count));
+    std::copy(frame->localsplus, frame->localsplus + old_count, saved.data());
+    copy_values(values, nulls, frame->localsplus);
+    frame->stacktop = static_cast<int>(PyTuple_GET_SIZE(values));
+    frame->prev_instr = _PyCode_CODE(code) + checked.resume - 1;
+    gen->gi_frame_state = created ? FRAME_CREATED : FRAME_SUSPENDED;
+    Py_XSETREF(gen->gi_exc_state.exc_value, exc_value != Py_None ? Py_NewRef(exc_value) : nullptr);
+    for (int i = 0; i < old_count; ++i) Py_XDECREF(saved[i]);  // last: may run __del__
+    return 0;
+}
+
+}  // namespace
+
+int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject* exc_value,
+                        PyObject* slot_kinds) {
+    if (!PyGen_CheckExact(gen)) {
+        PyErr_SetString(PyExc_TypeError, "expected a generator");
+        return -1;
+    }
+    checked_record checked;
+    if (check_record(record, slot_kinds, checked) < 0) return -1;
+    if (PyTuple_GET_SIZE(record) != 5)  // (a suspended generator is inside no call)
+        return corrupt(checked.code, "a suspended generator's frame drives no generator");
+    return fill_generator(reinterpret_cast<PyGenObject*>(gen), record, checked, created, exc_value);
+}
+
+PyObject* new_frame_object(PyObject* code, PyObject* globals) {
+    return reinterpret_cast<PyObject*>(
+        PyFrame_New(PyThreadState_Get(), reinterpret_cast<PyCodeObject*>(code), globals, nullptr));
+}
+
+int code_nlocalsplus(PyObject* code) {
+    return PyCode_Check(code) ? reinterpret_cast<PyCodeObject*>(code)->co_nlocalsplus : -1;
+}
+
+int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kinds,
+                       bool at_instruction) {
+    // A generator's frame: (generator, record, exception it handles).
+    if (PyTuple_Check(record) && PyTuple_GET_SIZE(record) == 3) {
+        PyObject* gen = PyTuple_GET_ITEM(record, 0);
+        if (!PyGen_CheckExact(gen)) {
+            PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad generator frame");
+            return -1;
+        }
+        checked_record checked;
+        PyObject* frame_record = PyTuple_GET_ITEM(record, 1);
+        if (check_record(frame_record, slot_kinds, checked) < 0 ||
+            fill_generator(reinterpret_cast<PyGenObject*>(gen), frame_record, checked, false,
+                           PyTuple_GET_ITEM(record, 2)) < 0)
+            return -1;
+        restored_frame f;
+        f.alt_resume = checked.alt_resume;
+        f.alt_push = checked.alt_push;
+        f.generator = Py_NewRef(gen);
+        f.generator_at = frame_of(reinterpret_cast<PyGenObject*>(gen))->prev_instr;
+        plan.frames.push_back(f);
+        return 0;
+    }
+    checked_record checked;
+    if (check_record(record, slot_kinds, checked, at_instruction) < 0) return -1;
+    PyCodeObject* code = checked.code;
+    PyObject* globals = resolve_globals(PyTuple_GET_ITEM(record, 1));
+    if (globals == nullptr) return -1;
+    PyObject* func = function_for(checked.cache, reinterpret_cast<PyObject*>(code), globals);
+    Py_DECREF(globals);
+    if (func == nullptr) return -1;
+    restored_frame f;
+    f.func = func;
+    f.resume = checked.resume;
+    f.alt_resume = checked.alt_resume;
+    f.alt_push = checked.alt_push;
+    f.values = Py_NewRef(PyTuple_GET_ITEM(record, 3));
+    f.nulls = Py_NewRef(PyTuple_GET_ITEM(record, 4));
+    plan.chunk_bytes += sizeof(PyObject*) * frame_words(code);
+    plan.frames.push_back(f);
+    return 0;
+}
+
+restore_plan::~restore_plan() {
+    for (restored_frame& f : frames) {
+        Py_XDECREF(f.func);
+        Py_XDECREF(f.values);
+        Py_XDECREF(f.nulls);
+        Py_XDECREF(f.generator);
+    }
+    Py_XDECREF(exc_value);
+    Py_XDECREF(source);
+}
+
+int traverse_plan(const restore_plan& plan, visitproc visit, void* arg) {
+    for (const restored_frame& f : plan.frames) {
+        Py_VISIT(f.func);
+        Py_VISIT(f.values);
+        Py_VISIT(f.generator);
+    }
+    Py_VISIT(plan.exc_value);
+    Py_VISIT(plan.source);
+    return 0;
+}
+
+}  // namespace stackless::python
