@@ -371,8 +371,9 @@ def _call_site(code, index):
     the iterator in the slot, 4 a SEND to the receiver in the slot. The alternative is where the
     frame goes on when the generator it iterates over or delegates to returns instead of
     yielding (FOR_ITER: without the iterator; SEND: with the return value instead of the
-    receiver), -1 for calls. Depth -1 if this is no call that can be resumed or the analysis
-    has no state there."""
+    receiver), -1 for calls; 5 a BEFORE_WITH, whose __exit__ method is in the slot while
+    __enter__ runs, 6 a WITH_EXCEPT_START calling the __exit__ method in the slot. Depth -1 if
+    this is no call that can be resumed or the analysis has no state there."""
     stack = slot_kinds(code).get(index)
     instr = _instruction(code, index)
     after = _resume_after_call(code, index)
@@ -387,7 +388,11 @@ def _call_site(code, index):
         return depth, 2, depth - 2 - (arg & 1), resume, consumed, -1, 0
     if name == "FOR_ITER":
         return depth, 3, depth - 1, resume, consumed, instr.argval // 2, 0
-    return depth, 4, depth - 2, resume, consumed, instr.argval // 2, 1  # SEND
+    if name == "SEND":
+        return depth, 4, depth - 2, resume, consumed, instr.argval // 2, 1
+    if name == "BEFORE_WITH":  # __enter__ runs: the manager's slot holds its bound __exit__
+        return depth, 5, depth - 1, resume, consumed, -1, 0
+    return depth, 6, depth - 4, resume, consumed, -1, 0  # WITH_EXCEPT_START: __exit__(exc...)
 
 
 def _next_index(code, index):
@@ -416,7 +421,25 @@ def _resume_after_call(code, index):
         return index + 1, 0
     if name == "SEND":  # the value sent is consumed; the receiver stays under what it yields
         return index + 1, 1
+    if name in ("BEFORE_WITH", "WITH_EXCEPT_START"):  # the result is pushed on what is there
+        return index + 1, 0
     return None
+
+
+_keeps_self_cache = {}
+
+
+def _keeps_self(code):
+    """Whether a method of this code never rebinds its first local (self): then an __init__
+    frame's self is what the class call it runs in returns."""
+    kept = _keeps_self_cache.get(code)
+    if kept is None:
+        kept = not any(i.opname in ("STORE_FAST", "DELETE_FAST") and i.arg == 0
+                       for i in dis.get_instructions(code))
+        if len(_keeps_self_cache) >= 4096:
+            _keeps_self_cache.clear()
+        _keeps_self_cache[code] = kept
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,31 +467,58 @@ def _refuse(message):
     raise pickle.PicklingError("stackless: cannot pickle this tasklet: " + message)
 
 
+def _why_not_resumable(result):
+    """A refusal of _tasklet_frames in words: why the tasklet's frames cannot resume."""
+    _, reason, code, index, callee, next_code = result
+    where = _where(code, index)
+    if reason == "blocked-in-c":
+        return ("%s is blocked inside the C function %s, which switched tasklets from C code; "
+                "C functions cannot be resumed" % (where, _callable_name(callee)))
+    if reason == "c-between":
+        return ("%s called the C function %s, which called the Python function %s; C functions "
+                "cannot be resumed" % (where, _callable_name(callee), next_code.co_qualname))
+    instr = _instruction(code, index)
+    return ("%s is inside a C call (%s) that cannot be resumed"
+            % (where, instr.opname if instr else "?"))
+
+
 def _capture_frames(t):
     """The tasklet's frames as pickle records, innermost last, and how the innermost resumes
-    (frame_state.cpp makes them; here the reasons a frame cannot be pickled become words)."""
+    (frame_capture.cpp makes them); or, for frames that had C state (Stackless's "invalid"
+    frames: they pickle, but the unpickled tasklet cannot run), ("invalid", records with the
+    frames' locals only, the reason in words)."""
+    if not _stackless.enable_softswitch(None):
+        reason = ("it was pickled without soft switching (enable_softswitch(False)), so its "
+                  "frames had C state")
+        return "invalid", _stackless._tasklet_locals(t, _by_value_if_needed), reason
     result = _stackless._tasklet_frames(t, _call_site, _by_value_if_needed)
     if result[0] != "refuse":
         for record in result[0]:
             if type(record[0]) is types.GeneratorType:  # (generator, frame record, exception)
                 _capturing.add(record[0])
         return result
-    _, reason, code, index, callee, next_code = result
-    where = _where(code, index)
-    if reason == "generator":
+    if result[1] == "generator":
+        code = result[2]
         flags = [what for what, flag in _UNSUPPORTED_CODE_FLAGS if code.co_flags & flag]
         _refuse("%s runs a %s frame; pickling those is not supported yet"
-                % (where, flags[0] if flags else "generator"))
-    if reason == "blocked-in-c":
-        _refuse("%s is blocked inside the C function %s, which switched tasklets from C code; "
-                "pickling cannot resume C functions" % (where, _callable_name(callee)))
-    if reason == "c-between":
-        _refuse("%s called the C function %s, which called the Python function %s; pickling "
-                "cannot resume C functions" % (where, _callable_name(callee),
-                                               next_code.co_qualname))
-    instr = _instruction(code, index)
-    _refuse("%s is inside a C call (%s) that pickling cannot resume"
-            % (where, instr.opname if instr else "?"))
+                % (_where(code, result[3]), flags[0] if flags else "generator"))
+    return "invalid", _stackless._tasklet_locals(t, _by_value_if_needed), \
+        _why_not_resumable(result)
+
+
+def _rewrap_record(record):
+    """A frame record of an unpickled tasklet, ready to be pickled again: functions in its values
+    that pickle cannot find by name are wrapped again, as when it was first pickled."""
+    if len(record) == 2:  # ("__init__", record)
+        return record[0], _rewrap_record(record[1])
+    if len(record) == 3:  # (generator, record, exception)
+        return record[0], _rewrap_record(record[1]), record[2]
+    values = tuple(_by_value_if_needed(v) for v in record[3])
+    return record[:3] + (values,) + record[4:]
+
+
+_INVALID = ("stackless: cannot run this unpickled tasklet: its frames had C state when it was "
+            "pickled, which cannot be restored (%s)")
 
 
 def reduce_tasklet(t):
@@ -478,17 +528,27 @@ def reduce_tasklet(t):
     if state == "main":
         _refuse("it is a main tasklet (Stackless cannot pickle those either)")
     if state == "current":
-        _refuse("it is the current tasklet; pickle it from another one")
+        raise RuntimeError("stackless: cannot pickle the current tasklet (Stackless cannot "
+                           "either); pickle it from another one")
     if state in ("dead", "bound"):
         body = (_by_value_if_needed(func),) if state == "bound" else ()
     elif state == "new":
         body = (_by_value_if_needed(func), tuple(_by_value_if_needed(a) for a in args), kwargs)
     elif state == "restored":  # unpickled and not run since: the same frames again
-        body = _stackless._tasklet_plan(t)
-        state = "frames"
+        frames, resume_op, exc, invalid = _stackless._tasklet_plan(t)
+        frames = tuple(_rewrap_record(r) for r in frames)
+        if invalid is None:
+            body, state = (frames, resume_op, exc), "frames"
+        else:
+            body, state = (frames, invalid, exc), "invalid"
     else:
-        frames, resume_op = _capture_frames(t)
-        body = (frames, resume_op, exc_value)
+        captured = _capture_frames(t)
+        if captured[0] == "invalid":
+            _, frames, reason = captured
+            body, state = (frames, _INVALID % reason, exc_value), "invalid"
+        else:
+            frames, resume_op = captured
+            body = (frames, resume_op, exc_value)
     blocked = (channel, direction) if channel is not None else None
     flags = (bool(atomic), bool(ignore_nesting), bool(block_trap))
     attrs = getattr(t, "__dict__", None) or None
@@ -525,6 +585,14 @@ def setstate_tasklet(t, state):
             _stackless._tasklet_restore(t, frames, resume_op, exc_value)
         except ValueError as e:
             raise pickle.UnpicklingError(str(e)) from None
+    elif kind == "invalid" and len(body) == 3:
+        frames, reason, exc_value = body
+        if not isinstance(frames, tuple) or not isinstance(reason, str):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: bad tasklet frames")
+        try:
+            _stackless._tasklet_restore_invalid(t, frames, reason, exc_value)
+        except ValueError as e:
+            raise pickle.UnpicklingError(str(e)) from None
     else:
         raise pickle.UnpicklingError("stackless: corrupt pickle: unknown tasklet state %r"
                                      % (kind,))
@@ -543,12 +611,6 @@ def setstate_tasklet(t, state):
         raise pickle.UnpicklingError("stackless: corrupt pickle: bad blocking state")
 
 
-def is_restorable(t):
-    try:
-        reduce_tasklet(t)
-    except pickle.PicklingError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -246,12 +246,17 @@ int install_pickling(PyObject* module);
 PyObject* tasklet_reduce(PyObject* self, PyObject*);
 PyObject* tasklet_setstate(PyObject* self, PyObject* state);
 PyObject* tasklet_get_restorable(PyObject* self, void*);
+// C-level calls of the interpreter in the tasklet's frames that hold state a pickle cannot
+// rebuild (frame_state.hpp c_state_depth); -1 with an exception.
+int nesting_level(py_tasklet* t);
 PyObject* channel_reduce(PyObject* self, PyObject*);
 PyObject* channel_setstate(PyObject* self, PyObject* state);
 PyObject* mod_tasklet_info(PyObject*, PyObject* t);
 PyObject* mod_tasklet_plan(PyObject*, PyObject* t);
 PyObject* mod_tasklet_frames(PyObject*, PyObject* args);
 PyObject* mod_tasklet_restore(PyObject*, PyObject* args);
+PyObject* mod_tasklet_locals(PyObject*, PyObject* args);
+PyObject* mod_tasklet_restore_invalid(PyObject*, PyObject* args);
 PyObject* mod_channel_info(PyObject*, PyObject* ch);
 PyObject* mod_generator_info(PyObject*, PyObject* args);
 PyObject* mod_generator_set_frame(PyObject*, PyObject* args);

@@ -88,13 +88,168 @@ bool drives_generator(PyObject* callee, _PyInterpreterFrame* next) {
            frame_of(reinterpret_cast<PyGenObject*>(callee)) == next;
 }
 
-// One frame's record, or a refusal (*refused set), or nullptr with an exception.
+// What _stackless_pickle._call_site says of a frame stopped inside a C call (see there).
+struct call_site_info {
+    int depth = -1;
+    int mode = 0;  // 1 CALL, 2 CALL_FUNCTION_EX, 3 FOR_ITER, 4 SEND, 5 BEFORE_WITH,
+                   // 6 WITH_EXCEPT_START
+    int position = -1;
+    int resume = -1;
+    int consumed = 0;
+    int alt_resume = -1;
+    int alt_push = 0;
+};
+
+// 1 if the site is a call the frame can resume after, 0 if not, -1 with an exception.
+int read_call_site(PyObject* call_site, PyCodeObject* code, int index, call_site_info& s) {
+    PyObject* site = PyObject_CallFunction(call_site, "Oi", code, index);
+    if (site == nullptr) return -1;
+    int parsed = PyArg_ParseTuple(site, "iiiiiii", &s.depth, &s.mode, &s.position, &s.resume,
+                                  &s.consumed, &s.alt_resume, &s.alt_push);
+    Py_DECREF(site);
+    if (!parsed) return -1;
+    return s.depth >= 0 && s.depth <= code->co_stacksize && s.resume >= 0 && s.consumed >= 0 &&
+           s.consumed <= s.depth;
+}
+
+// The callable (or iterator, receiver, __exit__ method) of a call site, from the value stack.
+PyObject* site_callee(const call_site_info& s, PyObject* const* stack) {
+    if (s.mode == 1 && s.position >= 0 && s.position + 1 < s.depth)  // [NULL|method, callable|self]
+        return stack[s.position] != nullptr ? stack[s.position] : stack[s.position + 1];
+    if (s.mode >= 2 && s.mode <= 6 && s.position >= 0 && s.position < s.depth)
+        return stack[s.position];
+    return nullptr;
+}
+
+// The Python function a class has for a special method (borrowed; nullptr if it has none, or
+// if that is not a plain Python function).
+PyObject* python_method(PyTypeObject* type, const char* name) {
+    PyObject* key = PyUnicode_InternFromString(name);
+    if (key == nullptr) {
+        PyErr_Clear();
+        return nullptr;
+    }
+    PyObject* m = _PyType_Lookup(type, key);  // borrowed, sets no exception
+    Py_DECREF(key);
+    return m != nullptr && PyFunction_Check(m) ? m : nullptr;
+}
+
+bool runs_code_of(PyObject* function, _PyInterpreterFrame* next) {
+    return function != nullptr &&
+           PyFunction_GET_CODE(function) == reinterpret_cast<PyObject*>(next->f_code);
+}
+
+// The object in the first local of `next` (a method's self), unless that local is a cell.
+PyObject* first_local(_PyInterpreterFrame* next) {
+    PyCodeObject* code = next->f_code;
+    if (code->co_argcount < 1 || code->co_nlocalsplus < 1) return nullptr;
+    const char* kinds = PyBytes_AS_STRING(code->co_localspluskinds);
+    if (static_cast<unsigned char>(kinds[0]) & (fast_cell | fast_free)) return nullptr;
+    return next->localsplus[0];
+}
+
+// How a frame inside the C call `site` reaches `next`, the frame that call runs, in a way a
+// pickle can rebuild (Stackless makes these calls without C recursion: a "soft" call).
+enum class c_link {
+    none,       // through C code a pickle cannot rebuild
+    call,       // the callee returns the call's result: a function or method, an instance's
+                // __call__, a class's __enter__ (BEFORE_WITH) or __exit__ (WITH_EXCEPT_START)
+    init,       // a class called: `next` runs its __init__, and the call's result is its self
+    generator,  // FOR_ITER over, or SEND to, the generator whose frame `next` is
+};
+
+// -1 with an exception.
+int link_to(const call_site_info& site, PyObject* callee, _PyInterpreterFrame* next,
+            const capture_helpers& helpers, c_link* link) {
+    *link = c_link::none;
+    if (callee == nullptr) return 0;
+    switch (site.mode) {
+        case 3:
+        case 4:
+            if (drives_generator(callee, next)) *link = c_link::generator;
+            return 0;
+        case 5: {  // [.., __exit__ bound method] while __enter__ runs
+            if (!PyMethod_Check(callee)) return 0;
+            PyObject* self = PyMethod_GET_SELF(callee);
+            if (runs_code_of(python_method(Py_TYPE(self), "__enter__"), next) &&
+                first_local(next) == self)
+                *link = c_link::call;
+            return 0;
+        }
+        case 6:
+            if (calls_frame(callee, next)) *link = c_link::call;
+            return 0;
+        case 1:
+        case 2:
+            break;
+        default:
+            return 0;
+    }
+    if (calls_frame(callee, next)) {
+        *link = c_link::call;
+        return 0;
+    }
+    // A with statement's __exit__ called on the way out, [__exit__, None, None, None]: the
+    // bound method's vectorcall puts its self in the method's slot while the call runs.
+    if (site.mode == 1 && callee == first_local(next) &&
+        runs_code_of(python_method(Py_TYPE(callee), "__exit__"), next)) {
+        *link = c_link::call;
+        return 0;
+    }
+    if (!PyType_Check(callee)) {  // an instance whose class has a Python __call__
+        if (runs_code_of(python_method(Py_TYPE(callee), "__call__"), next) &&
+            first_local(next) == callee)
+            *link = c_link::call;
+        return 0;
+    }
+    // A class called: type.__call__ made the instance with a C __new__ (object.__new__ or a
+    // builtin base's) and calls its Python __init__, then returns the instance, which must be
+    // what the __init__ frame's self still holds.
+    auto* cls = reinterpret_cast<PyTypeObject*>(callee);
+    if (Py_TYPE(cls)->tp_call != PyType_Type.tp_call) return 0;  // a metaclass's own __call__
+    PyObject* new_key = PyUnicode_InternFromString("__new__");
+    if (new_key == nullptr) return -1;
+    PyObject* new_method = _PyType_Lookup(cls, new_key);
+    Py_DECREF(new_key);
+    if (new_method == nullptr || !PyCFunction_Check(new_method)) return 0;
+    PyObject* self = first_local(next);
+    if (!runs_code_of(python_method(cls, "__init__"), next) || self == nullptr ||
+        Py_TYPE(self) != cls)
+        return 0;
+    PyObject* keeps = PyObject_CallOneArg(helpers.keeps_self, reinterpret_cast<PyObject*>(next->f_code));
+    if (keeps == nullptr) return -1;
+    int kept = PyObject_IsTrue(keeps);
+    Py_DECREF(keeps);
+    if (kept < 0) return -1;
+    if (kept) *link = c_link::init;
+    return 0;
+}
+
+// A frame whose caller is inside a C call that ran it: the link between them, or -1 with an
+// exception. (`f` is inside a C call: its stack depth comes from the analysis.)
+int link_of(_PyInterpreterFrame* f, _PyInterpreterFrame* next, const capture_helpers& helpers,
+            c_link* link) {
+    *link = c_link::none;
+    PyCodeObject* code = f->f_code;
+    int index = static_cast<int>(f->prev_instr - _PyCode_CODE(code));
+    call_site_info site;
+    int r = read_call_site(helpers.call_site, code, index, site);
+    if (r <= 0) return r;
+    PyObject* const* stack = f->localsplus + code->co_nlocalsplus;
+    PyObject* callee = site_callee(site, stack);
+    return link_to(site, callee, next, helpers, link);
+}
+
+// One frame's record, or a refusal (*refused set), or nullptr with an exception. *link says how
+// it reaches the next frame.
 PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
-                      const capture_helpers& helpers, resume_op* op, bool* refused) {
+                      const capture_helpers& helpers, resume_op* op, bool* refused,
+                      c_link* link) {
     PyCodeObject* code = f->f_code;
     int nlocals = code->co_nlocalsplus;
     int index = static_cast<int>(f->prev_instr - _PyCode_CODE(code));
     *refused = true;
+    *link = c_link::call;
     if (code->co_flags & code_flags_not_resumable)
         return refusal("generator", code, index, nullptr, nullptr);
     // A frame the evaluation loop is running has stacktop -1 (3.11 sets it so on entry); one
@@ -122,35 +277,29 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
     } else {
         // Inside a C call: where the stack ends and where the frame goes on come from the
         // bytecode analysis (_call_site); the callable or iterator is on the stack meanwhile.
-        PyObject* site = PyObject_CallFunction(helpers.call_site, "Oi", code, index);
-        if (site == nullptr) return nullptr;
-        int mode = 0, position = -1, consumed = 0;
-        depth = resume = alt_resume = -1;
-        int parsed = PyArg_ParseTuple(site, "iiiiiii", &depth, &mode, &position, &resume, &consumed,
-                                      &alt_resume, &alt_push);
-        Py_DECREF(site);
-        if (!parsed) return nullptr;
-        if (depth < 0 || depth > code->co_stacksize || resume < 0 || consumed < 0 ||
-            consumed > depth)
-            return refusal("c-call", code, index, nullptr, next);
-        PyObject* callee = nullptr;
-        if (mode == 1 && position >= 0 && position + 1 < depth)  // [NULL|method, callable|self]
-            callee = stack[position] != nullptr ? stack[position] : stack[position + 1];
-        else if (mode >= 2 && mode <= 4 && position >= 0 && position < depth)
-            callee = stack[position];
-        bool iterates = mode == 3 || mode == 4;  // FOR_ITER, SEND
+        call_site_info site;
+        int r = read_call_site(helpers.call_site, code, index, site);
+        if (r < 0) return nullptr;
+        if (r == 0) return refusal("c-call", code, index, nullptr, next);
+        PyObject* callee = site_callee(site, stack);
+        depth = site.depth;
+        resume = site.resume;
+        alt_resume = site.alt_resume;
+        alt_push = site.alt_push;
         if (next == nullptr) {
-            std::optional<resume_op> kind =
-                callee != nullptr ? helpers.classify(callee, iterates) : std::nullopt;
+            bool iterates = site.mode == 3 || site.mode == 4;
+            std::optional<resume_op> kind = callee != nullptr && site.mode <= 4
+                                                ? helpers.classify(callee, iterates)
+                                                : std::nullopt;
             if (!kind) return refusal("blocked-in-c", code, index, callee, nullptr);
             *op = *kind;
             alt_resume = -1;
-        } else if (iterates ? !drives_generator(callee, next) : !calls_frame(callee, next)) {
-            return refusal("c-between", code, index, callee, next);
-        } else if (!iterates) {
-            alt_resume = -1;
+        } else {
+            if (link_to(site, callee, next, helpers, link) < 0) return nullptr;
+            if (*link == c_link::none) return refusal("c-between", code, index, callee, next);
+            if (*link != c_link::generator) alt_resume = -1;
         }
-        depth -= consumed;  // the call's callable and arguments: its result takes their place
+        depth -= site.consumed;  // the call's callable and arguments: its result takes their place
     }
     *refused = false;
     // The locals and the value stack are one array: one tuple.
@@ -204,15 +353,21 @@ PyObject* capture_frames(_PyInterpreterFrame* innermost, const capture_helpers& 
     PyObject* records = PyTuple_New(static_cast<Py_ssize_t>(chain.size()));
     if (records == nullptr) return nullptr;
     resume_op op = resume_op::none;
+    c_link link_in = c_link::call;  // how the previous frame reached this one
     for (std::size_t i = 0; i < chain.size(); ++i) {
         _PyInterpreterFrame* next = i + 1 < chain.size() ? chain[i + 1] : nullptr;
         bool refused = false;
-        PyObject* item = capture_one(chain[i], next, helpers, &op, &refused);
+        c_link link_out = c_link::call;
+        PyObject* item = capture_one(chain[i], next, helpers, &op, &refused, &link_out);
+        // The frame of an __init__ its caller's class call runs: its result is its self.
+        if (item != nullptr && !refused && link_in == c_link::init)
+            Py_SETREF(item, Py_BuildValue("(sO)", "__init__", item));
         if (item == nullptr || refused) {
             Py_DECREF(records);
             return item;
         }
         PyTuple_SET_ITEM(records, static_cast<Py_ssize_t>(i), item);
+        link_in = link_out;
     }
     PyObject* result = Py_BuildValue("(Os)", records, resume_op_name(op));
     Py_DECREF(records);
@@ -271,6 +426,67 @@ PyObject* generator_info(PyObject* object, PyObject* by_value) {
     return Py_BuildValue("(sOOOONO)",
                          gen->gi_frame_state == FRAME_CREATED ? "created" : "suspended", code,
                          frame->f_globals, gen->gi_name, gen->gi_qualname, record, exc);
+}
+
+int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers,
+                  bool switched_out, PyObject* func) {
+    if (innermost == nullptr) return 0;
+    int depth = 0;
+    // A switched-out tasklet's innermost frame waits in the stackless operation it called, or in
+    // a C function that called one.
+    if (switched_out && innermost->stacktop < 0) {
+        PyCodeObject* code = innermost->f_code;
+        int index = static_cast<int>(innermost->prev_instr - _PyCode_CODE(code));
+        call_site_info site;
+        int r = read_call_site(helpers.call_site, code, index, site);
+        if (r < 0) return -1;
+        PyObject* callee =
+            r > 0 ? site_callee(site, innermost->localsplus + code->co_nlocalsplus) : nullptr;
+        bool iterates = site.mode == 3 || site.mode == 4;
+        if (callee == nullptr || site.mode > 4 || !helpers.classify(callee, iterates)) ++depth;
+    }
+    _PyInterpreterFrame* outermost = innermost;
+    for (_PyInterpreterFrame* next = innermost; next->previous != nullptr; next = next->previous) {
+        _PyInterpreterFrame* f = next->previous;
+        outermost = f;
+        // Inline calls, and frames an unpickled tasklet resumes (stacktop up to date), keep no
+        // C state between them.
+        if (!next->is_entry || f->stacktop >= 0) continue;
+        c_link link;
+        if (link_of(f, next, helpers, &link) < 0) return -1;
+        if (link == c_link::none) ++depth;
+    }
+    // The tasklet's function is where its frames start, unless it is a C function that called
+    // Python code (a main tasklet's frames start wherever its thread's code began).
+    if (func != nullptr && outermost->stacktop < 0 && !calls_frame(func, outermost)) ++depth;
+    return depth;
+}
+
+PyObject* capture_locals(_PyInterpreterFrame* innermost, PyObject* by_value) {
+    std::vector<_PyInterpreterFrame*> chain;
+    for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) chain.push_back(f);
+    std::reverse(chain.begin(), chain.end());
+    PyObject* records = PyTuple_New(static_cast<Py_ssize_t>(chain.size()));
+    if (records == nullptr) return nullptr;
+    for (std::size_t i = 0; i < chain.size(); ++i) {
+        _PyInterpreterFrame* f = chain[i];
+        PyCodeObject* code = f->f_code;
+        int index = static_cast<int>(f->prev_instr - _PyCode_CODE(code));
+        PyObject *values = nullptr, *nulls = nullptr, *record = nullptr;
+        PyObject* globals = globals_ref(f->f_globals);
+        if (globals != nullptr &&
+            values_tuple(f->localsplus, code->co_nlocalsplus, by_value, &values, &nulls))
+            record = Py_BuildValue("(OOiOO)", code, globals, index, values, nulls);
+        Py_XDECREF(globals);
+        Py_XDECREF(values);
+        Py_XDECREF(nulls);
+        if (record == nullptr) {
+            Py_DECREF(records);
+            return nullptr;
+        }
+        PyTuple_SET_ITEM(records, static_cast<Py_ssize_t>(i), record);
+    }
+    return records;
 }
 
 }  // namespace stackless::python

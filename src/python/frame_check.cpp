@@ -345,9 +345,34 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
         plan.frames.push_back(f);
         return 0;
     }
+    // The frame of an __init__ its caller's class call runs: ("__init__", record).
+    bool returns_self = false;
+    if (PyTuple_Check(record) && PyTuple_GET_SIZE(record) == 2) {
+        PyObject* tag = PyTuple_GET_ITEM(record, 0);
+        if (!PyUnicode_Check(tag) || PyUnicode_CompareWithASCIIString(tag, "__init__") != 0 ||
+            plan.frames.empty()) {
+            PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad frame record");
+            return -1;
+        }
+        record = PyTuple_GET_ITEM(record, 1);
+        returns_self = true;
+    }
     checked_record checked;
     if (check_record(record, slot_kinds, checked, at_instruction) < 0) return -1;
     PyCodeObject* code = checked.code;
+    PyObject* self = nullptr;
+    if (returns_self) {
+        // Its self (the first local, not a cell) is what the class call returns.
+        const char* kinds = PyBytes_AS_STRING(code->co_localspluskinds);
+        PyObject* nulls = PyTuple_GET_ITEM(record, 4);
+        bool self_is_null = false;
+        for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(nulls); ++j)
+            if (PyLong_AsSsize_t(PyTuple_GET_ITEM(nulls, j)) == 0) self_is_null = true;
+        if (code->co_argcount < 1 || code->co_nlocalsplus < 1 ||
+            (static_cast<unsigned char>(kinds[0]) & (fast_cell | fast_free)) || self_is_null)
+            return corrupt(code, "an __init__ frame without its self");
+        self = PyTuple_GET_ITEM(PyTuple_GET_ITEM(record, 3), 0);
+    }
     PyObject* globals = resolve_globals(PyTuple_GET_ITEM(record, 1));
     if (globals == nullptr) return -1;
     PyObject* func = function_for(checked.cache, reinterpret_cast<PyObject*>(code), globals);
@@ -360,6 +385,7 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
     f.alt_push = checked.alt_push;
     f.values = Py_NewRef(PyTuple_GET_ITEM(record, 3));
     f.nulls = Py_NewRef(PyTuple_GET_ITEM(record, 4));
+    f.self = Py_XNewRef(self);
     plan.chunk_bytes += sizeof(PyObject*) * frame_words(code);
     plan.frames.push_back(f);
     return 0;
@@ -371,9 +397,11 @@ restore_plan::~restore_plan() {
         Py_XDECREF(f.values);
         Py_XDECREF(f.nulls);
         Py_XDECREF(f.generator);
+        Py_XDECREF(f.self);
     }
     Py_XDECREF(exc_value);
     Py_XDECREF(source);
+    Py_XDECREF(invalid);
 }
 
 int traverse_plan(const restore_plan& plan, visitproc visit, void* arg) {
@@ -381,9 +409,11 @@ int traverse_plan(const restore_plan& plan, visitproc visit, void* arg) {
         Py_VISIT(f.func);
         Py_VISIT(f.values);
         Py_VISIT(f.generator);
+        Py_VISIT(f.self);
     }
     Py_VISIT(plan.exc_value);
     Py_VISIT(plan.source);
+    Py_VISIT(plan.invalid);
     return 0;
 }
 

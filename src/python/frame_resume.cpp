@@ -155,6 +155,22 @@ PyObject* resume_generator(const restored_frame& rf, PyObject* value, bool calle
     return run_generator(gen, value, push, returned);
 }
 
+// What a class call whose __init__ frame returned `value` (owned; nullptr: it raised) returns:
+// the instance `self` (owned), as type.__call__ does.
+PyObject* init_result(PyObject* value, PyObject* self) {
+    if (value != nullptr && value != Py_None) {
+        PyErr_Format(PyExc_TypeError, "__init__() should return None, not '%.200s'",
+                     Py_TYPE(value)->tp_name);
+        Py_CLEAR(value);
+    }
+    if (value == nullptr) {
+        Py_DECREF(self);
+        return nullptr;
+    }
+    Py_DECREF(value);
+    return self;
+}
+
 }  // namespace
 
 PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, PyObject* value) {
@@ -207,6 +223,7 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         generator_returned = false;
         push = true;
         value = run_to_end(ts, root, frame, caller, static_cast<int>(i), raising);
+        if (PyObject* self = std::exchange(rf.self, nullptr)) value = init_result(value, self);
     }
     root->current_frame = nullptr;
     return value;

@@ -40,6 +40,9 @@ struct capture_helpers {
     // by_value(function) -> what to pickle for it (_stackless_pickle._by_value_if_needed).
     PyObject* by_value;
     classify_call classify;
+    // keeps_self(code) -> whether an __init__ of that code never rebinds its first local
+    // (_stackless_pickle._keeps_self): its caller's class call then returns that local.
+    PyObject* keeps_self;
     // The tasklet was interrupted by the watchdog (at a line boundary, in a trace function that
     // the evaluation loop called with the innermost frame's stack top saved).
     bool interrupted;
@@ -50,6 +53,19 @@ struct capture_helpers {
 // where values are the locals then the value stack without the pending call. If a frame cannot
 // be resumed: ("refuse", reason, code, index, callee, next frame's code) instead.
 PyObject* capture_frames(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers);
+
+// How many C-level calls of the interpreter between the frames from `innermost` outwards hold
+// state a pickle cannot rebuild (calls through C code other than those capture_frames resumes):
+// the tasklet's nesting level, as Stackless counts it with soft switching. `switched_out`: the
+// innermost frame waits in a call (which counts unless it is a stackless operation called
+// directly); `func`: the tasklet's function (nullptr for a main tasklet), which counts unless
+// it is the outermost frame's. -1 with an exception (the analysis is Python code).
+int c_state_depth(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers,
+                  bool switched_out, PyObject* func);
+// The frames from `innermost` outwards with their locals only, for a pickle that cannot be
+// resumed (they had C state): (code, globals, instruction index, locals, NULL indices) each,
+// outermost first.
+PyObject* capture_locals(struct _PyInterpreterFrame* innermost, PyObject* by_value);
 
 // A frame to rebuild: its function (made from the pickled code and globals), where it resumes
 // and its pickled locals and value stack (one tuple, with None placeholders at the NULL indices
@@ -68,6 +84,9 @@ struct restored_frame {
     // func, values and nulls are unused.
     PyObject* generator = nullptr;
     const void* generator_at = nullptr;  // its prev_instr then, to see it was not run since
+    // An __init__ frame run by its caller's class call: its self (owned), which the call returns
+    // once the frame returns None.
+    PyObject* self = nullptr;
 };
 
 struct restore_plan {
@@ -75,6 +94,8 @@ struct restore_plan {
     resume_op op = resume_op::none;
     PyObject* exc_value = nullptr;  // the exception being handled where the innermost stopped
     PyObject* source = nullptr;     // the pickled frames, to pickle the tasklet again unchanged
+    // Why the frames cannot resume (a str: they had C state when pickled); nullptr if they can.
+    PyObject* invalid = nullptr;
     std::size_t chunk_bytes = 0;    // frame memory the frames need
     ~restore_plan();
 };

@@ -17,6 +17,8 @@ namespace {
 PyObject* helper_module = nullptr;
 PyObject* stackless_module = nullptr;
 PyObject* slot_kinds = nullptr;    // _stackless_pickle.slot_kinds
+PyObject* call_site = nullptr;     // _stackless_pickle._call_site
+PyObject* keeps_self = nullptr;    // _stackless_pickle._keeps_self
 constexpr long pickle_format = 1;  // _stackless_pickle.FORMAT
 
 PyObject* helper(const char* name) {
@@ -109,7 +111,9 @@ int install_pickling(PyObject* module) {
     if (r == nullptr) return -1;
     Py_DECREF(r);
     slot_kinds = helper("slot_kinds");
-    if (slot_kinds == nullptr) return -1;
+    call_site = helper("_call_site");
+    keeps_self = helper("_keeps_self");
+    if (slot_kinds == nullptr || call_site == nullptr || keeps_self == nullptr) return -1;
     PyObject* tables = PyObject_CallMethod(helper_module, "opcode_tables", nullptr);
     if (tables == nullptr) return -1;
     int set = PyTuple_Check(tables) && PyTuple_GET_SIZE(tables) == 2
@@ -138,8 +142,14 @@ PyObject* tasklet_reduce(PyObject* self, PyObject*) {
     return call_helper("reduce_tasklet", self);
 }
 
+// Stackless's restorable: the tasklet has no C state a pickle cannot rebuild (nesting level 0).
 PyObject* tasklet_get_restorable(PyObject* self, void*) {
-    return call_helper("is_restorable", self);
+    PyObject* level = PyObject_GetAttrString(self, "nesting_level");
+    if (level == nullptr) return nullptr;
+    long n = PyLong_AsLong(level);
+    Py_DECREF(level);
+    if (n == -1 && PyErr_Occurred()) return nullptr;
+    return PyBool_FromLong(n == 0);
 }
 
 PyObject* channel_reduce(PyObject* self, PyObject*) {
@@ -216,8 +226,60 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
                          channel ? channel : Py_None, blocked.direction, exc_value);
 }
 
-// _tasklet_plan(t) -> (frames, resume_op, exc_value): what an unpickled tasklet that has not run
-// yet resumes (to pickle it again as it was).
+// _tasklet_locals(t, by_value): the frames of a switched-out tasklet with their locals only, for
+// a pickle that cannot resume (frame_state.hpp capture_locals).
+PyObject* mod_tasklet_locals(PyObject*, PyObject* args) {
+    PyObject *o, *by_value;
+    if (!PyArg_ParseTuple(args, "OO:_tasklet_locals", &o, &by_value)) return nullptr;
+    if (check_tasklet_arg(o) < 0) return nullptr;
+    py_tasklet* t = as_tasklet(o);
+    try {
+        auto st = t->core.status();
+        if (!st.started || st.current || t->is_main || !t->python_started || t->python_finished) {
+            PyErr_SetString(PyExc_RuntimeError, "the tasklet has no frames switched out");
+            return nullptr;
+        }
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    ++switch_trap_level_slow();
+    PyObject* records = capture_locals(t->saved.current_frame, by_value);
+    --switch_trap_level_slow();
+    return records;
+}
+
+// _tasklet_restore_invalid(t, records, reason, exc_value): an unpickled tasklet whose frames had
+// C state when they were pickled: running it raises RuntimeError(reason), as in Stackless.
+PyObject* mod_tasklet_restore_invalid(PyObject*, PyObject* args) {
+    PyObject *o, *records, *exc_value;
+    PyObject* reason;
+    if (!PyArg_ParseTuple(args, "OO!UO:_tasklet_restore_invalid", &o, &PyTuple_Type, &records,
+                          &reason, &exc_value))
+        return nullptr;
+    if (check_tasklet_arg(o) < 0) return nullptr;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(records); ++i) {
+        PyObject* r = PyTuple_GET_ITEM(records, i);
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 5 || !PyCode_Check(PyTuple_GET_ITEM(r, 0))) {
+            PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad frame record");
+            return nullptr;
+        }
+    }
+    if (exc_value != Py_None && !PyExceptionInstance_Check(exc_value)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: corrupt pickle: the exception being handled is no exception");
+        return nullptr;
+    }
+    auto plan = std::make_unique<restore_plan>();
+    plan->source = Py_NewRef(records);
+    plan->invalid = Py_NewRef(reason);
+    plan->exc_value = exc_value != Py_None ? Py_NewRef(exc_value) : nullptr;
+    if (restore_tasklet(as_tasklet(o), plan.get()) < 0) return nullptr;
+    plan.release();
+    Py_RETURN_NONE;
+}
+
+// _tasklet_plan(t) -> (frames, resume_op, exc_value, invalid reason or None): what an unpickled
+// tasklet that has not run yet resumes (to pickle it again as it was).
 PyObject* mod_tasklet_plan(PyObject*, PyObject* o) {
     if (check_tasklet_arg(o) < 0) return nullptr;
     restore_plan* plan = as_tasklet(o)->plan;
@@ -225,15 +287,16 @@ PyObject* mod_tasklet_plan(PyObject*, PyObject* o) {
         PyErr_SetString(PyExc_RuntimeError, "the tasklet has no unpickled frames");
         return nullptr;
     }
-    return Py_BuildValue("(OsO)", plan->source, resume_op_name(plan->op),
-                         plan->exc_value != nullptr ? plan->exc_value : Py_None);
+    return Py_BuildValue("(OsOO)", plan->source, resume_op_name(plan->op),
+                         plan->exc_value != nullptr ? plan->exc_value : Py_None,
+                         plan->invalid != nullptr ? plan->invalid : Py_None);
 }
 
 // _tasklet_frames(t, call_site, by_value): the frames of a switched-out tasklet as pickle
 // records, or why they cannot be pickled (frame_state.hpp).
 PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
-    PyObject *o, *call_site, *by_value;
-    if (!PyArg_ParseTuple(args, "OOO:_tasklet_frames", &o, &call_site, &by_value)) return nullptr;
+    PyObject *o, *site, *by_value;
+    if (!PyArg_ParseTuple(args, "OOO:_tasklet_frames", &o, &site, &by_value)) return nullptr;
     if (check_tasklet_arg(o) < 0) return nullptr;
     py_tasklet* t = as_tasklet(o);
     bool started;
@@ -251,7 +314,8 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
     // may switch meanwhile, or the frames could change under our feet.
     ++switch_trap_level_slow();
     PyObject* frames =
-        capture_frames(t->saved.current_frame, {call_site, by_value, &classify, t->interrupted});
+        capture_frames(t->saved.current_frame,
+                       {site, by_value, &classify, keeps_self, t->interrupted});
     --switch_trap_level_slow();
     return frames;
 }
@@ -339,6 +403,26 @@ PyObject* mod_tasklet_restore(PyObject*, PyObject* args) {
     if (check_tasklet_arg(o) < 0) return nullptr;
     if (restore_frames(as_tasklet(o), frames, op, exc_value) < 0) return nullptr;
     Py_RETURN_NONE;
+}
+
+int nesting_level(py_tasklet* t) {
+    if (call_site == nullptr) return 0;
+    _PyInterpreterFrame* innermost;
+    try {
+        auto st = t->core.status();
+        if (!t->python_started || t->python_finished || (!st.started && !t->is_main)) return 0;
+        innermost = st.current ? PyThreadState_Get()->cframe->current_frame
+                               : t->saved.current_frame;
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    // The frames are read in place while the analysis (Python code) runs: no switching.
+    ++switch_trap_level_slow();
+    bool current = innermost == PyThreadState_Get()->cframe->current_frame;
+    int depth = c_state_depth(innermost, {call_site, nullptr, &classify, keeps_self, false},
+                              !current, t->is_main ? nullptr : t->func);
+    --switch_trap_level_slow();
+    return depth;
 }
 
 int prepare_iteration(PyObject* code) {

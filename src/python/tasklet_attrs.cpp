@@ -98,8 +98,23 @@ PyObject* get_thread_id(PyObject* o, void*) {
     if (of_ended_thread(t)) return PyLong_FromLong(-1);  // as Stackless reports
     return PyLong_FromUnsignedLong(t->thread_ident);
 }
-PyObject* get_nesting_level(PyObject*, void*) {
-    return PyLong_FromLong(0);
+// Stackless's nesting level: how many C-level calls of the interpreter in the tasklet hold state
+// that a pickle cannot rebuild (calls through C functions other than those pickling resumes:
+// calls of functions, methods, instances' __call__, classes' __init__, __enter__/__exit__ and
+// iteration over generators). Without soft switching, the tasklet's own C stack, which it then
+// keeps, counts as one more.
+PyObject* get_nesting_level(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (of_ended_thread(self) || check_thread(self) < 0) return PyLong_FromLong(0);
+    int depth = nesting_level(self);
+    if (depth < 0) return nullptr;
+    bool keeps_stack = false;
+    try {
+        keeps_stack = !softswitch_enabled && !self->is_main && self->core.status().started;
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    return PyLong_FromLong(depth + (keeps_stack ? 1 : 0));
 }
 
 // trace_function / profile_function: the tasklet's own (Stackless: tracing is per tasklet).

@@ -79,6 +79,7 @@ bool is_blocking_operation(PyObject* func) {
 // switch).
 bool discard_stack(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
+    if (!softswitch_enabled) return false;  // hard switching: every tasklet keeps its stack
     if (!t->in_blocking_call || !t->python_started || t->python_finished || t->is_main ||
         t->restored_body || t->stack_discarded || t->func == nullptr || t->kwargs != nullptr ||
         t->args == nullptr)
@@ -262,7 +263,10 @@ void run_restored(py_tasklet* self) {
     enter_python(self, &root);
     PyObject* value = nullptr;
     std::exception_ptr pending = stackless::take_pending_exception();
-    if (plan == nullptr && !pending) {
+    if (plan != nullptr && plan->invalid != nullptr && !pending) {
+        PyErr_SetObject(PyExc_RuntimeError, plan->invalid);
+        plan.reset();  // (its frames never run)
+    } else if (plan == nullptr && !pending) {
         PyErr_SetString(PyExc_RuntimeError,
                         "stackless: this tasklet was unpickled without its frames (a channel's "
                         "pickle queued it, but the tasklet's own state never came)");

@@ -5,6 +5,7 @@ import gc
 import os
 import pathlib
 import pickle
+import re
 import subprocess
 import sys
 import types
@@ -361,34 +362,98 @@ def test_channel_with_nobody_waiting_and_its_settings():
 
 
 # ---------------------------------------------------------------------------------------------
-# What cannot be pickled fails at dumps, saying why
+# Frames with C state pickle (as in Stackless) but cannot run again: running the unpickled
+# tasklet raises RuntimeError saying why; restorable and nesting_level say so beforehand.
 
-def test_a_c_function_between_python_frames_is_refused_by_name():
+def run_unpickled(t, ch):
+    """Wakes a tasklet unpickled from t's pickle, blocked on its copy of channel ch; returns the
+    RuntimeError its run raised."""
+    u, ch2 = pickle.loads(pickle.dumps((t, ch)))
+    assert u.alive and u.blocked and ch2.balance == -1
+    with pytest.raises(RuntimeError) as raised:
+        ch2.send(None)
+    assert not u.alive
+    return str(raised.value)
+
+
+def test_a_c_function_between_python_frames_pickles_but_cannot_run():
     ch, log = stackless.channel(), []
     t = stackless.tasklet(S.with_sorted_key)(ch, log)
     stackless.run()
-    assert not t.restorable
-    with pytest.raises(pickle.PicklingError, match=r"C function sorted.*key"):
-        pickle.dumps(t)
-    t.kill()
+    assert not t.restorable and t.nesting_level == 1
+    assert re.search(r"C state.*C function sorted.*key", run_unpickled(t, ch))
+    for _ in range(3):  # the original goes on
+        ch.send(None)
+    assert not t.alive
 
 
-def test_a_coroutine_frame_is_refused():
-    ch, log = stackless.channel(), []
-    t = stackless.tasklet(S.drive_coroutine)(ch, log)
-    stackless.run()
-    with pytest.raises(pickle.PicklingError, match="coroutine"):
-        pickle.dumps(t)
-    t.kill()
-
-
-def test_a_generator_expression_consumed_by_a_c_function_is_refused():
+def test_a_generator_expression_consumed_by_a_c_function_pickles_but_cannot_run():
     ch, log = stackless.channel(), []
     t = stackless.tasklet(S.sum_of_genexpr)(ch, log)
     stackless.run()
-    with pytest.raises(pickle.PicklingError, match=r"C function sum"):
-        pickle.dumps(t)
+    assert not t.restorable
+    assert "C function sum" in run_unpickled(t, ch)
     t.kill()
+
+
+def test_without_soft_switching_frames_have_c_state():
+    ch, log = stackless.channel(), []
+    old = stackless.enable_softswitch(False)
+    try:
+        t = stackless.tasklet(S.blocked_three_deep)(ch, log)
+        stackless.run()
+        assert t.nesting_level == 1 and not t.restorable
+        assert "without soft switching" in run_unpickled(t, ch)
+    finally:
+        stackless.enable_softswitch(old)
+    assert t.nesting_level == 0 and t.restorable  # what it has now (its stack is droppable)
+    t.kill()
+
+
+def test_an_invalid_unpickled_tasklet_pickles_again_as_it_was():
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.with_sorted_key)(ch, log)
+    stackless.run()
+    u, ch1 = pickle.loads(pickle.dumps((t, ch)))
+    t.kill()
+    assert "C function sorted" in run_unpickled(u, ch1)
+    with pytest.raises(RuntimeError, match="C function sorted"):
+        ch1.send(None)  # wakes the first unpickled tasklet, which cannot run either
+    assert not u.alive
+
+
+def test_soft_calls_keep_nesting_level_zero():
+    """Calls that pickling resumes (as Stackless makes them without C recursion) add no
+    nesting level: instances' __call__, classes' __init__, __enter__ and __exit__."""
+    levels = []
+
+    class Thing:
+        def __init__(self):
+            levels.append(("init", stackless.current.nesting_level))
+
+        def __call__(self):
+            levels.append(("call", stackless.current.nesting_level))
+
+        def __enter__(self):
+            levels.append(("enter", stackless.current.nesting_level))
+
+        def __exit__(self, *exc):
+            levels.append(("exit", stackless.current.nesting_level))
+            return True
+
+    def body():
+        thing = Thing()
+        thing()
+        with thing:
+            pass
+        with thing:
+            raise KeyError
+        levels.append(("map", list(map(lambda _: stackless.current.nesting_level, [0]))[0]))
+
+    stackless.tasklet(body)()
+    stackless.run()
+    assert levels == [("init", 0), ("call", 0), ("enter", 0), ("exit", 0), ("enter", 0),
+                      ("exit", 0), ("map", 1)]
 
 
 def test_main_and_current_tasklets_are_refused():
@@ -399,7 +464,7 @@ def test_main_and_current_tasklets_are_refused():
     def f():
         try:
             pickle.dumps(stackless.getcurrent())
-        except pickle.PicklingError as e:
+        except RuntimeError as e:  # (Stackless raises RuntimeError too)
             errors.append(str(e))
 
     stackless.tasklet(f)()
