@@ -95,6 +95,46 @@ class Manager:
         return False
 
 
+class Blocking:
+    """Each special method blocks on the channel: a tasklet pickled there resumes through the
+    C-level call that ran it (type.__call__ for __init__, BEFORE_WITH, WITH_EXCEPT_START, an
+    instance's __call__)."""
+
+    def __init__(self, ch, log):
+        self.ch, self.log = ch, log
+        log.append(("init", ch.receive()))
+
+    def __enter__(self):
+        self.log.append(("enter", self.ch.receive()))
+        return self
+
+    def __exit__(self, kind, value, tb):
+        self.log.append(("exit", kind.__name__ if kind else None, self.ch.receive()))
+        return kind is KeyError
+
+    def __call__(self, x):
+        return x * self.ch.receive()
+
+
+def through_special_methods(ch, log):
+    b = Blocking(ch, log)
+    with b as entered:
+        log.append(("same", entered is b))
+        log.append(("called", b(21)))
+    with b:
+        raise KeyError("swallowed")
+    log.append("end")
+
+
+class ReturnsFromInit:
+    def __init__(self, ch):
+        return ch.receive()  # a TypeError once it returns what is not None
+
+
+def make_returns_from_init(ch, log):
+    log.append(ReturnsFromInit(ch))
+
+
 def handling_an_exception(ch, log):
     import sys
     try:

@@ -122,6 +122,29 @@ def test_pending_with_exit_and_finally_run_after_resuming():
     assert log2 == [("entered", "token"), "after receive", ("exit", None), "finally"]
 
 
+def test_calls_of_init_enter_exit_and_call_made_from_c_resume():
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.through_special_methods)(ch, log)
+    stackless.run()
+    sent = iter(range(1, 10))
+    while t.alive:  # pickled at each blocking point, resumed from the pickle only
+        assert t.blocked and t.restorable and t.nesting_level == 0
+        t, ch, log = pickle.loads(dumps_and_kill(t, ch, log))
+        ch.send(next(sent))
+    assert log == [("init", 1), ("enter", 2), ("same", True), ("called", 63),
+                   ("exit", None, 4), ("enter", 5), ("exit", "KeyError", 6), "end"]
+
+
+def test_an_init_that_returns_a_value_after_resuming_raises_typeerror():
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.make_returns_from_init)(ch, log)
+    stackless.run()
+    t2, ch2, log2 = pickle.loads(dumps_and_kill(t, ch, log))
+    with pytest.raises(TypeError, match="should return None, not 'int'"):
+        ch2.send(5)
+    assert log2 == [] and not t2.alive
+
+
 def test_killing_a_restored_blocked_tasklet_runs_its_exit_and_finally():
     ch, log = stackless.channel(), []
     t = stackless.tasklet(S.in_with_and_finally)(ch, log)
