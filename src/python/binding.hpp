@@ -249,6 +249,8 @@ PyObject* tasklet_get_restorable(PyObject* self, void*);
 // C-level calls of the interpreter in the tasklet's frames that hold state a pickle cannot
 // rebuild (frame_state.hpp c_state_depth); -1 with an exception.
 int nesting_level(py_tasklet* t);
+// The number of Python frames the tasklet runs in (0 if it has not started or has ended).
+long frame_count(py_tasklet* t);
 PyObject* channel_reduce(PyObject* self, PyObject*);
 PyObject* channel_setstate(PyObject* self, PyObject* state);
 PyObject* mod_tasklet_info(PyObject*, PyObject* t);

@@ -462,6 +462,12 @@ int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers
     return depth;
 }
 
+long frames_from(_PyInterpreterFrame* innermost) noexcept {
+    long n = 0;
+    for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) ++n;
+    return n;
+}
+
 PyObject* capture_locals(_PyInterpreterFrame* innermost, PyObject* by_value) {
     std::vector<_PyInterpreterFrame*> chain;
     for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) chain.push_back(f);

@@ -62,6 +62,8 @@ PyObject* capture_frames(struct _PyInterpreterFrame* innermost, const capture_he
 // it is the outermost frame's. -1 with an exception (the analysis is Python code).
 int c_state_depth(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers,
                   bool switched_out, PyObject* func);
+// How many frames there are from `innermost` outwards.
+long frames_from(struct _PyInterpreterFrame* innermost) noexcept;
 // The frames from `innermost` outwards with their locals only, for a pickle that cannot be
 // resumed (they had C state): (code, globals, instruction index, locals, NULL indices) each,
 // outermost first.

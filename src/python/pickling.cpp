@@ -425,6 +425,18 @@ int nesting_level(py_tasklet* t) {
     return depth;
 }
 
+long frame_count(py_tasklet* t) {
+    _PyInterpreterFrame* f;
+    try {
+        auto st = t->core.status();
+        if (!t->python_started || t->python_finished || (!st.started && !t->is_main)) return 0;
+        f = st.current ? PyThreadState_Get()->cframe->current_frame : t->saved.current_frame;
+    } catch (...) {
+        return 0;
+    }
+    return frames_from(f);
+}
+
 int prepare_iteration(PyObject* code) {
     return slot_kinds != nullptr ? prepare_iteration_analysis(code, slot_kinds) : 0;
 }

@@ -101,20 +101,20 @@ PyObject* get_thread_id(PyObject* o, void*) {
 // Stackless's nesting level: how many C-level calls of the interpreter in the tasklet hold state
 // that a pickle cannot rebuild (calls through C functions other than those pickling resumes:
 // calls of functions, methods, instances' __call__, classes' __init__, __enter__/__exit__ and
-// iteration over generators). Without soft switching, the tasklet's own C stack, which it then
-// keeps, counts as one more.
+// iteration over generators). Without soft switching every frame is bound to the tasklet's C
+// stack, and each counts (Stackless then recurses in C for every call): a main tasklet's
+// outermost frame excepted, as there.
 PyObject* get_nesting_level(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (of_ended_thread(self) || check_thread(self) < 0) return PyLong_FromLong(0);
+    if (!softswitch_enabled) {
+        long frames = frame_count(self);
+        if (self->is_main && frames > 0) --frames;
+        return PyLong_FromLong(frames);
+    }
     int depth = nesting_level(self);
     if (depth < 0) return nullptr;
-    bool keeps_stack = false;
-    try {
-        keeps_stack = !softswitch_enabled && !self->is_main && self->core.status().started;
-    } catch (...) {
-        return raise_from_cxx();
-    }
-    return PyLong_FromLong(depth + (keeps_stack ? 1 : 0));
+    return PyLong_FromLong(depth);
 }
 
 // trace_function / profile_function: the tasklet's own (Stackless: tracing is per tasklet).

@@ -425,7 +425,8 @@ def test_without_soft_switching_frames_have_c_state():
     try:
         t = stackless.tasklet(S.blocked_three_deep)(ch, log)
         stackless.run()
-        assert t.nesting_level == 1 and not t.restorable
+        # (every frame counts: blocked_three_deep -> outer -> middle -> Box.wait)
+        assert t.nesting_level == 4 and not t.restorable
         assert "without soft switching" in run_unpickled(t, ch)
     finally:
         stackless.enable_softswitch(old)
