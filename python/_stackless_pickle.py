@@ -11,8 +11,10 @@ Unpickling runs code, as every pickle does: only load tasklets from sources you 
 module guarantees is that a damaged pickle (flipped or missing bytes) raises an exception
 instead of resuming a frame whose code or stack does not match, which could crash CPython.
 """
+import copy
 import copyreg
 import dis
+import gc
 import importlib
 import marshal
 import opcode
@@ -21,6 +23,8 @@ import sys
 import types
 import weakref
 import zlib
+
+import _stackless_generators
 
 FORMAT = 1  # bump when the layout of the tuples below changes
 PYTHON = tuple(sys.version_info[:2])
@@ -98,16 +102,72 @@ def _reduce_module(module):
 def _reduce_traceback(tb):
     frame = tb.tb_frame
     return _restore_traceback, (frame.f_code, _globals_ref(frame.f_globals), tb.tb_lasti,
-                                tb.tb_lineno, tb.tb_next)
+                                tb.tb_lineno, tb.tb_next, (frame.f_lasti, frame.f_lineno))
 
 
-def _restore_traceback(code, globals_ref, lasti, lineno, tb_next):
-    """A traceback entry with a frame object that shows where it was (its code, file and line)
-    but holds none of its locals: such frames never run again."""
+def _restore_traceback(code, globals_ref, lasti, lineno, tb_next, frame_place=(-1, 0)):
+    """A traceback entry with a frame object that shows where it was (its code, file and line,
+    the next entry's frame called from it) but holds none of its locals: such frames never run
+    again."""
     if not isinstance(code, types.CodeType):
         raise pickle.UnpicklingError("stackless: corrupt pickle: a traceback without code")
-    frame = _stackless._new_frame(code, _resolve_globals(globals_ref))
+    if tb_next is not None and type(tb_next) is not types.TracebackType:
+        raise pickle.UnpicklingError("stackless: corrupt pickle: a traceback's next entry")
+    if not (isinstance(frame_place, tuple) and len(frame_place) == 2 and
+            all(type(n) is int for n in frame_place)):
+        frame_place = (-1, 0)
+    frame = _stackless._new_frame(code, _resolve_globals(globals_ref), *frame_place)
+    if tb_next is not None:
+        try:
+            _stackless._set_frame_back(tb_next.tb_frame, frame)
+        except ValueError:
+            pass  # (a frame shared by two tracebacks has its caller already)
     return types.TracebackType(tb_next, frame, lasti, lineno)
+
+
+def _dict_of_view(view):
+    """The dict behind a keys, values or items view (its one referent)."""
+    return gc.get_referents(view)[0]
+
+
+def _dict_keys(d):
+    return dict.keys(d)
+
+
+def _dict_values(d):
+    return dict.values(d)
+
+
+def _dict_items(d):
+    return dict.items(d)
+
+
+_DICT_VIEWS = {type({}.keys()): _dict_keys, type({}.values()): _dict_values,
+               type({}.items()): _dict_items}
+
+
+def _reduce_dict_view(view):
+    """Dict views pickle (as in Stackless) as the view of their dict, pickled with them."""
+    return _DICT_VIEWS[type(view)], (_dict_of_view(view),)
+
+
+def _copy_traceback(tb):
+    """copy.copy of a traceback: a new entry of the same frame, place and next entry."""
+    return types.TracebackType(tb.tb_next, tb.tb_frame, tb.tb_lasti, tb.tb_lineno)
+
+
+def _copy_cell(cell, memo=None):
+    """copy.copy and copy.deepcopy of a cell (their _reconstruct takes no state setter)."""
+    new = types.CellType()
+    try:
+        contents = cell.cell_contents
+    except ValueError:  # an empty cell
+        return new
+    if memo is not None:
+        memo[id(cell)] = new
+        contents = copy.deepcopy(contents, memo)
+    new.cell_contents = contents
+    return new
 
 
 def _module_dict(name):
@@ -494,8 +554,8 @@ def _capture_frames(t):
     result = _stackless._tasklet_frames(t, _call_site, _by_value_if_needed)
     if result[0] != "refuse":
         for record in result[0]:
-            if type(record[0]) is types.GeneratorType:  # (generator, frame record, exception)
-                _capturing.add(record[0])
+            if type(record[0]) in _stackless_generators.KINDS:  # (generator, record, exc)
+                _stackless_generators._capturing.add(record[0])
         return result
     if result[1] == "generator":
         code = result[2]
@@ -614,90 +674,6 @@ def setstate_tasklet(t, state):
 
 
 # ---------------------------------------------------------------------------------------------
-# Generators
-
-GENERATOR_TAG = "stackless.generator"
-
-
-_capturing = weakref.WeakSet()  # running generators whose frames a tasklet's pickle holds
-
-
-def _reduce_generator(gen):
-    state, code, globals_dict, name, qualname, record, exc_value = \
-        _stackless._generator_info(gen, _by_value_if_needed)
-    if state == "running" and gen not in _capturing:
-        raise pickle.PicklingError(
-            "stackless: cannot pickle the running generator %s on its own: it pickles with the "
-            "tasklet it runs in (pickle that tasklet first)" % qualname)
-    globals_ref = _globals_ref(globals_dict) if globals_dict is not None else None
-    # A running generator's frame is in its tasklet's pickle (it resumes with the frames around
-    # it); its own pickle only makes the generator that frame goes back into, and for that,
-    # `record` holds its closure's cells.
-    return _restore_generator, (GENERATOR_TAG, FORMAT, PYTHON, state, code, globals_ref, name,
-                                qualname, record, exc_value)
-
-
-def _finished_generator():
-    return
-    yield
-
-
-def _new_generator(code, globals_dict, closure):
-    """A new generator running `code` (created, not started), made by calling a function of that
-    code with placeholder arguments: its frame is then overwritten."""
-    if not isinstance(code, types.CodeType) or not code.co_flags & 0x20 or \
-            code.co_flags & (0x80 | 0x100 | 0x200):
-        raise pickle.UnpicklingError("stackless: corrupt pickle: not a generator's code")
-    f = types.FunctionType(code, globals_dict, code.co_name, None, closure)
-    positional = [None] * code.co_argcount
-    keywords = {name: None for name in
-                code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]}
-    gen = f(*positional, **keywords)
-    if type(gen) is not types.GeneratorType:
-        raise pickle.UnpicklingError("stackless: corrupt pickle: not a generator")
-    return gen
-
-
-def _closure_of(code, record):
-    """The closure cells a generator's frame record holds (its free variables come last among
-    its locals; C++ checks them again when the frame is set)."""
-    n = len(code.co_freevars)
-    if not n:
-        return None
-    if not (isinstance(record, tuple) and len(record) == 5 and isinstance(record[3], tuple)):
-        raise pickle.UnpicklingError("stackless: corrupt pickle: bad generator frame")
-    locals_count = _stackless._code_nlocalsplus(code)
-    values = record[3]
-    return tuple(values[locals_count - n:locals_count])
-
-
-def _restore_generator(tag, format, python, state, code, globals_ref, name, qualname, record,
-                       exc_value):
-    _check_state((tag, format, python), GENERATOR_TAG, 3)
-    if state == "done":
-        gen = _finished_generator()
-        gen.close()
-    elif state in ("created", "suspended", "running"):
-        if not isinstance(code, types.CodeType):
-            raise pickle.UnpicklingError("stackless: corrupt pickle: a generator without code")
-        globals_dict = _resolve_globals(globals_ref)
-        closure = record if state == "running" else _closure_of(code, record)
-        try:
-            gen = _new_generator(code, globals_dict, closure)
-            if state != "running":  # a running one gets its frame from its tasklet's pickle
-                _stackless._generator_set_frame(gen, record, state, exc_value)
-        except (ValueError, TypeError) as e:
-            raise pickle.UnpicklingError(str(e)) from None
-    else:
-        raise pickle.UnpicklingError("stackless: corrupt pickle: bad generator state")
-    if isinstance(name, str):
-        gen.__name__ = name
-    if isinstance(qualname, str):
-        gen.__qualname__ = qualname
-    return gen
-
-
-# ---------------------------------------------------------------------------------------------
 # Channels
 
 def reduce_channel(ch):
@@ -729,10 +705,15 @@ def _install(module):
     copyreg.pickle(types.CodeType, _reduce_code)
     copyreg.pickle(types.CellType, _reduce_cell)
     copyreg.pickle(types.ModuleType, _reduce_module)
-    copyreg.pickle(types.GeneratorType, _reduce_generator)
     copyreg.pickle(types.TracebackType, _reduce_traceback)
-    # What pickles refer to, under the extension's name (pickle finds them as stackless._...).
-    for f in (_load_code, _new_cell, _set_cell, _make_function, _restore_generator,
-              _restore_traceback):
+    copyreg.pickle(type(module), _reduce_module)  # the stackless module's own type
+    for view_type in _DICT_VIEWS:
+        copyreg.pickle(view_type, _reduce_dict_view)
+    copy._copy_dispatch[types.CellType] = _copy_cell
+    copy._deepcopy_dispatch[types.CellType] = _copy_cell
+    copy._copy_dispatch[types.TracebackType] = _copy_traceback
+    _stackless_generators._install(module)    # What pickles refer to, under the extension's name (pickle finds them as stackless._...).
+    for f in (_load_code, _new_cell, _set_cell, _make_function, _restore_traceback, _dict_keys,
+              _dict_values, _dict_items):
         f.__module__ = module.__name__
         setattr(module, f.__name__, f)

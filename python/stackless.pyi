@@ -295,6 +295,21 @@ def switch_trap(delta: int, /) -> int:
 stackless: ModuleType
 """The module itself (Stackless's deprecated self-reference)."""
 
+PICKLEFLAGS_PRESERVE_TRACING_STATE: int
+"""pickle_flags() bit: pickled tasklets keep their trace and profile functions."""
+PICKLEFLAGS_PRESERVE_AG_FINALIZER: int
+"""pickle_flags() bit: pickled async generators keep their finalizer."""
+PICKLEFLAGS_RESET_AG_FINALIZER: int
+"""pickle_flags() bit: unpickled async generators forget their hooks (sys.set_asyncgen_hooks)."""
+
+def pickle_flags(new_flags: int = -1, mask: int = -1) -> int:
+    """This thread's pickle flags (the bits of `mask` taken from `new_flags`; -1 only asks);
+    returns the flags before."""
+
+def pickle_flags_default(new_default: int = -1, mask: int = -1) -> int:
+    """The pickle flags a new thread starts with (as pickle_flags); returns the default
+    before."""
+
 def _stats() -> dict[str, int]:
     """The core scheduler's counters for this thread."""
 

@@ -264,6 +264,7 @@ PyObject* mod_generator_info(PyObject*, PyObject* args);
 PyObject* mod_generator_set_frame(PyObject*, PyObject* args);
 PyObject* mod_code_nlocalsplus(PyObject*, PyObject* code);
 PyObject* mod_new_frame(PyObject*, PyObject* args);
+PyObject* mod_set_frame_back(PyObject*, PyObject* args);
 PyObject* mod_channel_restore(PyObject*, PyObject* args);
 // Binds a fresh tasklet (or one a channel queued already) to resume `plan` (taken over on
 // success) when it runs (tasklet_type.cpp).

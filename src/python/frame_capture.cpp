@@ -1,7 +1,10 @@
 // Reading a switched-out tasklet's frames (and a generator's) as pickle records.
 #include "frame_layout.hpp"
 
+#include "coroutine_state.hpp"
+
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 namespace stackless::python {
@@ -82,10 +85,39 @@ PyObject* refusal(const char* reason, PyCodeObject* code, int index, PyObject* c
                          next != nullptr ? reinterpret_cast<PyObject*>(next->f_code) : Py_None);
 }
 
-// Is `callee` the generator whose frame `next` is (iterated over by FOR_ITER, or sent to)?
+// Is `callee` the generator (coroutine, async generator, or a coroutine's __await__ wrapper)
+// whose frame `next` is (iterated over by FOR_ITER, or sent to)?
 bool drives_generator(PyObject* callee, _PyInterpreterFrame* next) {
-    return callee != nullptr && PyGen_CheckExact(callee) &&
-           frame_of(reinterpret_cast<PyGenObject*>(callee)) == next;
+    if (callee == nullptr) return false;
+    if (PyObject* coro = coroutine_of_wrapper(callee)) callee = coro;
+    return generator_like(callee) && frame_of(reinterpret_cast<PyGenObject*>(callee)) == next;
+}
+
+bool is_resuming_method(const char* name) {
+    return std::strcmp(name, "send") == 0 || std::strcmp(name, "throw") == 0 ||
+           std::strcmp(name, "__next__") == 0;
+}
+
+// A generator driven by a call that returns what it yields and raises StopIteration when it
+// returns: gen.send(v), gen.throw(...), gen.__next__() (bound, or through the method descriptor
+// with self in the next slot: [descriptor, self, args]) and next(gen), of a generator, a
+// coroutine or a coroutine's __await__ wrapper.
+bool call_drives_generator(PyObject* callee, PyObject* const* stack, const int position,
+                           const int depth, _PyInterpreterFrame* next) {
+    if (PyCFunction_Check(callee)) {
+        const char* name = reinterpret_cast<PyCFunctionObject*>(callee)->m_ml->ml_name;
+        PyObject* self = PyCFunction_GET_SELF(callee);
+        if (self != nullptr && PyModule_Check(self) && std::strcmp(name, "next") == 0) {
+            // next(gen): [NULL, next, gen], without a default
+            return depth - position == 3 && drives_generator(stack[position + 2], next);
+        }
+        return self != nullptr && is_resuming_method(name) && drives_generator(self, next);
+    }
+    if (Py_IS_TYPE(callee, &PyMethodDescr_Type) && position + 1 < depth) {
+        const char* name = reinterpret_cast<PyMethodDescrObject*>(callee)->d_method->ml_name;
+        return is_resuming_method(name) && drives_generator(stack[position + 1], next);
+    }
+    return false;
 }
 
 // What _stackless_pickle._call_site says of a frame stopped inside a C call (see there).
@@ -159,8 +191,8 @@ enum class c_link {
 };
 
 // -1 with an exception.
-int link_to(const call_site_info& site, PyObject* callee, _PyInterpreterFrame* next,
-            const capture_helpers& helpers, c_link* link) {
+int link_to(const call_site_info& site, PyObject* const* stack, PyObject* callee,
+            _PyInterpreterFrame* next, const capture_helpers& helpers, c_link* link) {
     *link = c_link::none;
     if (callee == nullptr) return 0;
     switch (site.mode) {
@@ -187,6 +219,10 @@ int link_to(const call_site_info& site, PyObject* callee, _PyInterpreterFrame* n
     }
     if (calls_frame(callee, next)) {
         *link = c_link::call;
+        return 0;
+    }
+    if (site.mode == 1 && call_drives_generator(callee, stack, site.position, site.depth, next)) {
+        *link = c_link::call;  // (resume_frames raises StopIteration if the generator returns)
         return 0;
     }
     // A with statement's __exit__ called on the way out, [__exit__, None, None, None]: the
@@ -237,7 +273,7 @@ int link_of(_PyInterpreterFrame* f, _PyInterpreterFrame* next, const capture_hel
     if (r <= 0) return r;
     PyObject* const* stack = f->localsplus + code->co_nlocalsplus;
     PyObject* callee = site_callee(site, stack);
-    return link_to(site, callee, next, helpers, link);
+    return link_to(site, stack, callee, next, helpers, link);
 }
 
 // One frame's record, or a refusal (*refused set), or nullptr with an exception. *link says how
@@ -250,8 +286,6 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
     int index = static_cast<int>(f->prev_instr - _PyCode_CODE(code));
     *refused = true;
     *link = c_link::call;
-    if (code->co_flags & code_flags_not_resumable)
-        return refusal("generator", code, index, nullptr, nullptr);
     // A frame the evaluation loop is running has stacktop -1 (3.11 sets it so on entry); one
     // that made an inline call, or that waits in resume_frames for the frames above it (an
     // unpickled tasklet), has it up to date and resumes after its call.
@@ -295,7 +329,7 @@ PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
             *op = *kind;
             alt_resume = -1;
         } else {
-            if (link_to(site, callee, next, helpers, link) < 0) return nullptr;
+            if (link_to(site, stack, callee, next, helpers, link) < 0) return nullptr;
             if (*link == c_link::none) return refusal("c-between", code, index, callee, next);
             if (*link != c_link::generator) alt_resume = -1;
         }
@@ -375,8 +409,8 @@ PyObject* capture_frames(_PyInterpreterFrame* innermost, const capture_helpers& 
 }
 
 PyObject* generator_info(PyObject* object, PyObject* by_value) {
-    if (!PyGen_CheckExact(object)) {
-        PyErr_SetString(PyExc_TypeError, "expected a generator");
+    if (!generator_like(object)) {
+        PyErr_SetString(PyExc_TypeError, "expected a generator, coroutine or async generator");
         return nullptr;
     }
     auto* gen = reinterpret_cast<PyGenObject*>(object);

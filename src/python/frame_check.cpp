@@ -183,7 +183,7 @@ struct checked_record {
 };
 
 int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
-                 bool at_instruction = false) {
+                 bool at_instruction = false, bool in_generator = false) {
     Py_ssize_t size = PyTuple_Check(record) ? PyTuple_GET_SIZE(record) : 0;
     if ((size != 5 && size != 7) || !PyCode_Check(PyTuple_GET_ITEM(record, 0)) ||
         !PyLong_Check(PyTuple_GET_ITEM(record, 2))) {
@@ -193,13 +193,10 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
     auto* code = reinterpret_cast<PyCodeObject*>(PyTuple_GET_ITEM(record, 0));
     long resume = PyLong_AsLong(PyTuple_GET_ITEM(record, 2));
     if (resume == -1 && PyErr_Occurred()) return -1;
-    if (code->co_flags & code_flags_not_resumable) {
-        PyErr_Format(PyExc_ValueError,
-                     "stackless: cannot restore a frame of %U: coroutine frames are not "
-                     "supported yet",
-                     code->co_qualname);
-        return -1;
-    }
+    // Generator code runs only in its generator's frame, and a generator's frame runs its own
+    // code (fill_generator checks that).
+    if (!in_generator && (code->co_flags & code_flags_of_generators))
+        return corrupt(code, "a generator's code in a plain frame");
     if (resume < 1 || resume >= code_units(code))
         return corrupt(code, "it resumes outside its code");
     PyObject* cache = code_cache(code, slot_kinds);
@@ -302,20 +299,43 @@ int fill_generator(PyGenObject* gen, PyObject* record, const checked_record& che
 
 int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject* exc_value,
                         PyObject* slot_kinds) {
-    if (!PyGen_CheckExact(gen)) {
-        PyErr_SetString(PyExc_TypeError, "expected a generator");
+    if (!generator_like(gen)) {
+        PyErr_SetString(PyExc_TypeError, "expected a generator, coroutine or async generator");
         return -1;
     }
     checked_record checked;
-    if (check_record(record, slot_kinds, checked) < 0) return -1;
+    if (check_record(record, slot_kinds, checked, false, true) < 0) return -1;
     if (PyTuple_GET_SIZE(record) != 5)  // (a suspended generator is inside no call)
         return corrupt(checked.code, "a suspended generator's frame drives no generator");
     return fill_generator(reinterpret_cast<PyGenObject*>(gen), record, checked, created, exc_value);
 }
 
-PyObject* new_frame_object(PyObject* code, PyObject* globals) {
-    return reinterpret_cast<PyObject*>(
-        PyFrame_New(PyThreadState_Get(), reinterpret_cast<PyCodeObject*>(code), globals, nullptr));
+PyObject* new_frame_object(PyObject* code, PyObject* globals, int lasti, int lineno,
+                           PyObject* back) {
+    auto* c = reinterpret_cast<PyCodeObject*>(code);
+    PyFrameObject* f = PyFrame_New(PyThreadState_Get(), c, globals, nullptr);
+    if (f == nullptr) return nullptr;
+    // A frame that never runs: its place, line and caller are what they were, as a traceback's.
+    if (lasti >= 0 && lasti / 2 < code_units(c)) f->f_frame->prev_instr = _PyCode_CODE(c) + lasti / 2;
+    f->f_lineno = lineno > 0 ? lineno : 0;
+    if (back != nullptr && PyFrame_Check(back))
+        f->f_back = reinterpret_cast<PyFrameObject*>(Py_NewRef(back));
+    return reinterpret_cast<PyObject*>(f);
+}
+
+int set_frame_back(PyObject* frame, PyObject* back) {
+    if (!PyFrame_Check(frame) || !PyFrame_Check(back)) {
+        PyErr_SetString(PyExc_TypeError, "expected two frames");
+        return -1;
+    }
+    auto* f = reinterpret_cast<PyFrameObject*>(frame);
+    if (f->f_frame->owner != FRAME_OWNED_BY_FRAME_OBJECT || f->f_back != nullptr) {
+        PyErr_SetString(PyExc_ValueError, "stackless: only a frame that never ran, without a "
+                                          "caller yet, can be given one");
+        return -1;
+    }
+    f->f_back = reinterpret_cast<PyFrameObject*>(Py_NewRef(back));
+    return 0;
 }
 
 int code_nlocalsplus(PyObject* code) {
@@ -327,13 +347,13 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
     // A generator's frame: (generator, record, exception it handles).
     if (PyTuple_Check(record) && PyTuple_GET_SIZE(record) == 3) {
         PyObject* gen = PyTuple_GET_ITEM(record, 0);
-        if (!PyGen_CheckExact(gen)) {
+        if (!generator_like(gen)) {
             PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad generator frame");
             return -1;
         }
         checked_record checked;
         PyObject* frame_record = PyTuple_GET_ITEM(record, 1);
-        if (check_record(frame_record, slot_kinds, checked) < 0 ||
+        if (check_record(frame_record, slot_kinds, checked, false, true) < 0 ||
             fill_generator(reinterpret_cast<PyGenObject*>(gen), frame_record, checked, false,
                            PyTuple_GET_ITEM(record, 2)) < 0)
             return -1;

@@ -66,9 +66,17 @@ class small_array {
     T* data_ = small_;
 };
 
-// Coroutines and asynchronous generators are not resumed yet; generators are (their frame lives in
-// the generator object: FRAME_OWNED_BY_GENERATOR).
+// Code that runs only in a generator, a coroutine or an asynchronous generator (whose frame lives
+// in that object: FRAME_OWNED_BY_GENERATOR), never in a plain frame.
+constexpr int code_flags_of_generators =
+    CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE;
 constexpr int code_flags_not_resumable = CO_COROUTINE | CO_ASYNC_GENERATOR | CO_ITERABLE_COROUTINE;
+
+// A generator, a coroutine or an asynchronous generator: the three share PyGenObject's layout
+// (_PyGenObject_HEAD in Include/cpython/genobject.h).
+inline bool generator_like(PyObject* o) {
+    return PyGen_CheckExact(o) || PyCoro_CheckExact(o) || PyAsyncGen_CheckExact(o);
+}
 
 inline PyGenObject* generator_of(_PyInterpreterFrame* f) {
     if (f->owner != FRAME_OWNED_BY_GENERATOR) return nullptr;

@@ -123,8 +123,15 @@ PyObject* run_generator(PyGenObject* gen, PyObject* value, bool push, bool* retu
     gen->gi_exc_state.previous_item = nullptr;
     frame->previous = nullptr;
     if (result != nullptr && gen->gi_frame_state == FRAME_SUSPENDED) return result;  // yielded
-    if (result == nullptr && PyErr_ExceptionMatches(PyExc_StopIteration))
-        _PyErr_FormatFromCause(PyExc_RuntimeError, "generator raised StopIteration");  // PEP 479
+    if (result == nullptr && PyErr_ExceptionMatches(PyExc_StopIteration)) {  // PEP 479
+        const char* what = PyCoro_CheckExact(gen)       ? "coroutine raised StopIteration"
+                           : PyAsyncGen_CheckExact(gen) ? "async generator raised StopIteration"
+                                                        : "generator raised StopIteration";
+        _PyErr_FormatFromCause(PyExc_RuntimeError, "%s", what);
+    } else if (result == nullptr && PyAsyncGen_CheckExact(gen) &&
+               PyErr_ExceptionMatches(PyExc_StopAsyncIteration)) {
+        _PyErr_FormatFromCause(PyExc_RuntimeError, "async generator raised StopAsyncIteration");
+    }
     // It ended: it cannot run again, so its frame goes.
     Py_CLEAR(gen->gi_exc_state.exc_value);
     gen->gi_frame_state = FRAME_CLEARED;
@@ -151,6 +158,9 @@ PyObject* resume_generator(const restored_frame& rf, PyObject* value, bool calle
     if (value != nullptr && callee_returned && rf.alt_resume > 0) {
         take_other_way(frame, rf);
         push = rf.alt_push;
+    } else if (value != nullptr && callee_returned) {
+        _PyGen_SetStopIterationValue(value);  // it drove a generator by a call (see there)
+        Py_CLEAR(value);
     }
     return run_generator(gen, value, push, returned);
 }
@@ -207,6 +217,13 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
             continue;
         }
         bool raising = value == nullptr;
+        if (!raising && generator_returned && rf.alt_resume <= 0) {
+            // The generator it drove by a call (send, next) returned: the call raises
+            // StopIteration with what it returned.
+            _PyGen_SetStopIterationValue(value);
+            Py_CLEAR(value);
+            raising = true;
+        }
         if (!raising && !push) {
             Py_DECREF(value);  // interrupted between two instructions: nothing to push
         } else if (!raising) {

@@ -151,7 +151,12 @@ PyObject* generator_info(PyObject* gen, PyObject* by_value);
 int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject* exc_value,
                         PyObject* slot_kinds);
 int code_nlocalsplus(PyObject* code);
-// A frame object of `code` in `globals` that never runs (for an unpickled traceback).
-PyObject* new_frame_object(PyObject* code, PyObject* globals);
+// A frame object of `code` in `globals` that never runs (for an unpickled traceback), stopped at
+// byte offset `lasti` and line `lineno` (ignored if below 0 / 1), called by `back` (a frame, or
+// nullptr).
+PyObject* new_frame_object(PyObject* code, PyObject* globals, int lasti, int lineno,
+                           PyObject* back);
+// Gives such a frame its caller; -1 with an exception if it has one or has run.
+int set_frame_back(PyObject* frame, PyObject* back);
 
 }  // namespace stackless::python

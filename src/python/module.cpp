@@ -1,6 +1,7 @@
 // The stackless module: scheduler functions, TaskletExit, bomb, and the module's set-up.
 #include "binding.hpp"
 #include "chunk_cache.hpp"
+#include "coroutine_state.hpp"
 #include "module_layout.hpp"
 
 #include <structmember.h>
@@ -491,7 +492,21 @@ PyMethodDef module_methods[] = {
      "unpickling: a generator's frame"},
     {"_code_nlocalsplus", mod_code_nlocalsplus, METH_O, "unpickling: a code's frame size"},
     {"_new_frame", mod_new_frame, METH_VARARGS, "unpickling: a frame object for a traceback"},
+    {"_set_frame_back", mod_set_frame_back, METH_VARARGS,
+     "unpickling: a traceback frame's caller"},
     {"_channel_restore", mod_channel_restore, METH_VARARGS, "unpickling: a channel's state"},
+    {"_agen_hooks", mod_agen_hooks, METH_O, "pickling: an async generator's hooks"},
+    {"_agen_set_hooks", mod_agen_set_hooks, METH_VARARGS,
+     "unpickling: an async generator's hooks"},
+    {"_coro_set_origin", mod_coro_set_origin, METH_VARARGS, "unpickling: a coroutine's origin"},
+    {"_asend_info", mod_asend_info, METH_O, "pickling: an async_generator_asend's state"},
+    {"_asend_new", mod_asend_new, METH_VARARGS, "unpickling: an async_generator_asend"},
+    {"_athrow_info", mod_athrow_info, METH_O, "pickling: an async_generator_athrow's state"},
+    {"_athrow_new", mod_athrow_new, METH_VARARGS, "unpickling: an async_generator_athrow"},
+    {"_awaitable_take", mod_awaitable_take, METH_VARARGS,
+     "unpickling: an awaitable takes the state of another"},
+    {"_coro_wrapper_coroutine", mod_coro_wrapper_coroutine, METH_O,
+     "pickling: the coroutine of a coroutine_wrapper"},
     {"_stats", mod_stats, METH_NOARGS, "the core scheduler's counters for this thread"},
     {"_atexit", mod_atexit, METH_NOARGS, "kills the main thread's tasklets (interpreter exit)"},
     {nullptr, nullptr, 0, nullptr},

@@ -463,12 +463,23 @@ PyObject* mod_generator_set_frame(PyObject*, PyObject* args) {
     Py_RETURN_NONE;
 }
 
-// _new_frame(code, globals): a frame object that never runs, for an unpickled traceback.
+// _new_frame(code, globals, lasti=-1, lineno=0, back=None): a frame object that never runs,
+// for an unpickled traceback.
 PyObject* mod_new_frame(PyObject*, PyObject* args) {
-    PyObject *code, *globals;
-    if (!PyArg_ParseTuple(args, "O!O!:_new_frame", &PyCode_Type, &code, &PyDict_Type, &globals))
+    PyObject *code, *globals, *back = Py_None;
+    int lasti = -1, lineno = 0;
+    if (!PyArg_ParseTuple(args, "O!O!|iiO:_new_frame", &PyCode_Type, &code, &PyDict_Type,
+                          &globals, &lasti, &lineno, &back))
         return nullptr;
-    return new_frame_object(code, globals);
+    return new_frame_object(code, globals, lasti, lineno, back != Py_None ? back : nullptr);
+}
+
+// _set_frame_back(frame, back): an unpickled traceback's frame gets its caller's frame.
+PyObject* mod_set_frame_back(PyObject*, PyObject* args) {
+    PyObject *frame, *back;
+    if (!PyArg_ParseTuple(args, "OO:_set_frame_back", &frame, &back)) return nullptr;
+    if (set_frame_back(frame, back) < 0) return nullptr;
+    Py_RETURN_NONE;
 }
 
 PyObject* mod_code_nlocalsplus(PyObject*, PyObject* code) {
