@@ -16,6 +16,7 @@ import copyreg
 import dis
 import gc
 import importlib
+import io
 import marshal
 import opcode
 import pickle
@@ -221,6 +222,71 @@ def _by_value_if_needed(value):
     if type(value) is types.FunctionType and not _findable_by_name(value):
         return _FunctionByValue(value)
     return value
+
+
+class _ByValuePickler(pickle.Pickler):
+    """CPython's C pickler, but functions that it cannot find by name are pickled by value."""
+
+    def reducer_override(self, obj):
+        if type(obj) is types.FunctionType and not _findable_by_name(obj):
+            return _FunctionByValue(obj).__reduce__()
+        return NotImplemented
+
+
+def _dumps_by_value(obj, protocol=None, *, fix_imports=True, buffer_callback=None):
+    """pickle.dumps's second try (pickle_functions.cpp): functions by value where needed."""
+    f = io.BytesIO()
+    _ByValuePickler(f, protocol, fix_imports=fix_imports,
+                    buffer_callback=buffer_callback).dump(obj)
+    return f.getvalue()
+
+
+class _WriteRecorder:
+    """A file's write method that notes whether it was called."""
+    __slots__ = ("write_to", "wrote")
+
+    def __init__(self, file):
+        self.write_to = file.write
+        self.wrote = False
+
+    def write(self, data):
+        self.wrote = True
+        return self.write_to(data)
+
+
+_c_dump = pickle.dump
+
+
+def _dump(obj, file, protocol=None, *, fix_imports=True, buffer_callback=None):
+    """pickle.dump, as pickle.dumps with stackless: functions pickle cannot find by name are
+    pickled by value (a second try, if the first one wrote nothing)."""
+    recorder = _WriteRecorder(file)
+    try:
+        _c_dump(obj, recorder, protocol, fix_imports=fix_imports,
+                buffer_callback=buffer_callback)
+    except (pickle.PicklingError, AttributeError):
+        if recorder.wrote:
+            raise
+        try:
+            data = _dumps_by_value(obj, protocol, fix_imports=fix_imports,
+                                   buffer_callback=buffer_callback)
+        except Exception:
+            pass
+        else:
+            file.write(data)
+            return
+        raise
+
+
+def _save_function(self, obj):
+    """The Python pickler's (pickle._Pickler) saving of functions, as in Stackless: by name,
+    else by value."""
+    try:
+        return self.save_global(obj)
+    except (pickle.PicklingError, AttributeError):
+        if _findable_by_name(obj):
+            raise
+    self.save_reduce(obj=obj, *_FunctionByValue(obj).__reduce__())
 
 
 def _globals_ref(globals_dict):
@@ -712,7 +778,10 @@ def _install(module):
     copy._copy_dispatch[types.CellType] = _copy_cell
     copy._deepcopy_dispatch[types.CellType] = _copy_cell
     copy._copy_dispatch[types.TracebackType] = _copy_traceback
-    _stackless_generators._install(module)    # What pickles refer to, under the extension's name (pickle finds them as stackless._...).
+    _stackless_generators._install(module)
+    # Functions that pickle cannot find by name pickle by value (pickle.dumps: C++).
+    pickle.dump = _dump
+    pickle._Pickler.dispatch[types.FunctionType] = _save_function    # What pickles refer to, under the extension's name (pickle finds them as stackless._...).
     for f in (_load_code, _new_cell, _set_cell, _make_function, _restore_traceback, _dict_keys,
               _dict_values, _dict_items):
         f.__module__ = module.__name__

@@ -243,6 +243,8 @@ int notify_channel(PyObject* channel, int sending, int will_block) noexcept;
 
 // Pickling (pickling.cpp): the helper module python/_stackless_pickle.py, imported once.
 int install_pickling(PyObject* module);
+// Makes pickle.dumps pickle functions that cannot be found by name by value (pickle_functions.cpp).
+int install_pickle_dumps(PyObject* helper_module);
 PyObject* tasklet_reduce(PyObject* self, PyObject*);
 PyObject* tasklet_setstate(PyObject* self, PyObject* state);
 PyObject* tasklet_get_restorable(PyObject* self, void*);

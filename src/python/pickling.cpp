@@ -110,6 +110,7 @@ int install_pickling(PyObject* module) {
     PyObject* r = call_helper("_install", module);
     if (r == nullptr) return -1;
     Py_DECREF(r);
+    if (install_pickle_dumps(helper_module) < 0) return -1;
     slot_kinds = helper("slot_kinds");
     call_site = helper("_call_site");
     keeps_self = helper("_keeps_self");

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import gc
 import inspect
+import io
 import pickle
 import sys
 import threading
@@ -345,3 +346,36 @@ def test_copies_of_cells_tracebacks_and_the_module():
     assert tb2 is not tb and tb2.tb_frame is tb.tb_frame and tb2.tb_lineno == tb.tb_lineno
     assert copy.copy(stackless) is stackless
     assert roundtrip(stackless) is stackless
+
+
+def make_counter(start):
+    count = [start]
+
+    def step():
+        count[0] += 1
+        return count[0]
+    return step
+
+
+@pytest.mark.parametrize("dumps", [pickle.dumps, pickle._dumps, lambda o: dump_to_bytes(o)])
+def test_functions_pickle_cannot_find_by_name_are_pickled_by_value(dumps):
+    twice = lambda x: 2 * x  # noqa: E731
+    step = make_counter(10)
+    loaded_twice, loaded_step, shared = pickle.loads(dumps((twice, step, [step, step])))
+    assert loaded_twice(21) == 42 and loaded_twice.__module__ == __name__
+    assert loaded_step() == 11 and loaded_step() == 12
+    assert shared[0] is shared[1] is loaded_step  # one function, pickled once
+    assert step() == 11  # the original's own cell
+
+
+def dump_to_bytes(obj):
+    f = io.BytesIO()
+    pickle.dump(obj, f)
+    return f.getvalue()
+
+
+def test_what_cannot_be_pickled_still_fails_with_the_original_error():
+    with pytest.raises(TypeError, match="cannot pickle '_thread.lock' object"):
+        pickle.dumps(threading.Lock())
+    with pytest.raises(TypeError, match="cannot pickle"):  # (the second try fails too)
+        pickle.dumps([lambda: None, threading.Lock()])
