@@ -742,6 +742,16 @@ def setstate_tasklet(t, state):
 # ---------------------------------------------------------------------------------------------
 # Channels
 
+def send_sequence(self, seq):
+    """send_sequence(seq) -> the number of items sent: sends every item of the iterable. (In
+    Python, so that a tasklet blocked here pickles and resumes where it was, as in Stackless.)"""
+    count = 0
+    for item in seq:
+        self.send(item)
+        count += 1
+    return count
+
+
 def reduce_channel(ch):
     preference, schedule_all, closing, queue = _stackless._channel_info(ch)
     queue = tuple((t, d, _by_value_if_needed(v)) for t, d, v in queue)

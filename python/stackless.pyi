@@ -32,6 +32,9 @@ debug: bool
 """Whether this is a debug build (getdebug())."""
 uncollectables: list[tasklet]
 """Tasklets that could not be killed and freed (getuncollectables())."""
+pickle_with_tracing_state: bool
+"""Whether pickled tasklets keep their trace and profile functions (bit 1 of pickle_flags(); set,
+it sets pickle_flags_default() too)."""
 
 class TaskletExit(SystemExit):
     """Raised in a tasklet to end it (tasklet.kill()); ends it silently."""
@@ -164,7 +167,15 @@ class tasklet:
     @property
     def restorable(self) -> bool: ...
     @property
-    def nesting_level(self) -> int: ...
+    def nesting_level(self) -> int:
+        """C-level interpreter calls in its frames that a pickle cannot rebuild (Stackless's
+        nesting level; without soft switching, every frame)."""
+    @property
+    def recursion_depth(self) -> int:
+        """How deep its Python calls are."""
+    @property
+    def frame(self) -> FrameType | None:
+        """The innermost frame it runs in (None if it has not started or has ended)."""
     @property
     def context(self) -> contextvars.Context | None: ...
     @property

@@ -458,8 +458,11 @@ void scheduler::schedule_remove() {
             throw;
         }
         if (next == nullptr) {
-            // The wake-up target is this tasklet itself (or blocked): stay runnable.
             ring_insert_end(self);
+            // The wake-up target is blocked: nothing could ever run this tasklet again.
+            if (self != wake_target())
+                throw deadlock_error("Deadlock: the last runnable tasklet cannot be blocked.");
+            // The wake-up target is this tasklet itself: it stays runnable.
             raise_pending(self);
             return;
         }

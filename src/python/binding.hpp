@@ -253,6 +253,8 @@ PyObject* tasklet_get_restorable(PyObject* self, void*);
 int nesting_level(py_tasklet* t);
 // The number of Python frames the tasklet runs in (0 if it has not started or has ended).
 long frame_count(py_tasklet* t);
+// The innermost frame object of the tasklet (None if it runs in none).
+PyObject* tasklet_frame_object(py_tasklet* t);
 PyObject* channel_reduce(PyObject* self, PyObject*);
 PyObject* channel_setstate(PyObject* self, PyObject* state);
 PyObject* mod_tasklet_info(PyObject*, PyObject* t);

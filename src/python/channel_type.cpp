@@ -46,6 +46,17 @@ bool would_switch(py_channel* self, int dir) {
     }
 }
 
+// The channel callback of a send: the sender's tempval holds the value sent meanwhile (where
+// Stackless keeps it on its way).
+__attribute__((noinline)) int notify_sending(PyObject* o, PyObject* value, bool will_block) {
+    py_tasklet* current = current_object();
+    if (current == nullptr) return -1;
+    PyObject* saved = std::exchange(current->tempval, Py_NewRef(value));
+    int r = notify_channel(o, 1, will_block);
+    Py_XSETREF(current->tempval, saved);
+    return r;
+}
+
 // Sends an owned reference (a value or a bomb).
 PyObject* send_owned(py_channel* self, PyObject* owned) {
     PyObject* o = reinterpret_cast<PyObject*>(self);
@@ -53,7 +64,7 @@ PyObject* send_owned(py_channel* self, PyObject* owned) {
         Py_DECREF(owned);
         return refuse_switch();
     }
-    if (channel_callback != nullptr && notify_channel(o, 1, self->ch.balance() >= 0) < 0)
+    if (channel_callback != nullptr && notify_sending(o, owned, self->ch.balance() >= 0) < 0)
         [[unlikely]] {
         Py_DECREF(owned);
         return nullptr;
@@ -103,7 +114,7 @@ PyObject* receive(py_channel* self) {
 
 PyObject* channel_send_exception(PyObject* o, PyObject* args) {
     if (PyTuple_GET_SIZE(args) < 1) {
-        PyErr_SetString(PyExc_TypeError, "send_exception() takes an exception class");
+        PyErr_SetString(PyExc_TypeError, "send_exception() takes at least 1 argument");
         return nullptr;
     }
     PyObject* cls = PyTuple_GET_ITEM(args, 0);
@@ -152,24 +163,6 @@ PyObject* channel_send_throw(PyObject* o, PyObject* args, PyObject* kwds) {
     return send_owned(as_channel(o), bomb);
 }
 
-PyObject* channel_send_sequence(PyObject* o, PyObject* seq) {
-    PyObject* it = PyObject_GetIter(seq);
-    if (it == nullptr) return nullptr;
-    Py_ssize_t count = 0;
-    while (PyObject* item = PyIter_Next(it)) {
-        PyObject* r = send_owned(as_channel(o), item);
-        if (r == nullptr) {
-            Py_DECREF(it);
-            return nullptr;
-        }
-        Py_DECREF(r);
-        ++count;
-    }
-    Py_DECREF(it);
-    if (PyErr_Occurred()) return nullptr;
-    return PyLong_FromSsize_t(count);
-}
-
 PyObject* channel_iternext(PyObject* o) {
     py_channel* self = as_channel(o);
     if (self->ch.closing() && self->ch.balance() <= 0) {
@@ -205,15 +198,19 @@ PyObject* get_closed(PyObject* o, void*) {
 PyObject* get_preference(PyObject* o, void*) {
     return PyLong_FromLong(as_channel(o)->ch.preference());
 }
+// Stackless takes any integer and keeps its sign.
 int set_preference(PyObject* o, PyObject* value, void*) {
     if (value == nullptr) {
         PyErr_SetString(PyExc_AttributeError, "can't delete preference");
         return -1;
     }
-    long v = PyLong_AsLong(value);
-    if (v == -1 && PyErr_Occurred()) return -1;
+    if (!PyLong_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "preference must be set to an integer");
+        return -1;
+    }
+    int sign = _PyLong_Sign(value);
     try {
-        as_channel(o)->ch.set_preference(static_cast<int>(v < -1 ? -2 : v > 1 ? 2 : v));
+        as_channel(o)->ch.set_preference(sign);
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -223,9 +220,15 @@ PyObject* get_schedule_all(PyObject* o, void*) {
     return PyLong_FromLong(as_channel(o)->ch.schedule_all());
 }
 int set_schedule_all(PyObject* o, PyObject* value, void*) {
-    int on = value != nullptr ? PyObject_IsTrue(value) : 0;
-    if (on < 0) return -1;
-    as_channel(o)->ch.set_schedule_all(on != 0);
+    if (value == nullptr) {
+        PyErr_SetString(PyExc_AttributeError, "can't delete schedule_all");
+        return -1;
+    }
+    if (!PyLong_Check(value)) {  // (a bool is an int)
+        PyErr_SetString(PyExc_TypeError, "schedule_all must be set to a bool or integer");
+        return -1;
+    }
+    as_channel(o)->ch.set_schedule_all(_PyLong_Sign(value) != 0);
     return 0;
 }
 PyObject* get_queue(PyObject* o, void*) {
@@ -273,7 +276,6 @@ PyMethodDef channel_methods[] = {
      "send_exception(exc, *args): the receiver raises exc(*args)"},
     {"send_throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(channel_send_throw)),
      METH_VARARGS | METH_KEYWORDS, "send_throw(exc, val=None, tb=None)"},
-    {"send_sequence", channel_send_sequence, METH_O, "send every item; returns the count"},
     {"close", channel_close, METH_NOARGS, "refuse new blocking operations"},
     {"open", channel_open, METH_NOARGS, "undo close()"},
     {"__reduce__", channel_reduce, METH_NOARGS, "pickle support"},

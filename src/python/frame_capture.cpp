@@ -496,6 +496,22 @@ int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers
     return depth;
 }
 
+PyObject* frame_object_of(_PyInterpreterFrame* frame) {
+    if (frame == nullptr) Py_RETURN_NONE;
+    if (frame->frame_obj != nullptr) return Py_NewRef(reinterpret_cast<PyObject*>(frame->frame_obj));
+    // CPython makes a frame's object only for the thread's current frame (PyEval_GetFrame; the
+    // function it uses is not exported): this one is made current for that moment.
+    _PyCFrame* cframe = PyThreadState_Get()->cframe;
+    _PyInterpreterFrame* current = std::exchange(cframe->current_frame, frame);
+    PyFrameObject* f = PyEval_GetFrame();  // borrowed
+    cframe->current_frame = current;
+    if (f == nullptr) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        return nullptr;
+    }
+    return Py_NewRef(reinterpret_cast<PyObject*>(f));
+}
+
 long frames_from(_PyInterpreterFrame* innermost) noexcept {
     long n = 0;
     for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) ++n;

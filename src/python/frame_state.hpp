@@ -62,6 +62,8 @@ PyObject* capture_frames(struct _PyInterpreterFrame* innermost, const capture_he
 // it is the outermost frame's. -1 with an exception (the analysis is Python code).
 int c_state_depth(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers,
                   bool switched_out, PyObject* func);
+// The frame object of an interpreter frame (made if it has none; None for nullptr).
+PyObject* frame_object_of(struct _PyInterpreterFrame* frame);
 // How many frames there are from `innermost` outwards.
 long frames_from(struct _PyInterpreterFrame* innermost) noexcept;
 // The frames from `innermost` outwards with their locals only, for a pickle that cannot be

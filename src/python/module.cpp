@@ -164,12 +164,27 @@ PyObject* mod_getruncount(PyObject*, PyObject*) {
 PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, bool remove) {
     PyObject* given = nargs == 1 ? args[0] : nullptr;
     Py_ssize_t nkw = kwnames != nullptr ? PyTuple_GET_SIZE(kwnames) : 0;
-    if (nargs + nkw > 1 ||
-        (nkw == 1 && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "retval"))) {
-        PyErr_SetString(PyExc_TypeError, "schedule() takes at most one argument, retval");
-        return nullptr;
+    if (nargs + nkw > 1 || nkw == 1) [[unlikely]] {
+        // (CPython's own wording for these errors)
+        const char* name = remove ? "schedule_remove" : "schedule";
+        if (nargs > 1) {
+            PyErr_Format(PyExc_TypeError, "%s() takes at most 1 argument (%zd given)", name,
+                         nargs + nkw);
+            return nullptr;
+        }
+        for (Py_ssize_t i = 0; i < nkw; ++i)
+            if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i), "retval")) {
+                PyErr_Format(PyExc_TypeError, "'%U' is an invalid keyword argument for %s()",
+                             PyTuple_GET_ITEM(kwnames, i), name);
+                return nullptr;
+            }
+        if (nargs + nkw > 1) {
+            PyErr_Format(PyExc_TypeError, "argument for %s() given by name ('retval') and "
+                         "position (1)", name);
+            return nullptr;
+        }
+        given = args[0];
     }
-    if (nkw == 1) given = args[0];
     py_tasklet* self = current_object();
     if (self == nullptr) return nullptr;
     // A tasklet paused by schedule_remove() may become garbage: let the collector see its stack.
@@ -416,6 +431,28 @@ PyObject* get_runcount(PyObject*, void*) {
 PyObject* get_threads(PyObject*, void*) {
     return mod_getthreads(nullptr, nullptr);
 }
+// pickle_with_tracing_state: whether pickled tasklets keep their trace and profile functions
+// (the PICKLEFLAGS_PRESERVE_TRACING_STATE bit of pickle_flags(); setting it sets the default for
+// new threads too, as in Stackless).
+PyObject* get_pickle_with_tracing_state(PyObject* m, void*) {
+    PyObject* flags = PyObject_CallMethod(m, "pickle_flags", nullptr);
+    if (flags == nullptr) return nullptr;
+    long f = PyLong_AsLong(flags);
+    Py_DECREF(flags);
+    if (f == -1 && PyErr_Occurred()) return nullptr;
+    return PyBool_FromLong(f & 1);
+}
+int set_pickle_with_tracing_state(PyObject* m, PyObject* value, void*) {
+    int on = value != nullptr ? PyObject_IsTrue(value) : 0;
+    if (on < 0) return -1;
+    for (const char* name : {"pickle_flags", "pickle_flags_default"}) {
+        PyObject* r = PyObject_CallMethod(m, name, "ii", on, 1);
+        if (r == nullptr) return -1;
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
 PyObject* get_debug(PyObject*, void*) {
     return mod_getdebug(nullptr, nullptr);
 }
@@ -429,6 +466,8 @@ PyGetSetDef module_getset[] = {
     {"runcount", get_runcount, nullptr, "runnable tasklets, the current one included", nullptr},
     {"threads", get_threads, nullptr, "idents of the threads using stackless", nullptr},
     {"debug", get_debug, nullptr, "whether this is a debug build", nullptr},
+    {"pickle_with_tracing_state", get_pickle_with_tracing_state, set_pickle_with_tracing_state,
+     "whether pickled tasklets keep their trace and profile functions", nullptr},
     {"uncollectables", get_uncollectables, nullptr,
      "tasklets that could not be killed and freed", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
@@ -594,6 +633,18 @@ PyMODINIT_FUNC PyInit_stackless() {
         PyModule_AddObjectRef(m, "channel", reinterpret_cast<PyObject*>(&channel_type)) < 0 ||
         PyModule_AddObjectRef(m, "bomb", reinterpret_cast<PyObject*>(&bomb_type)) < 0 ||
         PyModule_AddObjectRef(m, "atomic", reinterpret_cast<PyObject*>(&atomic_type)) < 0) {
+        Py_DECREF(m);
+        return nullptr;
+    }
+    // What `from stackless import *` binds: Stackless's list (TaskletExit is a builtin).
+    PyObject* all = Py_BuildValue(
+        "[sssssssssssssssssssssss]", "atomic", "channel", "enable_softswitch",
+        "get_channel_callback", "get_schedule_callback", "get_thread_info", "getcurrent",
+        "getcurrentid", "getdebug", "getmain", "getruncount", "getthreads", "getuncollectables",
+        "pickle_with_tracing_state", "run", "schedule", "schedule_remove", "set_channel_callback",
+        "set_error_handler", "set_schedule_callback", "switch_trap", "tasklet", "stackless");
+    if (all == nullptr || PyModule_AddObject(m, "__all__", all) < 0) {
+        Py_XDECREF(all);
         Py_DECREF(m);
         return nullptr;
     }

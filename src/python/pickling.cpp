@@ -111,6 +111,16 @@ int install_pickling(PyObject* module) {
     if (r == nullptr) return -1;
     Py_DECREF(r);
     if (install_pickle_dumps(helper_module) < 0) return -1;
+    // channel.send_sequence is Python code (_stackless_pickle.send_sequence), so that a tasklet
+    // blocked in it resumes from a pickle.
+    PyObject* send_sequence = helper("send_sequence");
+    if (send_sequence == nullptr ||
+        PyDict_SetItemString(channel_type.tp_dict, "send_sequence", send_sequence) < 0) {
+        Py_XDECREF(send_sequence);
+        return -1;
+    }
+    Py_DECREF(send_sequence);
+    PyType_Modified(&channel_type);
     slot_kinds = helper("slot_kinds");
     call_site = helper("_call_site");
     keeps_self = helper("_keeps_self");
@@ -436,6 +446,19 @@ long frame_count(py_tasklet* t) {
         return 0;
     }
     return frames_from(f);
+}
+
+PyObject* tasklet_frame_object(py_tasklet* t) {
+    _PyInterpreterFrame* f;
+    try {
+        auto st = t->core.status();
+        if (!t->python_started || t->python_finished || (!st.started && !t->is_main))
+            Py_RETURN_NONE;
+        f = st.current ? PyThreadState_Get()->cframe->current_frame : t->saved.current_frame;
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    return frame_object_of(f);
 }
 
 int prepare_iteration(PyObject* code) {

@@ -60,7 +60,12 @@ PyObject* get_prev(PyObject* o, void*) {
 
 PyObject* get_tempval(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
-    return Py_NewRef(self->tempval != nullptr ? self->tempval : Py_None);
+    if (self->tempval != nullptr) return Py_NewRef(self->tempval);
+    // A tasklet bound to a function without arguments (not alive yet) shows it there, where
+    // Stackless keeps it until setup() gives it its arguments.
+    if (self->func != nullptr && self->args == nullptr && !self->python_started && !self->is_main)
+        return Py_NewRef(self->func);
+    Py_RETURN_NONE;
 }
 
 int set_tempval(PyObject* o, PyObject* value, void*) {
@@ -115,6 +120,36 @@ PyObject* get_nesting_level(PyObject* o, void*) {
     int depth = nesting_level(self);
     if (depth < 0) return nullptr;
     return PyLong_FromLong(depth);
+}
+
+// Stackless's recursion_depth: how deep the tasklet's Python calls are (CPython's recursion
+// count, which each tasklet has of its own).
+PyObject* get_recursion_depth(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (of_ended_thread(self) || check_thread(self) < 0) return PyLong_FromLong(0);
+    if (is_running(self)) {
+        PyThreadState* ts = self->tstate;
+        return PyLong_FromLong(ts->recursion_limit - ts->recursion_remaining);
+    }
+    bool started = false;
+    try {
+        started = self->core.status().started && self->python_started && !self->python_finished;
+    } catch (...) {
+        return raise_from_cxx();
+    }
+    // (A tasklet whose C stack was dropped counts again when it resumes: 0 meanwhile would be
+    // wrong; its frames say how deep it is.)
+    if (!started) return PyLong_FromLong(0);
+    if (self->stack_discarded) return PyLong_FromLong(frame_count(self));
+    return PyLong_FromLong(self->saved.recursion_depth);
+}
+
+// Stackless's frame: the innermost frame the tasklet runs in (None if it has not started, or has
+// ended; for one unpickled and not run yet, None too: its frames are built when it runs).
+PyObject* get_frame(PyObject* o, void*) {
+    py_tasklet* self = as_tasklet(o);
+    if (of_ended_thread(self) || check_thread(self) < 0) Py_RETURN_NONE;
+    return tasklet_frame_object(self);
 }
 
 // trace_function / profile_function: the tasklet's own (Stackless: tracing is per tasklet).
@@ -197,6 +232,8 @@ PyGetSetDef tasklet_getset[] = {
     {"thread_id", get_thread_id, nullptr, "id of the thread it belongs to", nullptr},
     {"restorable", tasklet_get_restorable, nullptr, "can be pickled and restored", nullptr},
     {"nesting_level", get_nesting_level, nullptr, "interpreter nesting level", nullptr},
+    {"recursion_depth", get_recursion_depth, nullptr, "depth of its Python calls", nullptr},
+    {"frame", get_frame, nullptr, "the innermost frame it runs in", nullptr},
     {"context", get_context, nullptr, "its contextvars context", nullptr},
     {"trace_function", get_hook_function<true>, set_hook_function<true>,
      "the tasklet's trace function (sys.settrace in that tasklet)", nullptr},

@@ -1,5 +1,7 @@
 // stackless.tasklet's methods that schedule it or raise in it: insert, remove, run, switch,
 // throw, raise_exception, kill, bind_thread, and its flags and context.
+#include <utility>
+
 #include "tasklet_internal.hpp"
 
 namespace stackless::python {
@@ -26,20 +28,54 @@ PyObject* tasklet_remove(PyObject* o, PyObject*) {
 }
 
 // Whether switching to `self` would switch at all (it is not the running tasklet).
+// What a switching call returns when the caller runs again: its tempval, which the tasklet that
+// switched back may have set (Stackless's tempval protocol); a bomb there explodes.
+PyObject* take_tempval(py_tasklet* caller) {
+    PyObject* value = std::exchange(caller->tempval, nullptr);
+    if (value == nullptr) Py_RETURN_NONE;
+    if (explode_if_bomb(value)) return nullptr;
+    return value;
+}
+
+// The errors that make run() and switch() impossible, in Stackless's order: before the switch
+// trap is asked.
+int check_switch_target(py_tasklet* self, const char* what) {
+    try {
+        auto st = self->core.status();
+        if (st.blocked) {
+            PyErr_Format(PyExc_RuntimeError, "tasklet.%s: you cannot %s a blocked tasklet", what,
+                         what);
+            return -1;
+        }
+        if (!st.alive) {
+            PyErr_Format(PyExc_RuntimeError, "tasklet.%s: you cannot %s a dead tasklet", what,
+                         what);
+            return -1;
+        }
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    return 0;
+}
+
 PyObject* tasklet_run(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
+    if (check_thread(self) < 0 || check_switch_target(self, "run") < 0) return nullptr;
     if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
+    py_tasklet* caller = current_object();
+    if (caller == nullptr) return nullptr;
     if (!run_core([&] { self->core.run(); })) return nullptr;
-    Py_RETURN_NONE;
+    return take_tempval(caller);
 }
 
 PyObject* tasklet_switch(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
+    if (check_thread(self) < 0 || check_switch_target(self, "switch") < 0) return nullptr;
     if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
+    py_tasklet* caller = current_object();
+    if (caller == nullptr) return nullptr;
     if (!run_core([&] { self->core.switch_to(); })) return nullptr;
-    Py_RETURN_NONE;
+    return take_tempval(caller);
 }
 
 // Raises (type, value, tb) in the tasklet: at once if it is the current one, else through the
@@ -85,12 +121,11 @@ PyObject* throw_into(py_tasklet* self, PyObject* type, PyObject* value, PyObject
 
 PyObject* tasklet_throw(PyObject* o, PyObject* args, PyObject* kwds) {
     static const char* names[] = {"exc", "val", "tb", "pending", nullptr};
-    PyObject *exc = Py_None, *val = Py_None, *tb = Py_None;
+    PyObject *exc, *val = Py_None, *tb = Py_None;
     int pending = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OOOp:throw", const_cast<char**>(names), &exc,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OOp:throw", const_cast<char**>(names), &exc,
                                      &val, &tb, &pending))
         return nullptr;
-    if (exc == Py_None) exc = TaskletExit;
     PyObject* type;
     PyObject* value;
     if (PyExceptionInstance_Check(exc)) {
@@ -104,8 +139,8 @@ PyObject* tasklet_throw(PyObject* o, PyObject* args, PyObject* kwds) {
         type = Py_NewRef(exc);
         value = Py_NewRef(val);
     } else {
-        PyErr_SetString(PyExc_TypeError,
-                        "exceptions must be classes or instances deriving from BaseException");
+        PyErr_Format(PyExc_TypeError, "exceptions must be classes, or instances, not %.200s",
+                     Py_TYPE(exc)->tp_name);
         return nullptr;
     }
     PyObject* traceback = tb != Py_None ? Py_NewRef(tb) : nullptr;

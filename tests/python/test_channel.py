@@ -247,14 +247,21 @@ def test_preference_and_schedule_all_attributes():
     assert ch.preference == 1
     ch.preference = 0
     assert ch.preference == 0
-    for bad in (2, -2, 100):
-        with pytest.raises(ValueError):
-            ch.preference = bad
+    for value, sign in ((2, 1), (-2, -1), (100, 1), (True, 1), (0, 0)):  # its sign (Stackless)
+        ch.preference = value
+        assert ch.preference == sign
+    with pytest.raises(TypeError, match="integer"):
+        ch.preference = "1"
     assert ch.preference == 0
     ch.schedule_all = True
-    assert ch.schedule_all
+    assert ch.schedule_all == 1
+    ch.schedule_all = 5
+    assert ch.schedule_all == 1
     ch.schedule_all = False
-    assert not ch.schedule_all
+    assert ch.schedule_all == 0
+    with pytest.raises(TypeError, match="bool or integer"):
+        ch.schedule_all = "yes"
+    assert ch.schedule_all == 0
 
 
 def test_pumping_the_scheduler_with_prefer_sender():

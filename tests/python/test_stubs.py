@@ -14,7 +14,8 @@ import stackless
 
 STUB = pathlib.Path(__file__).resolve().parents[2] / "python" / "stackless.pyi"
 # The module's attributes that are properties of its type, not entries of its __dict__.
-MODULE_PROPERTIES = {"current", "main", "runcount", "threads", "debug", "uncollectables"}
+MODULE_PROPERTIES = {"current", "main", "runcount", "threads", "debug", "uncollectables",
+                     "pickle_with_tracing_state"}
 
 
 def stub_tree():

@@ -64,7 +64,7 @@ CHANGES = [
             cs = cs.next
 """,
      """    for t in gc.get_objects():
-        if (isinstance(t, stackless.tasklet) and t is not current and
+        if (isinstance(t, stackless.tasklet) and t is not current and not t.is_main and
                 t.thread_id == current.thread_id and t.alive and t.nesting_level > 0):
             tlets.append(t)
 """,
