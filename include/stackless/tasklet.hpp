@@ -164,6 +164,13 @@ class tasklet {
     // before the tasklet starts.
     void set_function_takes_pending(bool on);
 
+    // Drops the stack of a started tasklet that is paused (neither current, scheduled nor
+    // blocked, and not main) without unwinding it, and leaves it unbound: for a binding that has
+    // ended by other means what ran on that stack (the CPython binding clears the Python frames
+    // of a tasklet rebound without C state, as Stackless does). Nothing on the stack runs again,
+    // so it must hold nothing that needs destroying. Raises tasklet_state_error otherwise, or if
+    // the C++ runtime is handling an exception on that stack.
+    void abandon();
     // Moves a tasklet that has not started and is neither scheduled nor blocked to the thread
     // that `other` belongs to, where it will run (Stackless's bind_thread, for a tasklet just
     // made or just unpickled). Neither thread may be using its scheduler meanwhile (the CPython

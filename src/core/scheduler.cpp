@@ -522,6 +522,28 @@ void scheduler::throw_into(tasklet_state* t, std::exception_ptr e, bool pending)
     if (t->where == place::none) ring_insert_end(t);
 }
 
+void scheduler::abandon(tasklet_state* t) {
+    if (t->is_main || t->state != life::started || t->where != place::none || t == running_ ||
+        is_watchdog(t))
+        throw tasklet_state_error(
+            "tasklet.abandon: only a started tasklet that is paused can drop its stack");
+    if (t->eh.caught != nullptr || t->eh.uncaught != 0)
+        throw tasklet_state_error("tasklet.abandon: an exception is being handled on its stack");
+    if (t->slot != nullptr && t->slot->owner == t) {
+        t->slot->owner = nullptr;
+        pool_.give_back(t->slot);
+    }
+    stack_pool::drop_saved(t);
+    t->slot = nullptr;
+    t->resident = false;
+    t->ctx = nullptr;
+    t->fn.reset();
+    t->state = life::unbound;
+    t->pending = nullptr;
+    t->exit_requested = false;
+    --stats_.live_tasklets;
+}
+
 void scheduler::kill(tasklet_state* t, bool pending) {
     if (!t->alive()) return;
     if (t->is_main) throw tasklet_state_error("the main tasklet cannot be killed");

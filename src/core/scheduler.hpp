@@ -142,6 +142,7 @@ class scheduler {
         shared_waiters_.fetch_add(delta, std::memory_order_relaxed);
     }
     void throw_into(tasklet_state* t, std::exception_ptr e, bool pending);
+    void abandon(tasklet_state* t);
     void kill(tasklet_state* t, bool pending);
 
     // Registration of states created on this thread.

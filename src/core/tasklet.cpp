@@ -155,6 +155,11 @@ void tasklet::switch_to() {
     s.switch_to(t);
 }
 
+void tasklet::abandon() {
+    tasklet_state* t = checked();
+    owner_of(t).abandon(t);
+}
+
 void tasklet::kill(bool pending) {
     tasklet_state* t = checked();
     owner_of(t).kill(t, pending);

@@ -253,6 +253,10 @@ PyObject* tasklet_get_restorable(PyObject* self, void*);
 int nesting_level(py_tasklet* t);
 // The number of Python frames the tasklet runs in (0 if it has not started or has ended).
 long frame_count(py_tasklet* t);
+// Drops the frames of a paused tasklet that has no C state (Stackless's rebinding of such a
+// tasklet: its frames go without running; pickling.cpp): 0 if done, 1 if it has C state,
+// -1 with an exception.
+int drop_paused_frames(py_tasklet* t);
 // The innermost frame object of the tasklet (None if it runs in none).
 PyObject* tasklet_frame_object(py_tasklet* t);
 PyObject* channel_reduce(PyObject* self, PyObject*);

@@ -512,6 +512,20 @@ PyObject* frame_object_of(_PyInterpreterFrame* frame) {
     return Py_NewRef(reinterpret_cast<PyObject*>(f));
 }
 
+int waiting_stack_top(_PyInterpreterFrame* innermost, const capture_helpers& helpers) {
+    if (innermost == nullptr || innermost->stacktop >= 0) return -1;
+    PyCodeObject* code = innermost->f_code;
+    int index = static_cast<int>(innermost->prev_instr - _PyCode_CODE(code));
+    call_site_info site;
+    int r = read_call_site(helpers.call_site, code, index, site);
+    if (r < 0) return -2;
+    if (r == 0 || site.mode > 4) return -1;
+    PyObject* callee = site_callee(site, innermost->localsplus + code->co_nlocalsplus);
+    bool iterates = site.mode == 3 || site.mode == 4;
+    if (callee == nullptr || !helpers.classify(callee, iterates)) return -1;
+    return code->co_nlocalsplus + site.depth;
+}
+
 long frames_from(_PyInterpreterFrame* innermost) noexcept {
     long n = 0;
     for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) ++n;

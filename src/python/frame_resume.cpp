@@ -23,13 +23,15 @@ void hand_frame_to_object(PyFrameObject* f, _PyInterpreterFrame* frame) {
     f->f_frame = owned;
     owned->owner = FRAME_OWNED_BY_FRAME_OBJECT;
     if (owned->previous != nullptr && f->f_back == nullptr) {
-        // The caller's frame object (made now if needed): CPython keeps f_back that way. The
-        // caller is the thread state's current frame at this point.
+        // The caller's frame object (made now if needed): CPython keeps f_back that way.
         // (An exception may be on its way out of the finished frame: keep it.)
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
-        PyFrameObject* back = PyEval_GetFrame();  // borrowed
-        if (back != nullptr) f->f_back = reinterpret_cast<PyFrameObject*>(Py_NewRef(back));
+        PyObject* back = frame_object_of(owned->previous);
+        if (back != nullptr && PyFrame_Check(back))
+            f->f_back = reinterpret_cast<PyFrameObject*>(back);
+        else
+            Py_XDECREF(back);
         PyErr_Clear();  // no memory for the caller's frame object: f_back stays None
         PyErr_Restore(type, value, tb);
     }
@@ -392,6 +394,40 @@ PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFram
     }
     root->current_frame = nullptr;
     return value;
+}
+
+}  // namespace stackless::python
+
+namespace stackless::python {
+
+bool frames_droppable(_PyInterpreterFrame* innermost, PyObject* func) {
+    if (innermost == nullptr) return false;
+    if (PyMethod_Check(func)) func = PyMethod_GET_FUNCTION(func);
+    _PyInterpreterFrame* f = innermost;
+    for (; f->previous != nullptr; f = f->previous)
+        if (f->is_entry || f->owner != FRAME_OWNED_BY_THREAD ||
+            (f->f_code->co_flags & code_flags_of_generators))
+            return false;
+    return f->is_entry && f->owner == FRAME_OWNED_BY_THREAD && PyFunction_Check(func) &&
+           PyFunction_GET_CODE(func) == reinterpret_cast<PyObject*>(f->f_code) &&
+           !(f->f_code->co_flags & code_flags_of_generators);
+}
+
+void drop_frames(_PyInterpreterFrame* innermost, int top, _PyStackChunk* chunk,
+                 _PyStackChunk* root_chunk) {
+    innermost->stacktop = top;
+    for (_PyInterpreterFrame* f = innermost; f != nullptr;) {
+        _PyInterpreterFrame* outer = f->previous;
+        clear_frame(f);  // (a frame object that outlives it gets its own copy, f_back included)
+        f = outer;
+    }
+    PyObjectArenaAllocator arena;
+    PyObject_GetArenaAllocator(&arena);
+    while (chunk != nullptr && chunk != root_chunk) {
+        _PyStackChunk* previous = chunk->previous;
+        arena.free(arena.ctx, chunk, chunk->size);
+        chunk = previous;
+    }
 }
 
 }  // namespace stackless::python

@@ -120,6 +120,21 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
 
 int traverse_plan(const restore_plan& plan, visitproc visit, void* arg);
 
+// Whether a paused tasklet's frames, from `innermost` out, can be dropped without unwinding its
+// C stack: every link a call inside one evaluation loop, no generator, the outermost the
+// tasklet's own call of `func` (its innermost waits in a stackless operation that it called:
+// the caller checks that).
+bool frames_droppable(struct _PyInterpreterFrame* innermost, PyObject* func);
+// Clears those frames without running their code (as Stackless drops a rebound tasklet's frames:
+// no finally block runs), the innermost with `top` entries of localsplus in use, and frees the
+// frame chunks of the tasklet's data stack from `chunk` back to (not including) `root_chunk`.
+void drop_frames(struct _PyInterpreterFrame* innermost, int top, _PyStackChunk* chunk,
+                 _PyStackChunk* root_chunk);
+// How many entries of localsplus the innermost frame of a switched-out tasklet uses while it
+// waits in a stackless operation it called directly (the analysis says): -1 if it waits in no
+// such call, -2 with an exception.
+int waiting_stack_top(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers);
+
 // A tasklet whose C stack was dropped while it was blocked (tasklet_hooks::discard_stack) goes
 // on from its frames, which stay where they are in its frame data stack. The frames qualify if
 // every link between them is a call inside one evaluation loop (no C code between frames, no

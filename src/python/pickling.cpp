@@ -7,6 +7,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <utility>
 
 #include "frame_state.hpp"
 
@@ -459,6 +460,39 @@ PyObject* tasklet_frame_object(py_tasklet* t) {
         return raise_from_cxx();
     }
     return frame_object_of(f);
+}
+
+int drop_paused_frames(py_tasklet* t) {
+    if (!softswitch_enabled || t->is_main || !t->python_started || t->python_finished ||
+        t->restored_body || t->func == nullptr || call_site == nullptr)
+        return 1;
+    _PyInterpreterFrame* innermost = t->saved.current_frame;
+    if (innermost == nullptr || !frames_droppable(innermost, t->func)) return 1;
+    ++switch_trap_level_slow();
+    int top = waiting_stack_top(innermost, {call_site, nullptr, &classify, keeps_self, false});
+    --switch_trap_level_slow();
+    if (top == -2) return -1;
+    if (top < 0) return 1;
+    try {
+        t->core.abandon();
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
+    drop_frames(innermost, top, t->saved.datastack_chunk, t->root_chunk);
+    // What it handled and where it stood are gone; its context and trace functions stay its own.
+    Py_CLEAR(t->exc_base.exc_value);
+    if (t->context == nullptr) t->context = std::exchange(t->saved.context, nullptr);
+    t->saved.current_frame = nullptr;
+    t->saved.cframe = nullptr;
+    t->saved.datastack_chunk = nullptr;
+    t->saved.exc_info = nullptr;
+    t->saved.recursion_depth = 0;
+    t->python_started = false;
+    t->stack_discarded = false;
+    t->in_blocking_call = false;
+    t->interrupted = false;
+    t->hint = {};
+    return 0;
 }
 
 int prepare_iteration(PyObject* code) {

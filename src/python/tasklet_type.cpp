@@ -52,8 +52,9 @@ namespace {
 
 int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
     if (check_thread(self) < 0) return -1;
-    if (self->is_main) {
-        PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the main tasklet");
+    // (In Stackless's order of checks.)
+    if (func != nullptr && func != Py_None && !PyCallable_Check(func)) {
+        PyErr_SetString(PyExc_TypeError, "tasklet function must be a callable");
         return -1;
     }
     stackless::tasklet::status_flags st;
@@ -66,18 +67,25 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
         PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the current tasklet");
         return -1;
     }
+    if (self->is_main) {
+        PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the main tasklet");
+        return -1;
+    }
     if (st.scheduled) {
         PyErr_SetString(PyExc_RuntimeError, "tasklet is scheduled");
         return -1;
     }
     if (st.started) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "tasklet has C state on its stack (it has started; kill it first)");
-        return -1;
-    }
-    if (func != nullptr && func != Py_None && !PyCallable_Check(func)) {
-        PyErr_SetString(PyExc_TypeError, "tasklet function must be a callable");
-        return -1;
+        // A paused tasklet without C state drops its frames (their finally blocks do not run),
+        // as in Stackless; one with C state keeps them.
+        int dropped = drop_paused_frames(self);
+        if (dropped < 0) return -1;
+        if (dropped > 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "tasklet has C state on its stack (it cannot be rebound; kill it "
+                            "first)");
+            return -1;
+        }
     }
     if (args != nullptr && args != Py_None && !PyTuple_Check(args)) {
         args = PySequence_Tuple(args);

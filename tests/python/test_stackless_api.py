@@ -129,3 +129,53 @@ def test_a_tasklet_blocked_in_send_sequence_resumes_from_its_pickle():
     assert [ch2.receive(), ch2.receive()] == ["b", "c"]
     stackless.run()
     assert not t2.alive
+
+
+def test_rebinding_a_paused_tasklet_drops_its_frames_without_running_them():
+    import weakref
+    log = []
+
+    def task():
+        try:
+            stackless.schedule_remove(None)
+        finally:
+            log.append("finally")
+
+    t = stackless.tasklet(task)()
+    ref = weakref.ref(t)
+    stackless.run()
+    frame = t.frame
+    assert t.alive and t.paused and t.nesting_level == 0
+    t.bind(None)
+    assert not t.alive and t.frame is None and log == []
+    assert frame.f_code is task.__code__  # the frame object outlives its frame
+    t.bind(log.append)  # and runs something else
+    t.setup("again")
+    stackless.run()
+    assert log == ["again"]
+    t = None
+    assert ref() is None and log == ["again"]  # its finally block never ran
+
+
+def test_a_paused_tasklet_with_c_state_cannot_be_rebound():
+    import operator
+    log = []
+
+    def task():
+        try:
+            operator.call(stackless.schedule_remove, None)
+        finally:
+            log.append("finally")
+
+    t = stackless.tasklet(task)()
+    stackless.run()
+    assert t.nesting_level == 1
+    with pytest.raises(RuntimeError, match="C state"):
+        t.bind(None)
+    assert t.alive
+    t.kill()
+    assert log == ["finally"]
+    with pytest.raises(RuntimeError, match="current tasklet"):
+        stackless.getcurrent().bind(None)
+    with pytest.raises(TypeError, match="callable"):
+        stackless.getcurrent().bind(42)
