@@ -559,3 +559,32 @@ TEST(TaskletMisuse, RemoveBlockedTaskletIsStateError) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Tasklet, AbandonDropsAPausedTaskletsStackWithoutUnwindingItAndUnbindsIt) {
+    in_fresh_thread([] {
+        std::vector<int> log;
+        tasklet t = spawn([&log] {
+            log.push_back(1);
+            schedule_remove();
+            log.push_back(2);  // never: its stack is dropped
+        });
+        run();
+        ASSERT_TRUE(t.paused());
+        t.abandon();
+        EXPECT_FALSE(t.alive());
+        EXPECT_EQ(log, std::vector<int>{1});
+        t.bind([&log] { log.push_back(3); });
+        t.setup();
+        run();
+        EXPECT_EQ(log, (std::vector<int>{1, 3}));
+        EXPECT_THROW(getmain().abandon(), tasklet_state_error);
+        tasklet runnable = spawn([] { schedule(); });
+        EXPECT_THROW(runnable.abandon(), tasklet_state_error);  // scheduled
+        run();
+        expect_idle_scheduler();
+    });
+}
+
+}  // namespace
