@@ -677,6 +677,10 @@ def reduce_tasklet(t):
             body = (frames, resume_op, exc_value)
     blocked = (channel, direction) if channel is not None else None
     flags = (bool(atomic), bool(ignore_nesting), bool(block_trap))
+    if _stackless_generators.pickle_flags() & _stackless_generators.PICKLEFLAGS_PRESERVE_TRACING_STATE:
+        tracing = (t.trace_function, t.profile_function)
+        if tracing != (None, None):  # its trace and profile functions (pickle_with_tracing_state)
+            flags += tuple(_by_value_if_needed(f) for f in tracing)
     attrs = getattr(t, "__dict__", None) or None
     return (copyreg.__newobj__, (type(t),),
             (TASKLET_TAG, FORMAT, PYTHON, state, body, flags, tempval, blocked, attrs))
@@ -695,7 +699,7 @@ def _check_state(state, tag, size):
 def setstate_tasklet(t, state):
     _check_state(state, TASKLET_TAG, 9)
     _, _, _, kind, body, flags, tempval, blocked, attrs = state
-    if not isinstance(body, tuple) or not isinstance(flags, tuple) or len(flags) != 3:
+    if not isinstance(body, tuple) or not isinstance(flags, tuple) or len(flags) not in (3, 5):
         raise pickle.UnpicklingError("stackless: corrupt pickle: bad tasklet state")
     if kind == "dead":
         pass
@@ -723,7 +727,14 @@ def setstate_tasklet(t, state):
         raise pickle.UnpicklingError("stackless: corrupt pickle: unknown tasklet state %r"
                                      % (kind,))
     t.tempval = tempval
-    atomic, ignore_nesting, block_trap = flags
+    atomic, ignore_nesting, block_trap = flags[:3]
+    if len(flags) == 5:
+        trace, profile = flags[3:]
+        if not all(f is None or callable(f) for f in (trace, profile)):
+            raise pickle.UnpicklingError("stackless: corrupt pickle: bad trace functions")
+        if t.alive:
+            t.trace_function = trace
+            t.profile_function = profile
     t.set_atomic(bool(atomic))
     t.set_ignore_nesting(bool(ignore_nesting))
     t.block_trap = bool(block_trap)

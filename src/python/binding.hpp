@@ -115,7 +115,9 @@ struct py_tasklet {
     bool atomic;
     bool ignore_nesting;
     bool awaiting_plan;  // bound to resume unpickled frames that are not there yet
-    bool restored_body;  // runs run_restored (its C stack holds where it is among its frames)
+    // Its frames were rebuilt from a pickle (run_restored) or resumed after its C stack was dropped
+    // (resume_without_stack): its C stack holds where it is among them, each waiting for the next.
+    bool restored_body;
     // Its C stack was dropped while it was blocked: its frames go on in place when it runs
     // (tasklet_hooks::discard_stack).
     bool stack_discarded;

@@ -463,7 +463,7 @@ PyObject* generator_info(PyObject* object, PyObject* by_value) {
 }
 
 int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers,
-                  bool switched_out, PyObject* func) {
+                  bool switched_out, PyObject* func, bool resumed_frames) {
     if (innermost == nullptr) return 0;
     int depth = 0;
     // A switched-out tasklet's innermost frame waits in the stackless operation it called, or in
@@ -483,9 +483,13 @@ int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers
     for (_PyInterpreterFrame* next = innermost; next->previous != nullptr; next = next->previous) {
         _PyInterpreterFrame* f = next->previous;
         outermost = f;
-        // Inline calls, and frames an unpickled tasklet resumes (stacktop up to date), keep no
-        // C state between them.
-        if (!next->is_entry || f->stacktop >= 0) continue;
+        if (!next->is_entry) continue;  // an inline call
+        if (f->stacktop >= 0) {
+            // The frames an unpickled tasklet resumes wait so for the frame they called; any
+            // other frame with its stack top saved called a trace or profile function, from C.
+            if (!resumed_frames) ++depth;
+            continue;
+        }
         c_link link;
         if (link_of(f, next, helpers, &link) < 0) return -1;
         if (link == c_link::none) ++depth;

@@ -59,9 +59,11 @@ PyObject* capture_frames(struct _PyInterpreterFrame* innermost, const capture_he
 // the tasklet's nesting level, as Stackless counts it with soft switching. `switched_out`: the
 // innermost frame waits in a call (which counts unless it is a stackless operation called
 // directly); `func`: the tasklet's function (nullptr for a main tasklet), which counts unless
-// it is the outermost frame's. -1 with an exception (the analysis is Python code).
+// it is the outermost frame's; `resumed_frames`: its frames were rebuilt from a pickle (each
+// waits for the one it called with its stack top saved; otherwise that marks a call of a trace
+// function). -1 with an exception (the analysis is Python code).
 int c_state_depth(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers,
-                  bool switched_out, PyObject* func);
+                  bool switched_out, PyObject* func, bool resumed_frames);
 // The frame object of an interpreter frame (made if it has none; None for nullptr).
 PyObject* frame_object_of(struct _PyInterpreterFrame* frame);
 // How many frames there are from `innermost` outwards.

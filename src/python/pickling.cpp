@@ -432,7 +432,7 @@ int nesting_level(py_tasklet* t) {
     ++switch_trap_level_slow();
     bool current = innermost == PyThreadState_Get()->cframe->current_frame;
     int depth = c_state_depth(innermost, {call_site, nullptr, &classify, keeps_self, false},
-                              !current, t->is_main ? nullptr : t->func);
+                              !current, t->is_main ? nullptr : t->func, t->restored_body);
     --switch_trap_level_slow();
     return depth;
 }

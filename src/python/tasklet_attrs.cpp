@@ -122,26 +122,12 @@ PyObject* get_nesting_level(PyObject* o, void*) {
     return PyLong_FromLong(depth);
 }
 
-// Stackless's recursion_depth: how deep the tasklet's Python calls are (CPython's recursion
-// count, which each tasklet has of its own).
+// Stackless's recursion_depth: how deep the tasklet's Python calls are, its Python frames
+// (Stackless counts those; CPython's own recursion counter counts some C calls too).
 PyObject* get_recursion_depth(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (of_ended_thread(self) || check_thread(self) < 0) return PyLong_FromLong(0);
-    if (is_running(self)) {
-        PyThreadState* ts = self->tstate;
-        return PyLong_FromLong(ts->recursion_limit - ts->recursion_remaining);
-    }
-    bool started = false;
-    try {
-        started = self->core.status().started && self->python_started && !self->python_finished;
-    } catch (...) {
-        return raise_from_cxx();
-    }
-    // (A tasklet whose C stack was dropped counts again when it resumes: 0 meanwhile would be
-    // wrong; its frames say how deep it is.)
-    if (!started) return PyLong_FromLong(0);
-    if (self->stack_discarded) return PyLong_FromLong(frame_count(self));
-    return PyLong_FromLong(self->saved.recursion_depth);
+    return PyLong_FromLong(frame_count(self));
 }
 
 // Stackless's frame: the innermost frame the tasklet runs in (None if it has not started, or has
@@ -152,12 +138,22 @@ PyObject* get_frame(PyObject* o, void*) {
     return tasklet_frame_object(self);
 }
 
+bool alive_here(py_tasklet* self) {
+    if (of_ended_thread(self) || self->thread != this_thread) return false;
+    try {
+        return self->core.alive();
+    } catch (...) {
+        return false;
+    }
+}
+
 // trace_function / profile_function: the tasklet's own (Stackless: tracing is per tasklet).
 template <bool trace>
 PyObject* get_hook_function(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     Py_tracefunc func;
     PyObject* obj;
+    if (!self->is_main && !alive_here(self)) Py_RETURN_NONE;  // (what it traced ended with it)
     if (is_running(self)) {
         func = trace ? self->tstate->c_tracefunc : self->tstate->c_profilefunc;
         obj = trace ? self->tstate->c_traceobj : self->tstate->c_profileobj;
@@ -176,6 +172,10 @@ int set_hook_function(PyObject* o, PyObject* value, void*) {
     if (value == nullptr) value = Py_None;
     if (value != Py_None && !PyCallable_Check(value)) {
         PyErr_SetString(PyExc_TypeError, "the trace or profile function must be callable");
+        return -1;
+    }
+    if (!self->is_main && !alive_here(self)) {
+        PyErr_SetString(PyExc_RuntimeError, "tasklet is not alive");
         return -1;
     }
     if (is_running(self)) {

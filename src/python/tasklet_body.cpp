@@ -193,6 +193,7 @@ void resume_without_stack(py_tasklet* self) {
     PyThreadState* ts = self->tstate;
     _PyCFrame root;
     self->stack_discarded = false;
+    self->restored_body = true;  // (its frames now wait for each other as an unpickled one's do)
     resume_interp_state(ts, &root, self->saved);
     if (schedule_callback != nullptr) [[unlikely]]
         call_schedule_callback(self);

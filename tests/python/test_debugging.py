@@ -296,3 +296,74 @@ def test_schedule_and_channel_callbacks_fire_in_the_order_of_events():
         "a: goes on",
         ("switch", "a", "main"),    # a ended: run() returns
     ]
+
+
+def test_trace_and_profile_functions_of_tasklets_that_are_not_alive():
+    def tracer(frame, event, arg):
+        return tracer
+
+    t = stackless.tasklet()
+    assert t.trace_function is None
+    with pytest.raises(RuntimeError, match="tasklet is not alive"):
+        t.trace_function = tracer
+    with pytest.raises(RuntimeError, match="tasklet is not alive"):
+        t.profile_function = tracer
+    t = stackless.tasklet(lambda: None)()
+    t.trace_function = tracer
+    t.profile_function = sys.getprofile()  # None: no profiler
+    assert t.trace_function is tracer and t.profile_function is None
+    stackless.run()
+    assert t.trace_function is None  # what it traced ended with it
+
+
+def test_a_trace_function_runs_at_a_nesting_level_above_its_frames():
+    levels = []
+
+    def tracer(frame, event, arg):
+        if event == "line":
+            levels.append(stackless.current.nesting_level)
+        return tracer
+
+    def traced():
+        return 1
+
+    def body():
+        sys.settrace(tracer)
+        traced()
+        sys.settrace(None)
+        levels.append(("after", stackless.current.nesting_level))
+
+    stackless.tasklet(body)()
+    stackless.run()
+    assert levels[0] == 1 and levels[-1] == ("after", 0)
+
+
+def test_pickle_with_tracing_state_keeps_a_tasklets_trace_function():
+    import pickle
+    events = []
+    ch = stackless.channel()
+
+    def body():
+        ch.receive()
+        events.append("resumed")
+
+    t = stackless.tasklet(body)()
+    stackless.run()
+    t.trace_function = record_events
+    for keep, expected in ((False, None), (True, record_events)):
+        stackless.pickle_with_tracing_state = keep
+        try:
+            t2, ch2 = pickle.loads(pickle.dumps((t, ch)))
+        finally:
+            stackless.pickle_with_tracing_state = False
+        assert t2.trace_function is expected
+        t2.kill()
+    t.kill()
+
+
+TRACED = []
+
+
+def record_events(frame, event, arg):
+    TRACED.append(event)
+    return record_events
