@@ -31,6 +31,12 @@ NOT_APPLICABLE = [
     ("test_pickle.TestFramePickling.*", _OWN_FORMAT),
     ("test_defects.TestCrashUponFrameUnpickling.*", _OWN_FORMAT),
     ("test_exception.TestExcStatePickling.test_tasklet_reduce_wo_exc*", _OWN_FORMAT),
+    ("test_tstate.TestTracingState.testReduceOfTracingState*", _OWN_FORMAT + " (and imports "
+     "Stackless's internal module _stackless)"),
+    ("test_miscell.TestTaskletFinalizer.test_zombie*", _OWN_FORMAT + " (support.is_zombie reads "
+     "Stackless's tasklet flags from its reduce tuple)"),
+    ("test_miscell.TestCstate.*", "tasklet.cstate and stackless.cstack: Stackless's objects for "
+     "its interpreter's C stacks"),
     ("test_generator.TestGeneratorWrapper.*",
      "stackless._wrap.generator: Stackless's interpreter-internal subclass of the generator "
      "type that its unpickler builds generators from"),
