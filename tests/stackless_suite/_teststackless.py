@@ -18,9 +18,20 @@ def test_cstate(callable):
     return operator.call(callable)
 
 
-def _test_nostacklesscall(func, *args, **kwargs):
-    """Returns func(*args, **kwargs) called from C."""
-    return operator.call(func, *args, **kwargs)
+class _NoStacklessCall:
+    """Calls func(*args, **kwargs) from C. An object, not a function: as a class attribute
+    (__call__ = _test_nostacklesscall) it is called without the instance, as Stackless's is."""
+
+    def __call__(self, func, *args, post_callback=None, **kwargs):
+        # As Stackless's: func None returns the arguments; post_callback(result, 0, 0) is
+        # called with the result (0: the call was not a stackless one) and returns the result.
+        result = args if func is None else operator.call(func, *args, **kwargs)
+        if post_callback is None:
+            return result
+        return operator.call(post_callback, result, 0, 0, **kwargs)
+
+
+_test_nostacklesscall = _NoStacklessCall()
 
 
 def test_cframe(switches, words=0):

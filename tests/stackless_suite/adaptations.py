@@ -11,10 +11,6 @@ NOT_APPLICABLE_FILES = {
     "test_outside.py": "Stackless's C-stack bookkeeping (initial stubs, stack serials, "
                        "test_outside, test_cframe_nr)",
     "test_slp_embed.py": "embedding Stackless's interpreter in a C program",
-    "test_tpflags_have_stackless_call.py":
-        "Py_TPFLAGS_HAVE_STACKLESS_CALL: calls through type slots that Stackless's interpreter "
-        "makes without C recursion; CPython 3.11's interpreter recurses in C for them, and "
-        "these tests assert the resulting nesting level",
     "test_transfer_errors.py": "failures of Stackless's C-stack transfer (slp_transfer), provoked "
                                "by corrupting a tasklet's internal C-stack record",
 }
@@ -35,6 +31,8 @@ NOT_APPLICABLE = [
      "Stackless's internal module _stackless)"),
     ("test_miscell.TestTaskletFinalizer.test_zombie*", _OWN_FORMAT + " (support.is_zombie reads "
      "Stackless's tasklet flags from its reduce tuple)"),
+    ("test_tpflags_have_stackless_call.TestStacklessCallFlag.*",
+     "Py_TPFLAGS_HAVE_STACKLESS_CALL, a type flag of Stackless's interpreter"),
     ("test_miscell.TestCstate.*", "tasklet.cstate and stackless.cstack: Stackless's objects for "
      "its interpreter's C stacks"),
     ("test_generator.TestGeneratorWrapper.*",
@@ -101,6 +99,10 @@ CHANGES = [
     ("test_shutdown.py",
      "from stackless import _test_nostacklesscall as apply",
      "from _teststackless import _test_nostacklesscall as apply",
+     "stackless._test_nostacklesscall is a test helper of Stackless's module"),
+    ("test_tpflags_have_stackless_call.py",
+     "stackless._test_nostacklesscall",
+     "__import__('_teststackless')._test_nostacklesscall",
      "stackless._test_nostacklesscall is a test helper of Stackless's module"),
     ("test_thread.py",
      "from stackless import _test_nostacklesscall as apply_not_stackless",
