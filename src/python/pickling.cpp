@@ -228,8 +228,10 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
         state = "bound";
     else
         state = "dead";
-    if (st.started && t->saved.exc_info != nullptr && t->saved.exc_info->exc_value != nullptr)
-        exc_value = t->saved.exc_info->exc_value;
+    // The exception its own frames handle: the bottom of its exception stack (the generators
+    // running in it each pickle their own with their frame).
+    if (st.started && t->exc_base.exc_value != nullptr && t->exc_base.exc_value != Py_None)
+        exc_value = t->exc_base.exc_value;
     PyObject* channel = static_cast<PyObject*>(blocked.channel_payload);
     return Py_BuildValue("(sOOOOOOOOiO)", state, t->func ? t->func : Py_None,
                          t->args ? t->args : Py_None, t->kwargs ? t->kwargs : Py_None,

@@ -380,3 +380,33 @@ def test_what_cannot_be_pickled_still_fails_with_the_original_error():
     # The second try fails too (the lock): the first error is what CPython's pickle said.
     with pytest.raises(AttributeError, match="Can't pickle local object"):
         pickle.dumps([lambda: None, threading.Lock()])
+
+
+def test_the_exceptions_handled_around_and_inside_a_running_generator_survive_pickling():
+    def inner():
+        stackless.schedule_remove(sys.exc_info()[0])  # the outer frame's, seen from inside
+        try:
+            raise KeyError
+        except KeyError:
+            yield stackless.schedule_remove(sys.exc_info()[0])
+        yield
+
+    def outer():
+        try:
+            raise ZeroDivisionError
+        except ZeroDivisionError:
+            for _ in inner():
+                stackless.schedule_remove(sys.exc_info()[0])
+
+    t = stackless.tasklet(outer)()
+    stackless.run()
+    expected = [ZeroDivisionError, KeyError, ZeroDivisionError, ZeroDivisionError]
+    seen_after = []
+    while t.alive:  # each step from a pickle, the original killed
+        seen_after.append(t.tempval)
+        t2 = pickle.loads(pickle.dumps(t))
+        t.kill()
+        t = t2
+        t.insert()
+        stackless.run()
+    assert seen_after == expected
