@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace stackless::python {
 
@@ -514,6 +515,48 @@ PyObject* frame_object_of(_PyInterpreterFrame* frame) {
         return nullptr;
     }
     return Py_NewRef(reinterpret_cast<PyObject*>(f));
+}
+
+int droppable_frames(_PyInterpreterFrame* innermost, const capture_helpers& helpers,
+                     PyObject* func, std::vector<int>& tops) {
+    tops.clear();
+    int top = waiting_stack_top(innermost, helpers);
+    if (top < 0) return top == -2 ? -1 : 0;
+    tops.push_back(top);
+    _PyInterpreterFrame* f = innermost;
+    for (; f->previous != nullptr; f = f->previous) {
+        _PyInterpreterFrame* caller = f->previous;
+        if (caller->owner != FRAME_OWNED_BY_THREAD && caller->owner != FRAME_OWNED_BY_GENERATOR)
+            return 0;
+        if (!f->is_entry) {  // an inline call: the caller's stack top is saved
+            if (f->owner != FRAME_OWNED_BY_THREAD || caller->stacktop < 0) return 0;
+            tops.push_back(caller->stacktop);
+            continue;
+        }
+        // Only a generator that the caller drives (FOR_ITER, SEND, send(), next()): the C code
+        // between them holds no references of its own.
+        if (f->owner != FRAME_OWNED_BY_GENERATOR || caller->stacktop >= 0) return 0;
+        PyCodeObject* code = caller->f_code;
+        int index = static_cast<int>(caller->prev_instr - _PyCode_CODE(code));
+        call_site_info site;
+        int r = read_call_site(helpers.call_site, code, index, site);
+        if (r < 0) return -1;
+        if (r == 0) return 0;
+        PyObject* const* stack = caller->localsplus + code->co_nlocalsplus;
+        PyObject* callee = site_callee(site, stack);
+        bool driven = (site.mode == 3 || site.mode == 4)
+                          ? drives_generator(callee, f)
+                          : site.mode == 1 && callee != nullptr &&
+                                call_drives_generator(callee, stack, site.position, site.depth, f);
+        if (!driven) return 0;
+        tops.push_back(code->co_nlocalsplus + site.depth);
+    }
+    // The outermost: the tasklet's own call of its function.
+    if (PyMethod_Check(func)) func = PyMethod_GET_FUNCTION(func);
+    return f->is_entry && f->owner == FRAME_OWNED_BY_THREAD && PyFunction_Check(func) &&
+                   PyFunction_GET_CODE(func) == reinterpret_cast<PyObject*>(f->f_code)
+               ? 1
+               : 0;
 }
 
 int waiting_stack_top(_PyInterpreterFrame* innermost, const capture_helpers& helpers) {

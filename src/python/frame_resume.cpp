@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <utility>
+#include <vector>
 
 namespace stackless::python {
 
@@ -400,24 +401,19 @@ PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFram
 
 namespace stackless::python {
 
-bool frames_droppable(_PyInterpreterFrame* innermost, PyObject* func) {
-    if (innermost == nullptr) return false;
-    if (PyMethod_Check(func)) func = PyMethod_GET_FUNCTION(func);
-    _PyInterpreterFrame* f = innermost;
-    for (; f->previous != nullptr; f = f->previous)
-        if (f->is_entry || f->owner != FRAME_OWNED_BY_THREAD ||
-            (f->f_code->co_flags & code_flags_of_generators))
-            return false;
-    return f->is_entry && f->owner == FRAME_OWNED_BY_THREAD && PyFunction_Check(func) &&
-           PyFunction_GET_CODE(func) == reinterpret_cast<PyObject*>(f->f_code) &&
-           !(f->f_code->co_flags & code_flags_of_generators);
-}
-
-void drop_frames(_PyInterpreterFrame* innermost, int top, _PyStackChunk* chunk,
-                 _PyStackChunk* root_chunk) {
-    innermost->stacktop = top;
-    for (_PyInterpreterFrame* f = innermost; f != nullptr;) {
+void drop_frames(_PyInterpreterFrame* innermost, const std::vector<int>& tops,
+                 _PyStackChunk* chunk, _PyStackChunk* root_chunk) {
+    std::size_t i = 0;
+    for (_PyInterpreterFrame* f = innermost; f != nullptr; ++i) {
         _PyInterpreterFrame* outer = f->previous;
+        f->stacktop = tops[i];
+        if (PyGenObject* gen = generator_of(f)) {
+            // The generator ends without running again, as if its frame had returned.
+            gen->gi_frame_state = FRAME_CLEARED;
+            Py_CLEAR(gen->gi_exc_state.exc_value);
+            gen->gi_exc_state.previous_item = nullptr;
+            f->previous = nullptr;
+        }
         clear_frame(f);  // (a frame object that outlives it gets its own copy, f_back included)
         f = outer;
     }

@@ -123,15 +123,17 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
 int traverse_plan(const restore_plan& plan, visitproc visit, void* arg);
 
 // Whether a paused tasklet's frames, from `innermost` out, can be dropped without unwinding its
-// C stack: every link a call inside one evaluation loop, no generator, the outermost the
-// tasklet's own call of `func` (its innermost waits in a stackless operation that it called:
-// the caller checks that).
-bool frames_droppable(struct _PyInterpreterFrame* innermost, PyObject* func);
+// C stack: its innermost frame waits in a stackless operation it called, every link is a call
+// inside one evaluation loop or the driving of a generator (FOR_ITER, SEND, send(), next()),
+// and the outermost is the tasklet's own call of `func`. 1 if so, with `tops` the entries of
+// localsplus each frame uses (innermost first); 0 if not; -1 with an exception.
+int droppable_frames(struct _PyInterpreterFrame* innermost, const capture_helpers& helpers,
+                     PyObject* func, std::vector<int>& tops);
 // Clears those frames without running their code (as Stackless drops a rebound tasklet's frames:
-// no finally block runs), the innermost with `top` entries of localsplus in use, and frees the
-// frame chunks of the tasklet's data stack from `chunk` back to (not including) `root_chunk`.
-void drop_frames(struct _PyInterpreterFrame* innermost, int top, _PyStackChunk* chunk,
-                 _PyStackChunk* root_chunk);
+// no finally block runs; a generator among them ends), and frees the frame chunks of the
+// tasklet's data stack from `chunk` back to (not including) `root_chunk`.
+void drop_frames(struct _PyInterpreterFrame* innermost, const std::vector<int>& tops,
+                 _PyStackChunk* chunk, _PyStackChunk* root_chunk);
 // How many entries of localsplus the innermost frame of a switched-out tasklet uses while it
 // waits in a stackless operation it called directly (the analysis says): -1 if it waits in no
 // such call, -2 with an exception.

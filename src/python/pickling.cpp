@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "frame_state.hpp"
 
@@ -469,18 +470,19 @@ int drop_paused_frames(py_tasklet* t) {
         t->restored_body || t->func == nullptr || call_site == nullptr)
         return 1;
     _PyInterpreterFrame* innermost = t->saved.current_frame;
-    if (innermost == nullptr || !frames_droppable(innermost, t->func)) return 1;
+    if (innermost == nullptr) return 1;
+    std::vector<int> tops;
     ++switch_trap_level_slow();
-    int top = waiting_stack_top(innermost, {call_site, nullptr, &classify, keeps_self, false});
+    int droppable =
+        droppable_frames(innermost, {call_site, nullptr, &classify, keeps_self, false}, t->func, tops);
     --switch_trap_level_slow();
-    if (top == -2) return -1;
-    if (top < 0) return 1;
+    if (droppable <= 0) return droppable < 0 ? -1 : 1;
     try {
         t->core.abandon();
     } catch (...) {
         return raise_from_cxx_int();
     }
-    drop_frames(innermost, top, t->saved.datastack_chunk, t->root_chunk);
+    drop_frames(innermost, tops, t->saved.datastack_chunk, t->root_chunk);
     // What it handled and where it stood are gone; its context and trace functions stay its own.
     Py_CLEAR(t->exc_base.exc_value);
     if (t->context == nullptr) t->context = std::exchange(t->saved.context, nullptr);

@@ -179,3 +179,25 @@ def test_a_paused_tasklet_with_c_state_cannot_be_rebound():
         stackless.getcurrent().bind(None)
     with pytest.raises(TypeError, match="callable"):
         stackless.getcurrent().bind(42)
+
+
+def test_rebinding_a_tasklet_paused_inside_a_generator_ends_the_generator_unrun():
+    log = []
+
+    def gen():
+        try:
+            stackless.schedule_remove(None)
+            yield 1
+        finally:
+            log.append("finally")
+
+    def task(g):
+        for x in g:
+            log.append(x)
+
+    g = gen()
+    t = stackless.tasklet(task)(g)
+    stackless.run()
+    assert t.paused and t.restorable
+    t.bind(None)
+    assert not t.alive and g.gi_frame is None and list(g) == [] and log == []
