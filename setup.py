@@ -149,7 +149,8 @@ class build_py_with_stub(build_py):
 
 setup(
     package_dir={"": "python"},
-    py_modules=["stackless_cli", "_stackless_pickle", "_stackless_generators"],
+    py_modules=["stackless_cli", "_stackless_pickle", "_stackless_generators",
+                "_stackless_bytecode"],
     ext_modules=[CMakeExtension("stackless", CMAKE_TARGET)],
     cmdclass={"build_ext": build_cmake_ext, "build_py": build_py_with_stub},
     options={"egg_info": {"egg_base": "build"}},

@@ -3,9 +3,9 @@
 The extension imports this module when it is imported and calls `_install(stackless)`. Here
 lives what is easier to say in Python: the pickle format (tuples that name their format version
 and the CPython minor version), the reducers Stackless registers with copyreg (code objects,
-cells, modules), functions pickled by value when they cannot be found by name, and the bytecode
-analysis that says what each value-stack slot of a frame must hold where it resumes. Reading
-and writing interpreter frames is C++ (src/python/frame_state.cpp).
+cells, modules) and functions pickled by value when they cannot be found by name
+(_stackless_bytecode says where a frame can resume and what each of its value-stack slots must
+hold there). Reading and writing interpreter frames is C++ (src/python/frame_*.cpp).
 
 Unpickling runs code, as every pickle does: only load tasklets from sources you trust. What this
 module guarantees is that a damaged pickle (flipped or missing bytes) raises an exception
@@ -26,6 +26,10 @@ import weakref
 import zlib
 
 import _stackless_generators
+from _stackless_bytecode import call_site as _call_site  # noqa: F401 (the extension reads it)
+from _stackless_bytecode import instruction as _instruction
+from _stackless_bytecode import keeps_self as _keeps_self  # noqa: F401 (the extension reads it)
+from _stackless_bytecode import opcode_tables, slot_kinds  # noqa: F401 (the extension reads them)
 
 FORMAT = 1  # bump when the layout of the tuples below changes
 PYTHON = tuple(sys.version_info[:2])
@@ -307,137 +311,6 @@ def _resolve_globals(ref):
                                  "module name nor a dict")
 
 
-# ---------------------------------------------------------------------------------------------
-# What each value-stack slot holds, instruction by instruction.
-#
-# Slot kinds: "o" any object, "n" an object or NULL (the slot LOAD_METHOD, LOAD_GLOBAL and
-# PUSH_NULL leave for a method's self), "i" an iterator (FOR_ITER calls its tp_iternext
-# directly), "x" an exception or None (an exception state saved by PUSH_EXC_INFO), "e" an
-# exception (what a handler receives), "l" an int, the instruction offset a handler re-raises at.
-# The evaluation loop trusts these: a frame resumed with the wrong kind in a slot may crash, so
-# restoring a frame checks every slot against this analysis.
-
-_OP = opcode.opmap
-_CACHES = opcode._inline_cache_entries
-_NO_FALLTHROUGH = {_OP[n] for n in ("RETURN_VALUE", "RAISE_VARARGS", "RERAISE", "JUMP_FORWARD",
-                                    "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT")}
-_JUMPS = set(opcode.hasjrel) | set(opcode.hasjabs)
-_slot_cache = {}
-
-
-def _merge_kind(x, y):
-    """The kind of a slot reached with kinds x and y on two paths, or None if they conflict.
-    The result is checked for every value that may be there: a special kind (an iterator, a
-    saved exception, ...) wins over "any object", and "any object" over "object or NULL"."""
-    if x == y:
-        return x
-    if {x, y} == {"x", "e"}:
-        return "x"  # PUSH_EXC_INFO keeps an exception or None where the exception was
-    if {x, y} == {"o", "n"}:
-        return "o"
-    if x in "on":
-        return y
-    if y in "on":
-        return x
-    return None
-
-
-def _merge(a, b):
-    if a == b:
-        return a
-    if len(a) != len(b):
-        return None
-    out = []
-    for x, y in zip(a, b):
-        kind = _merge_kind(x, y)
-        if kind is None:
-            return None
-        out.append(kind)
-    return "".join(out)
-
-
-def _effect(instr, stack, jump):
-    """The slot kinds after `instr` when it falls through (jump False) or jumps."""
-    op, arg = instr.opcode, instr.arg
-    name = instr.opname
-    if name == "PRECALL":
-        return stack
-    if name == "CALL":
-        return stack[:len(stack) - arg - 2] + "o"
-    if name == "CALL_FUNCTION_EX":
-        return stack[:len(stack) - 3 - (arg & 1)] + "o"
-    if name in ("GET_ITER", "GET_YIELD_FROM_ITER"):
-        return stack[:-1] + "i"
-    if name == "FOR_ITER":
-        return stack[:-1] if jump else stack + "o"
-    if name == "SEND":  # [receiver, value]: what it yields replaces the value; what it returns,
-        return stack[:-2] + "o" if jump else stack[:-1] + "o"  # both
-    if name == "PUSH_EXC_INFO":
-        return stack[:-1] + "xe"
-    if name == "LOAD_METHOD":
-        return stack[:-1] + "no"
-    if name == "LOAD_GLOBAL":
-        return stack + ("no" if arg & 1 else "o")
-    if name == "PUSH_NULL":
-        return stack + "n"
-    if name in ("SWAP", "COPY") and not 0 < arg <= len(stack):
-        return None
-    if name == "SWAP":
-        s = list(stack)
-        s[-1], s[-arg] = s[-arg], s[-1]
-        return "".join(s)
-    if name == "COPY":
-        return stack + stack[-arg]
-    if name == "BEFORE_WITH":
-        return stack[:-1] + "oo"
-    if name == "RETURN_GENERATOR":
-        return stack + "o"  # what the generator is first sent, which POP_TOP drops
-    effect = dis.stack_effect(op, arg, jump=jump) if op >= opcode.HAVE_ARGUMENT else \
-        dis.stack_effect(op)
-    if effect < 0:
-        return stack[:len(stack) + effect] if len(stack) + effect >= 0 else None
-    # Instructions not listed above only replace or add plain objects at the top.
-    return stack + "o" * effect
-
-
-def slot_kinds(code):
-    """{instruction index (in code units): slot kinds of the value stack before it}."""
-    result = _slot_cache.get(code)
-    if result is not None:
-        return result
-    instructions = list(dis.get_instructions(code))
-    at = {i.offset: n for n, i in enumerate(instructions)}
-    handlers = [(e.start, e.end, e.target, e.depth, e.lasti)
-                for e in dis._parse_exception_table(code)]
-    states = {}
-    work = [(0, "")]
-    while work:
-        offset, stack = work.pop()
-        if stack is None or offset not in at:
-            continue
-        old = states.get(offset)
-        if old is not None:
-            merged = _merge(old, stack)
-            if merged is None or merged == old:
-                continue  # nothing new, or paths that disagree: the first one stands
-            stack = merged
-        states[offset] = stack
-        n = at[offset]
-        instr = instructions[n]
-        for start, end, target, depth, lasti in handlers:
-            if start <= offset < end and depth <= len(stack):
-                work.append((target, stack[:depth] + ("l" if lasti else "") + "e"))
-        if instr.opcode in _JUMPS:
-            work.append((instr.argval, _effect(instr, stack, True)))
-        if instr.opcode not in _NO_FALLTHROUGH and n + 1 < len(instructions):
-            work.append((instructions[n + 1].offset, _effect(instr, stack, False)))
-    result = {offset // 2: stack for offset, stack in states.items()}
-    if len(_slot_cache) >= 4096:
-        _slot_cache.clear()
-    _slot_cache[code] = result
-    return result
-
-
 _ns_per_instruction = None
 
 
@@ -460,112 +333,6 @@ def ns_per_instruction():
             runs.append((time.perf_counter_ns() - start) / 300_000)
         _ns_per_instruction = sorted(runs)[2]
     return _ns_per_instruction
-
-
-def opcode_tables():
-    """(deopt, caches): for each instruction number, its base instruction (specialised ones
-    map to theirs), and the inline cache entries after each base instruction; what CPython's
-    _PyOpcode_Deopt and _PyOpcode_Caches hold, for the extension's C++ to read bytecode with."""
-    deopt = bytearray(range(256))
-    for specialized, base in dis.deoptmap.items():
-        deopt[dis._all_opmap[specialized]] = opcode.opmap[base]
-    caches = bytearray(256)
-    for op, n in enumerate(_CACHES):
-        caches[op] = n
-    return bytes(deopt), bytes(caches)
-
-
-_instruction_cache = {}
-
-
-def _instruction(code, index):
-    """The instruction at `index` (code units), with its full argument, or None."""
-    table = _instruction_cache.get(code)
-    if table is None:
-        table = {i.offset // 2: i for i in dis.get_instructions(code)}
-        if len(_instruction_cache) >= 4096:
-            _instruction_cache.clear()
-        _instruction_cache[code] = table
-    return table.get(index)
-
-
-def _call_site(code, index):
-    """For a frame stopped inside a C call at instruction `index`: (stack depth, mode, slot,
-    resume index, stack entries the call consumes, alternative resume index, whether the
-    alternative pushes a value), where mode 1 is a call whose [method or NULL, callable or self]
-    pair starts at the slot, 2 a CALL_FUNCTION_EX whose callable is the slot, 3 a FOR_ITER over
-    the iterator in the slot, 4 a SEND to the receiver in the slot. The alternative is where the
-    frame goes on when the generator it iterates over or delegates to returns instead of
-    yielding (FOR_ITER: without the iterator; SEND: with the return value instead of the
-    receiver), -1 for calls; 5 a BEFORE_WITH, whose __exit__ method is in the slot while
-    __enter__ runs, 6 a WITH_EXCEPT_START calling the __exit__ method in the slot. Depth -1 if
-    this is no call that can be resumed or the analysis has no state there."""
-    stack = slot_kinds(code).get(index)
-    instr = _instruction(code, index)
-    after = _resume_after_call(code, index)
-    if stack is None or instr is None or after is None:
-        return -1, 0, -1, -1, 0, -1, 0
-    depth = len(stack)
-    resume, consumed = after
-    name, arg = instr.opname, instr.arg or 0
-    if name in ("PRECALL", "CALL"):
-        return depth, 1, depth - arg - 2, resume, consumed, -1, 0
-    if name == "CALL_FUNCTION_EX":
-        return depth, 2, depth - 2 - (arg & 1), resume, consumed, -1, 0
-    if name == "FOR_ITER":
-        return depth, 3, depth - 1, resume, consumed, instr.argval // 2, 0
-    if name == "SEND":
-        return depth, 4, depth - 2, resume, consumed, instr.argval // 2, 1
-    if name == "BEFORE_WITH":  # __enter__ runs: the manager's slot holds its bound __exit__
-        return depth, 5, depth - 1, resume, consumed, -1, 0
-    return depth, 6, depth - 4, resume, consumed, -1, 0  # WITH_EXCEPT_START: __exit__(exc...)
-
-
-def _next_index(code, index):
-    """Index of the instruction after the one at `index` and its inline caches."""
-    return index + 1 + _CACHES[code.co_code[2 * index]]
-
-
-def _resume_after_call(code, index):
-    """Where a frame continues once the call made by its instruction at `index` returns, and
-    how many stack entries the call consumes; None if that instruction is no call."""
-    instr = _instruction(code, index)
-    if instr is None:
-        return None
-    name, arg = instr.opname, instr.arg or 0
-    if name == "PRECALL":
-        call = _next_index(code, index)
-        after = _instruction(code, call)
-        if after is None or after.opname != "CALL":
-            return None
-        return _next_index(code, call), arg + 2
-    if name == "CALL":
-        return _next_index(code, index), arg + 2
-    if name == "CALL_FUNCTION_EX":
-        return index + 1, 3 + (arg & 1)
-    if name == "FOR_ITER":
-        return index + 1, 0
-    if name == "SEND":  # the value sent is consumed; the receiver stays under what it yields
-        return index + 1, 1
-    if name in ("BEFORE_WITH", "WITH_EXCEPT_START"):  # the result is pushed on what is there
-        return index + 1, 0
-    return None
-
-
-_keeps_self_cache = {}
-
-
-def _keeps_self(code):
-    """Whether a method of this code never rebinds its first local (self): then an __init__
-    frame's self is what the class call it runs in returns."""
-    kept = _keeps_self_cache.get(code)
-    if kept is None:
-        kept = not any(i.opname in ("STORE_FAST", "DELETE_FAST") and i.arg == 0
-                       for i in dis.get_instructions(code))
-        if len(_keeps_self_cache) >= 4096:
-            _keeps_self_cache.clear()
-        _keeps_self_cache[code] = kept
-    return kept
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,22 @@ bool fits(char kind, PyObject* value, PyCodeObject* code) {
             return value != nullptr && (value == Py_None || PyExceptionInstance_Check(value));
         case 'e':
             return value != nullptr && PyExceptionInstance_Check(value);
+        case 'L':
+            return value != nullptr && PyList_CheckExact(value);
+        case 'S':
+            return value != nullptr && PySet_CheckExact(value);
+        case 'D':
+            return value != nullptr && PyDict_CheckExact(value);
+        case 's':
+            return value != nullptr && PyUnicode_Check(value);
+        case 'g': {  // the exceptions raised in except* clauses: restored from a copy
+            if (value == nullptr || !PyList_CheckExact(value)) return false;
+            for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value); ++i) {
+                PyObject* item = PyList_GET_ITEM(value, i);
+                if (item != Py_None && !PyExceptionInstance_Check(item)) return false;
+            }
+            return true;
+        }
         case 'l': {
             if (value == nullptr || !PyLong_CheckExact(value)) return false;
             long offset = PyLong_AsLong(value);
@@ -146,6 +162,12 @@ bool read_nulls(PyObject* values, PyObject* nulls, char* is_null) {
     return true;
 }
 
+// The comprehension or generator expression argument `.0`: the iterator its FOR_ITER calls.
+bool is_iterator_argument(PyCodeObject* code, Py_ssize_t i) {
+    PyObject* name = PyTuple_GET_ITEM(code->co_localsplusnames, i);
+    return PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, ".0") == 0;
+}
+
 // Checks a frame's pickled locals and value stack (tuple `values`, with None placeholders at the
 // indices listed in tuple `nulls`) against its code resuming where the stack slots must hold
 // `kind` (the last slot is the pending call's result, pushed when it resumes). Marks in
@@ -159,10 +181,13 @@ int check_slots(PyCodeObject* code, const char* kind, Py_ssize_t nkinds, PyObjec
     if (!read_nulls(values, nulls, is_null)) return corrupt(code, "bad empty slot");
     const char* local_kinds = PyBytes_AS_STRING(code->co_localspluskinds);
     for (Py_ssize_t i = 0; i < nlocals; ++i) {
+        PyObject* value = PyTuple_GET_ITEM(values, i);
         // LOAD_DEREF and friends trust a cell or free variable's slot to hold a cell.
         if ((static_cast<unsigned char>(local_kinds[i]) & (fast_cell | fast_free)) &&
-            (is_null[i] || !PyCell_Check(PyTuple_GET_ITEM(values, i))))
+            (is_null[i] || !PyCell_Check(value)))
             return corrupt(code, "a cell variable without its cell");
+        if (!is_null[i] && is_iterator_argument(code, i) && !PyIter_Check(value))
+            return corrupt(code, "the iterator of a comprehension is no iterator");
     }
     for (Py_ssize_t i = nlocals; i < n; ++i) {
         char k = kind[i - nlocals];
@@ -172,18 +197,90 @@ int check_slots(PyCodeObject* code, const char* kind, Py_ssize_t nkinds, PyObjec
     return 0;
 }
 
-// Checks a frame record (code, globals, resume, values, nulls[, alt_resume, alt_push]) against
-// its code; returns the kinds where it resumes (borrowed), or nullptr with an exception.
+// How a frame goes on: after a call returns into it (the call's result pushed), at an
+// instruction boundary (a tasklet interrupted by run(timeout)), at the start of a created
+// generator or after a suspended generator's yield (the value sent pushed).
+enum class resume_mode { after_call, at_instruction, generator_start, after_yield };
+
+// Whether `code` can go on at instruction `resume` in this mode (the resume table of
+// _stackless_bytecode.slot_kinds); for after_call, *alt is where it goes on when the generator
+// it drives returns (-1 for plain calls).
+bool resume_point_allowed(PyObject* table, resume_mode mode, int resume, long* alt) {
+    *alt = -1;
+    const char* key = mode == resume_mode::after_call       ? "calls"
+                      : mode == resume_mode::at_instruction ? "steps"
+                      : mode == resume_mode::after_yield    ? "yields"
+                                                            : "start";
+    PyObject* points = PyDict_GetItemString(table, key);
+    if (points == nullptr) return false;
+    if (mode == resume_mode::generator_start)
+        return PyLong_Check(points) && PyLong_AsLong(points) == resume;
+    PyObject* index = PyLong_FromLong(resume);
+    if (index == nullptr) {
+        PyErr_Clear();
+        return false;
+    }
+    bool allowed = false;
+    if (PyDict_Check(points)) {
+        PyObject* alternative = PyDict_GetItemWithError(points, index);
+        if (alternative != nullptr && PyLong_Check(alternative)) {
+            allowed = true;
+            *alt = PyLong_AsLong(alternative);
+        }
+    } else if (PyAnySet_Check(points)) {
+        allowed = PySet_Contains(points, index) == 1;
+    }
+    PyErr_Clear();
+    Py_DECREF(index);
+    return allowed;
+}
+
+// The record's locals and value stack to restore from (a new reference): the record's own
+// tuple, or a copy in which the list of exceptions an except* statement collects is a list of
+// its own, which nothing else can change before the frame's code reads it.
+PyObject* values_to_restore(PyCodeObject* code, PyObject* values, const char* kind,
+                            Py_ssize_t nkinds) {
+    Py_ssize_t nlocals = code->co_nlocalsplus;
+    PyObject* copy = nullptr;
+    for (Py_ssize_t k = 0; k + 1 < nkinds; ++k) {
+        if (kind[k] != 'g') continue;
+        if (copy == nullptr) {
+            // A new tuple (PyTuple_GetSlice would return `values` itself).
+            Py_ssize_t n = PyTuple_GET_SIZE(values);
+            copy = PyTuple_New(n);
+            if (copy == nullptr) return nullptr;
+            for (Py_ssize_t i = 0; i < n; ++i)
+                PyTuple_SET_ITEM(copy, i, Py_NewRef(PyTuple_GET_ITEM(values, i)));
+        }
+        PyObject* list = PyTuple_GET_ITEM(copy, nlocals + k);
+        PyObject* own = PyList_GetSlice(list, 0, PyList_GET_SIZE(list));
+        if (own == nullptr) {
+            Py_DECREF(copy);
+            return nullptr;
+        }
+        PyTuple_SET_ITEM(copy, nlocals + k, own);
+        Py_DECREF(list);
+    }
+    return copy != nullptr ? copy : Py_NewRef(values);
+}
+
+// A frame record (code, globals, resume, values, nulls[, alt_resume, alt_push]) checked against
+// its code.
 struct checked_record {
-    PyCodeObject* code;
-    int resume;
-    int alt_resume;
-    bool alt_push;
-    PyObject* cache;
+    PyCodeObject* code = nullptr;
+    int resume = -1;
+    int alt_resume = -1;
+    bool alt_push = false;
+    PyObject* cache = nullptr;   // borrowed: the code object owns it
+    PyObject* values = nullptr;  // owned: what to restore the frame's locals and stack from
+    checked_record() = default;
+    checked_record(const checked_record&) = delete;
+    checked_record& operator=(const checked_record&) = delete;
+    ~checked_record() { Py_XDECREF(values); }
 };
 
-int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
-                 bool at_instruction = false, bool in_generator = false) {
+int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out, resume_mode mode,
+                 bool in_generator = false) {
     Py_ssize_t size = PyTuple_Check(record) ? PyTuple_GET_SIZE(record) : 0;
     if ((size != 5 && size != 7) || !PyCode_Check(PyTuple_GET_ITEM(record, 0)) ||
         !PyLong_Check(PyTuple_GET_ITEM(record, 2))) {
@@ -197,14 +294,25 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
     // code (fill_generator checks that).
     if (!in_generator && (code->co_flags & code_flags_of_generators))
         return corrupt(code, "a generator's code in a plain frame");
+    // A class body or a module reads and writes its names in a dict of locals that a restored
+    // frame does not have.
+    if ((code->co_flags & (CO_OPTIMIZED | CO_NEWLOCALS)) != (CO_OPTIMIZED | CO_NEWLOCALS))
+        return corrupt(code, "code without a function scope (a class body or a module)");
     if (resume < 1 || resume >= code_units(code))
         return corrupt(code, "it resumes outside its code");
     PyObject* cache = code_cache(code, slot_kinds);
     if (cache == nullptr) return -1;
+    PyObject* table = PyList_GET_ITEM(cache, 0);
     PyObject* kinds = kinds_at(cache, static_cast<int>(resume));
     if (kinds == nullptr) {
         if (PyErr_Occurred()) return -1;
         return corrupt(code, "it resumes where no instruction of its code can continue");
+    }
+    long expected_alt = -1;
+    if (!resume_point_allowed(table, mode, static_cast<int>(resume), &expected_alt)) {
+        return corrupt(code, mode == resume_mode::after_call       ? "it resumes where no call returns"
+                             : mode == resume_mode::at_instruction ? "it resumes inside an instruction"
+                                                                   : "bad resume point for a generator");
     }
     if (!PyUnicode_Check(kinds) || !PyUnicode_IS_ASCII(kinds)) {
         PyErr_SetString(PyExc_TypeError, "stackless: bad slot kinds");
@@ -213,6 +321,7 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
     Py_ssize_t nkinds = PyUnicode_GET_LENGTH(kinds);
     const char* kind = static_cast<const char*>(PyUnicode_DATA(kinds));
     std::string with_result;
+    bool at_instruction = mode == resume_mode::at_instruction;
     if (at_instruction) {
         // Nothing is pushed: every slot the code expects there is in the record. (Checked as if
         // a plain object were pushed on top.)
@@ -230,18 +339,24 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out,
         return corrupt(code, "bad locals and stack");
     small_array<char, 256> is_null(static_cast<std::size_t>(PyTuple_GET_SIZE(values)));
     if (check_slots(code, kind, nkinds, values, nulls, is_null.data()) < 0) return -1;
-    out = {code, static_cast<int>(resume), -1, false, cache};
+    out.code = code;
+    out.resume = static_cast<int>(resume);
+    out.cache = cache;
+    out.values = values_to_restore(code, values, kind, nkinds);
+    if (out.values == nullptr) return -1;
     if (size == 7) {
         // The other way on, when the generator it drives returns: the same stack without that
-        // generator (on top), and the return value pushed if alt_push.
+        // generator (on top), and the return value pushed if alt_push. It must be where the
+        // FOR_ITER or SEND that the frame resumes after jumps to.
         long alt = PyLong_Check(PyTuple_GET_ITEM(record, 5))
                        ? PyLong_AsLong(PyTuple_GET_ITEM(record, 5))
                        : -1;
         int push = PyObject_IsTrue(PyTuple_GET_ITEM(record, 6));
         if (alt == -1) PyErr_Clear();
         if (push < 0) return -1;
-        PyObject* alt_kinds =
-            alt >= 1 && alt < code_units(code) ? kinds_at(cache, static_cast<int>(alt)) : nullptr;
+        if (alt != expected_alt || alt < 0)
+            return corrupt(code, "bad resume point for when its generator returns");
+        PyObject* alt_kinds = kinds_at(cache, static_cast<int>(alt));
         if (alt_kinds == nullptr && PyErr_Occurred()) return -1;
         Py_ssize_t stack_size = nkinds - 1;  // what the values hold after the locals
         if (alt_kinds == nullptr || !PyUnicode_IS_ASCII(alt_kinds) || stack_size < 1 ||
@@ -281,7 +396,7 @@ int fill_generator(PyGenObject* gen, PyObject* record, const checked_record& che
                         "stackless: corrupt pickle: a generator handles what is no exception");
         return -1;
     }
-    PyObject* values = PyTuple_GET_ITEM(record, 3);
+    PyObject* values = checked.values;
     PyObject* nulls = PyTuple_GET_ITEM(record, 4);
     int old_count = frame->stacktop;
     small_array<PyObject*, 512> saved(static_cast<std::size_t>(old_count));
@@ -304,7 +419,8 @@ int set_generator_frame(PyObject* gen, PyObject* record, bool created, PyObject*
         return -1;
     }
     checked_record checked;
-    if (check_record(record, slot_kinds, checked, false, true) < 0) return -1;
+    resume_mode mode = created ? resume_mode::generator_start : resume_mode::after_yield;
+    if (check_record(record, slot_kinds, checked, mode, true) < 0) return -1;
     if (PyTuple_GET_SIZE(record) != 5)  // (a suspended generator is inside no call)
         return corrupt(checked.code, "a suspended generator's frame drives no generator");
     return fill_generator(reinterpret_cast<PyGenObject*>(gen), record, checked, created, exc_value);
@@ -353,7 +469,7 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
         }
         checked_record checked;
         PyObject* frame_record = PyTuple_GET_ITEM(record, 1);
-        if (check_record(frame_record, slot_kinds, checked, false, true) < 0 ||
+        if (check_record(frame_record, slot_kinds, checked, resume_mode::after_call, true) < 0 ||
             fill_generator(reinterpret_cast<PyGenObject*>(gen), frame_record, checked, false,
                            PyTuple_GET_ITEM(record, 2)) < 0)
             return -1;
@@ -378,7 +494,8 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
         returns_self = true;
     }
     checked_record checked;
-    if (check_record(record, slot_kinds, checked, at_instruction) < 0) return -1;
+    resume_mode mode = at_instruction ? resume_mode::at_instruction : resume_mode::after_call;
+    if (check_record(record, slot_kinds, checked, mode) < 0) return -1;
     PyCodeObject* code = checked.code;
     PyObject* self = nullptr;
     if (returns_self) {
@@ -391,7 +508,7 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
         if (code->co_argcount < 1 || code->co_nlocalsplus < 1 ||
             (static_cast<unsigned char>(kinds[0]) & (fast_cell | fast_free)) || self_is_null)
             return corrupt(code, "an __init__ frame without its self");
-        self = PyTuple_GET_ITEM(PyTuple_GET_ITEM(record, 3), 0);
+        self = PyTuple_GET_ITEM(checked.values, 0);
     }
     PyObject* globals = resolve_globals(PyTuple_GET_ITEM(record, 1));
     if (globals == nullptr) return -1;
@@ -403,7 +520,7 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
     f.resume = checked.resume;
     f.alt_resume = checked.alt_resume;
     f.alt_push = checked.alt_push;
-    f.values = Py_NewRef(PyTuple_GET_ITEM(record, 3));
+    f.values = Py_NewRef(checked.values);
     f.nulls = Py_NewRef(PyTuple_GET_ITEM(record, 4));
     f.self = Py_XNewRef(self);
     plan.chunk_bytes += sizeof(PyObject*) * frame_words(code);

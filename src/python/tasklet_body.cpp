@@ -287,6 +287,27 @@ void run_restored(py_tasklet* self) {
 
 namespace {
 
+// Whether the pending exception is an exception group of TaskletExits alone: what a tasklet killed
+// inside an except* clause ends with (the clause wraps what it raises in a group).
+bool only_tasklet_exits() {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    bool only_exits = false;
+    if (value != nullptr && PyObject_TypeCheck(value, reinterpret_cast<PyTypeObject*>(
+                                                          PyExc_BaseExceptionGroup))) {
+        PyObject* split = PyObject_CallMethod(value, "split", "O", TaskletExit);
+        // (match, rest): nothing is left once the TaskletExits are taken out.
+        only_exits = split != nullptr && PyTuple_Check(split) && PyTuple_GET_SIZE(split) == 2 &&
+                     PyTuple_GET_ITEM(split, 1) == Py_None;
+        Py_XDECREF(split);
+        PyErr_Clear();
+    }
+    if (tb != nullptr && value != nullptr) PyException_SetTraceback(value, tb);
+    PyErr_Restore(type, value, tb);
+    return only_exits;
+}
+
 // The end of a tasklet's core function. A normal end, or TaskletExit, ends the tasklet silently;
 // any other exception goes to the main tasklet as python_error.
 void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result) {
@@ -302,7 +323,7 @@ void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result) {
         Py_DECREF(result);
         return;
     }
-    if (PyErr_ExceptionMatches(TaskletExit)) {
+    if (PyErr_ExceptionMatches(TaskletExit) || only_tasklet_exits()) {
         PyErr_Clear();
         return;
     }
