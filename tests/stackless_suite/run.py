@@ -33,6 +33,12 @@ import adaptations  # noqa: E402
 OUTCOMES = ("pass", "xfail", "fail", "error", "skip", "xpass", "crash", "timeout")
 
 
+def module_dir():
+    """Where the launcher finds the built module (STACKLESS_BUILD as the launcher reads it)."""
+    return os.path.join(os.environ.get("STACKLESS_BUILD", os.path.join(ROOT, "build", "release")),
+                        "python")
+
+
 def prepare(src, unchanged):
     unittests = os.path.join(src, "Stackless", "unittests")
     if not os.path.isfile(os.path.join(unittests, "support.py")):
@@ -44,6 +50,12 @@ def prepare(src, unchanged):
     shutil.copy(os.path.join(HERE, "driver.py"), work)
     if not unchanged:
         adaptations.apply(work)
+        # Some tests start `sys.executable -E -S -c ...`, which ignores PYTHONPATH (how the
+        # launcher finds the module) but puts the working directory first on sys.path, where
+        # Stackless's own module is built into its interpreter: the module goes there too.
+        for name in os.listdir(module_dir()):
+            if name.startswith(("stackless", "_stackless")):
+                os.symlink(os.path.join(module_dir(), name), os.path.join(work, name))
     return work
 
 
