@@ -495,9 +495,14 @@ int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers
         if (link_of(f, next, helpers, &link) < 0) return -1;
         if (link == c_link::none) ++depth;
     }
-    // The tasklet's function is where its frames start, unless it is a C function that called
-    // Python code (a main tasklet's frames start wherever its thread's code began).
-    if (func != nullptr && outermost->stacktop < 0 && !calls_frame(func, outermost)) ++depth;
+    // The tasklet's function is where its frames start (an instance's Python __call__ too, as
+    // in Stackless), unless it is a C function that called Python code (a main tasklet's frames
+    // start wherever its thread's code began).
+    bool starts_there = calls_frame(func, outermost) ||
+                        (func != nullptr && !PyType_Check(func) &&
+                         runs_code_of(python_method(Py_TYPE(func), "__call__"), outermost) &&
+                         first_local(outermost) == func);
+    if (func != nullptr && outermost->stacktop < 0 && !starts_there) ++depth;
     return depth;
 }
 

@@ -68,7 +68,11 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
         return -1;
     }
     if (self->is_main) {
-        PyErr_SetString(PyExc_RuntimeError, "can't (re)bind the main tasklet");
+        // Stackless can rebind a main tasklet whose thread runs no C code below it; here a main
+        // tasklet's frames always stand on its thread's C stack.
+        PyErr_SetString(PyExc_RuntimeError, func == nullptr || func == Py_None
+                                                ? "can't unbind the main tasklet"
+                                                : "can't rebind the main tasklet");
         return -1;
     }
     if (st.scheduled) {

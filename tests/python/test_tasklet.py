@@ -601,3 +601,39 @@ def test_switching_to_a_tasklet_of_another_thread_is_runtime_error():
         th.join(30)
     assert not th.is_alive()
     assert log == ["ran in its own thread"]
+
+
+class CallsBack:
+    def __init__(self):
+        self.levels = []
+
+    def __call__(self, ch):
+        self.levels.append(stackless.getcurrent().nesting_level)
+        return ch.receive()
+
+
+def test_an_instance_with_a_python_call_as_tasklet_function_has_no_c_state():
+    # As in Stackless: the instance's __call__ frame is where the tasklet's frames start.
+    import pickle
+    f, ch = CallsBack(), stackless.channel()
+    t = stackless.tasklet(f)(ch)
+    stackless.run()
+    assert f.levels == [0] and t.nesting_level == 0 and t.restorable
+    t2, ch2 = pickle.loads(pickle.dumps((t, ch)))
+    ch2.send(5)
+    assert not t2.alive
+    t.kill()
+
+
+def test_the_main_tasklet_cannot_be_unbound_or_rebound():
+    def other():
+        main = stackless.getmain()
+        with pytest.raises(RuntimeError, match="can't unbind the main tasklet"):
+            main.bind(None)
+        with pytest.raises(RuntimeError, match="can't rebind the main tasklet"):
+            main.bind(print, ())
+        log.append("checked")
+
+    log = []
+    stackless.tasklet(other)().switch()
+    assert log == ["checked"]

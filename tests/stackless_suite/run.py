@@ -20,6 +20,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -59,6 +60,26 @@ def prepare(src, unchanged):
     return work
 
 
+def run_driver(cmd, work, timeout):
+    """Runs the driver in a process group of its own; returns (output, exit status or "killed").
+    Whatever the tests started and left running (a child process stuck where a test failed) is
+    killed with it, so that it cannot hold the run up."""
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(cmd, cwd=work, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            rc = "killed"
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        out.seek(0)
+        return out.read().decode(errors="replace"), rc
+
+
 def run_file(python, work, module, per_test_timeout, verbose):
     """Runs one test module until every test has an outcome; returns (collected, results)."""
     results_path = os.path.join(work, module + ".results")
@@ -74,12 +95,7 @@ def run_file(python, work, module, per_test_timeout, verbose):
         cmd = python + ["driver.py", module, results_path, "--exclude", exclude_path,
                         "--test-timeout", str(per_test_timeout)]
         start_of_run = os.path.getsize(results_path) if os.path.exists(results_path) else 0
-        try:
-            proc = subprocess.run(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  timeout=per_test_timeout * 3 + 600)
-            output, rc = proc.stdout.decode(errors="replace"), proc.returncode
-        except subprocess.TimeoutExpired as e:
-            output, rc = (e.stdout or b"").decode(errors="replace"), "killed"
+        output, rc = run_driver(cmd, work, per_test_timeout * 3 + 600)
         running = None
         finished = False
         with open(results_path) as f:
