@@ -237,7 +237,12 @@ class scheduler {
     void register_thread() noexcept;
     void unregister_thread() noexcept;
     tasklet_state* idle_wait();
-    bool begin_idle(bool announce);
+    enum class idle_verdict {
+        sleep,     // marked idle: wait for a hand-over or a recheck
+        woken,     // another thread handed over a tasklet meanwhile: run it
+        deadlock,  // no other thread can wake this one
+    };
+    idle_verdict begin_idle(bool announce);
     void end_idle();
     friend void broadcast_recheck(const scheduler* except) noexcept;
     friend int sleeping_locked(const thread_registry& r) noexcept;

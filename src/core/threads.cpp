@@ -166,27 +166,31 @@ tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
     return wake_free ? wake : nullptr;
 }
 
-bool scheduler::begin_idle(bool announce) {
+scheduler::idle_verdict scheduler::begin_idle(bool announce) {
     const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
     const int verdict =
         hooks != nullptr && hooks->may_be_woken != nullptr ? hooks->may_be_woken() : -1;
-    if (verdict == 0) return false;
     const bool ask_binding = verdict > 0;
     thread_registry& r = registry();
     {
         std::lock_guard lock(r.mutex);
+        // A thread that woke one of ours and then went to sleep counts as asleep below, so
+        // that tasklet must be seen here: it was handed over before that thread took this
+        // lock to sleep, and then it is a reason to run on, not a deadlock.
+        if (remote_pending_.load(std::memory_order_relaxed)) return idle_verdict::woken;
         // (Decided and marked at once: two threads that each wait for the other cannot both
         // see the other as running.)
-        if (!ask_binding && (shared_waiters_.load(std::memory_order_relaxed) == 0 ||
-                             r.live - 1 - sleeping_locked(r) <= 0))
-            return false;
+        if (verdict == 0 ||
+            (!ask_binding && (shared_waiters_.load(std::memory_order_relaxed) == 0 ||
+                              r.live - 1 - sleeping_locked(r) <= 0)))
+            return idle_verdict::deadlock;
         idle_ = true;
     }
     // Those that wait for us may be deadlocked now. Only when this wait begins: idle threads
     // that told each other at every look would keep waking each other up.
     if (announce) broadcast_recheck(this);
     if (hooks != nullptr && hooks->begin_wait != nullptr) hooks->begin_wait();
-    return true;
+    return idle_verdict::sleep;
 }
 
 void scheduler::end_idle() {
@@ -203,7 +207,9 @@ tasklet_state* scheduler::idle_wait() {
     for (bool first = true;; first = false) {
         drain_remote_if_any();
         if (head_ != nullptr) return head_;
-        if (!begin_idle(first)) return nullptr;
+        const idle_verdict verdict = begin_idle(first);
+        if (verdict == idle_verdict::deadlock) return nullptr;
+        if (verdict == idle_verdict::woken) continue;
         {
             std::unique_lock lock(inbox_mutex_);
             inbox_cv_.wait_for(lock, recheck_period, [&] {

@@ -253,6 +253,52 @@ TEST(SharedChannel, ExceptionsCrossThreads) {
     });
 }
 
+// A ring of threads, each with one tasklet that receives a token from its own channel and passes
+// it on to the next thread's, the token going round many times, 20 times over. Each thread's
+// run(true) must return only once its tasklet has ended: a wake-up from another thread that
+// arrives while the thread decides whether to wait must not be lost.
+TEST(SharedChannel, ATokenGoesRoundARingOfThreadsWithoutAWakeUpLost) {
+    static constexpr int threads = 4, laps = 300, repetitions = 25;
+    within(std::chrono::seconds(300), [] {
+        for (int rep = 0; rep < repetitions; ++rep) {
+            std::vector<channel<int>> inbox;
+            for (int i = 0; i < threads; ++i) inbox.emplace_back(across_threads);
+            std::vector<int> received(threads, 0);
+            std::vector<int> last_value(threads, -1);
+            std::vector<char> ended_in_run(threads, 0);
+            std::barrier start(threads);
+            std::vector<std::thread> ring;
+            for (int i = 0; i < threads; ++i) {
+                ring.emplace_back([&, i] {
+                    channel<int> mine = inbox[i];
+                    channel<int> next = inbox[(i + 1) % threads];
+                    tasklet passer = spawn([&, i, mine, next]() mutable {
+                        if (i == 0) next.send(1);
+                        for (int lap = 0; lap < laps; ++lap) {
+                            const int token = mine.receive();
+                            ++received[i];
+                            last_value[i] = token;
+                            if (i != 0 || lap + 1 < laps) next.send(token + 1);
+                        }
+                    });
+                    start.arrive_and_wait();  // every thread counts before any waits
+                    run(true);
+                    ended_in_run[i] = !passer.alive();
+                });
+            }
+            for (std::thread& t : ring) t.join();
+            for (int i = 0; i < threads; ++i) {
+                ASSERT_TRUE(ended_in_run[i]) << "repetition " << rep << ": thread " << i
+                                             << "'s run(true) returned with its tasklet waiting"
+                                             << " after receiving " << received[i];
+                ASSERT_EQ(received[i], laps) << "repetition " << rep << ", thread " << i;
+            }
+            ASSERT_EQ(last_value[0], threads * laps);
+            for (auto& ch : inbox) ASSERT_EQ(ch.balance(), 0);
+        }
+    });
+}
+
 // 4 threads x 50 tasklets x 200 messages through one channel, 20 times: every message arrives
 // exactly once, and whoever receives a sender's messages sees them in the order it sent them.
 TEST(SharedChannel, FourThreadsFiftyTaskletsTwoHundredMessagesEach) {
