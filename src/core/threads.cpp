@@ -64,6 +64,10 @@ void scheduler::unregister_thread() noexcept {
     broadcast_recheck(this);  // a thread that waited for this one may now be deadlocked
 }
 
+void count_this_thread_as_a_partner() {
+    scheduler::get();  // (its constructor registers it)
+}
+
 // Idle threads that nothing woke yet: a thread whose inbox holds a tasklet is about to run.
 int sleeping_locked(const thread_registry& r) noexcept {
     int n = 0;

@@ -52,6 +52,17 @@ void within(std::chrono::seconds limit, std::function<void()> body) {
     worker.join();
 }
 
+// Channels for threads made by a thread that ends right after: the thread that makes one counts
+// as a possible partner of those that wait on shared channels until it ends.
+template <class T>
+std::vector<channel<T>> made_by_a_thread_that_ends(int count) {
+    std::vector<channel<T>> made;
+    std::thread([&] {
+        for (int i = 0; i < count; ++i) made.emplace_back(across_threads);
+    }).join();
+    return made;
+}
+
 TEST(SharedChannel, ASendInOneThreadWakesAReceiverOfAnotherWhichRunsInItsOwnThread) {
     within(std::chrono::seconds(60), [] {
         channel<std::string> ch(across_threads);
@@ -121,6 +132,36 @@ TEST(SharedChannel, TheMainTaskletWaitsForAPartnerFromAnotherThreadInsteadOfADea
         }
         EXPECT_EQ(ch.balance(), 0);
         expect_idle_scheduler();
+    });
+}
+
+// The thread that makes a channel for threads counts as a possible partner from then on: a
+// thread it starts may block on the channel at once, as its very first stackless call, and waits
+// for the send instead of getting deadlock_error.
+TEST(SharedChannel, AThreadWhoseFirstCallBlocksWaitsForTheThreadThatMadeTheChannel) {
+    within(std::chrono::seconds(60), [] {
+        for (int round = 0; round < 20; ++round) {
+            bool deadlocked = false;
+            int got = 0;
+            std::thread maker([&] {               // a fresh thread each round: no scheduler yet
+                channel<int> ch(across_threads);  // its first stackless call
+                std::atomic<bool> done{false};
+                std::thread receiver([&, ch]() mutable {
+                    try {
+                        got = ch.receive();  // its first stackless call
+                    } catch (const deadlock_error&) {
+                        deadlocked = true;
+                    }
+                    done = true;
+                });
+                while (ch.balance() != -1 && !done) std::this_thread::yield();
+                if (!done) ch.send(round + 1);
+                receiver.join();
+            });
+            maker.join();
+            ASSERT_FALSE(deadlocked) << "round " << round;
+            ASSERT_EQ(got, round + 1);
+        }
     });
 }
 
@@ -261,8 +302,10 @@ TEST(SharedChannel, ATokenGoesRoundARingOfThreadsWithoutAWakeUpLost) {
     static constexpr int threads = 4, laps = 300, repetitions = 25;
     within(std::chrono::seconds(300), [] {
         for (int rep = 0; rep < repetitions; ++rep) {
-            std::vector<channel<int>> inbox;
-            for (int i = 0; i < threads; ++i) inbox.emplace_back(across_threads);
+            // (Made by a thread that ends at once: the one that made them would count as a
+            // partner while it waits for the ring, and then no thread would ever conclude that
+            // it must not sleep, which is where a wake-up can get lost.)
+            std::vector<channel<int>> inbox = made_by_a_thread_that_ends<int>(threads);
             std::vector<int> received(threads, 0);
             std::vector<int> last_value(threads, -1);
             std::vector<char> ended_in_run(threads, 0);
@@ -371,8 +414,8 @@ TEST(SharedChannel, RandomTrafficBetweenThreadsKeepsEveryMessageOnce) {
         const bool threadblock = threads_using_stackless() == 0;
         std::size_t total_received = 0;
         for (unsigned seed = 1; seed <= 30; ++seed) {
-            std::vector<channel<long>> channels;
-            for (int i = 0; i < 3; ++i) channels.emplace_back(across_threads);
+            // (Made by a thread that ends at once: this one would count as a partner otherwise.)
+            std::vector<channel<long>> channels = made_by_a_thread_that_ends<long>(3);
             std::mutex mutex;
             std::set<long> sent;
             std::vector<long> received;
