@@ -490,13 +490,22 @@ void scheduler::run_watchdog(bool threadblock) {
             if (popped->where == place::none) ring_insert_end(popped);
         }
     };
+    bool deadlocked = false;
     try {
-        switch_to(head_ != nullptr ? head_ : when_ring_empty(nullptr));
+        tasklet_state* first = head_ != nullptr ? head_ : when_ring_empty(nullptr);
+        // Nothing to run, tasklets that wait for other threads, and no wait for them: no other
+        // thread can wake them. Returning would let a run(threadblock) loop spin on for ever.
+        deadlocked = first == self && threadblock && has_waiters_other_threads_may_wake();
+        switch_to(first);
     } catch (...) {
         unwind_watchdogs();
         throw;
     }
     unwind_watchdogs();
+    if (deadlocked)
+        throw deadlock_error(
+            "Deadlock: run(threadblock): tasklets of this thread wait on channels and no other "
+            "thread can wake them");
 }
 
 bool scheduler::interrupt_to_watchdog() {

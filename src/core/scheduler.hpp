@@ -237,6 +237,7 @@ class scheduler {
     void register_thread() noexcept;
     void unregister_thread() noexcept;
     tasklet_state* idle_wait();
+    bool has_waiters_other_threads_may_wake() const noexcept;
     enum class idle_verdict {
         sleep,     // marked idle: wait for a hand-over or a recheck
         woken,     // another thread handed over a tasklet meanwhile: run it

@@ -139,6 +139,17 @@ void scheduler::take_from_transit(tasklet_state* t) noexcept {
     ch->release();
 }
 
+bool scheduler::has_waiters_other_threads_may_wake() const noexcept {
+    if (shared_waiters_.load(std::memory_order_relaxed) > 0) return true;
+    // A binding's channel becomes shared only when another thread meets its waiters, so they
+    // are not counted until then; look for one (run(threadblock) with nothing to run: rare,
+    // and a wait follows).
+    for (const tasklet_state* t = all_; t != nullptr; t = t->all_next)
+        if (t->where == place::channel && channel_access::other_threads_may_complete(t->blocked_on))
+            return true;
+    return false;
+}
+
 bool scheduler::take_off_channel(tasklet_state* t) noexcept {
     if (!t->blocked_on->shared()) {
         channel_access::unlink_private(t);
@@ -161,9 +172,8 @@ tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
     // thread wait on shared channels (Stackless blocks the thread when a tasklet blocks; a
     // tasklet that ends returns to run() there).
     const bool leaving_blocked = leaving != nullptr && leaving->where == place::channel;
-    const bool threadblock =
-        !watchdogs_.empty() && watchdogs_.back().threadblock &&
-        (leaving_blocked || shared_waiters_.load(std::memory_order_relaxed) > 0);
+    const bool threadblock = !watchdogs_.empty() && watchdogs_.back().threadblock &&
+                             (leaving_blocked || has_waiters_other_threads_may_wake());
     if (wake_free && !threadblock) return wake;
     if (threadblock || leaving_blocked || wake->where == place::channel)
         if (tasklet_state* t = idle_wait()) return t;

@@ -468,7 +468,11 @@ TEST(SharedChannel, RandomTrafficBetweenThreadsKeepsEveryMessageOnce) {
                     }
                     start.arrive_and_wait();
                     for (int round = 0; round < 1 + static_cast<int>(r() % 4); ++round) {
-                        run(threadblock && r() % 2 == 0);
+                        try {
+                            run(threadblock && r() % 2 == 0);
+                        } catch (const deadlock_error&) {
+                            // (run(true) with tasklets left waiting whose partners are gone)
+                        }
                         for (tasklet& t : mine)
                             if (t.alive() && r() % 4 == 0) t.kill();
                     }

@@ -153,6 +153,41 @@ def test_run_threadblock_waits_for_tasklets_that_another_thread_wakes():
     assert out == ["late"]
 
 
+def test_run_threadblock_sleeps_while_tasklets_wait_on_a_channel_no_other_thread_touched():
+    # The loop of docs/threads.md, entered when the receiver already waits on a channel that is
+    # still private to this thread: run() sleeps until the other thread's send wakes it rather
+    # than return at once (which made this loop spin, a million times a second).
+    ch = stackless.channel()
+    got = []
+    receiver = stackless.tasklet(lambda: got.append(ch.receive()))()
+    stackless.run()
+    assert receiver.blocked
+    switches = []
+    sender = in_thread(lambda: (time.sleep(0.2), ch.send("late")))
+    stackless.set_schedule_callback(lambda prev, next: switches.append(next))
+    loops = 0
+    try:
+        while receiver.alive:
+            loops += 1
+            stackless.run(threadblock=True)
+    finally:
+        stackless.set_schedule_callback(None)
+    sender.join(30)
+    assert got == ["late"]
+    assert loops == 1
+    assert len(switches) <= 2  # main -> receiver -> main
+
+
+def test_run_threadblock_reports_a_deadlock_when_no_other_thread_can_wake_its_tasklets():
+    ch = stackless.channel()
+    receiver = stackless.tasklet(ch.receive)()
+    stackless.run()
+    with pytest.raises(RuntimeError, match="Deadlock"):
+        stackless.run(threadblock=True)
+    assert receiver.blocked
+    receiver.kill()
+
+
 def test_a_value_that_is_an_exception_crosses_threads():
     ch = stackless.channel()
 
