@@ -234,6 +234,7 @@ class scheduler {
     bool idle_ = false;     // (threads' registry mutex) waiting in idle_wait
     scheduler* registry_next_ = nullptr;
     scheduler* registry_prev_ = nullptr;
+    static bool may_run_tasklets_at_thread_end() noexcept;
     void register_thread() noexcept;
     void unregister_thread() noexcept;
     tasklet_state* idle_wait();

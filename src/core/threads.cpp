@@ -41,6 +41,12 @@ constexpr auto recheck_period = std::chrono::milliseconds(50);
 
 }  // namespace
 
+bool scheduler::may_run_tasklets_at_thread_end() noexcept {
+    const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
+    return hooks == nullptr || hooks->may_run_tasklets_at_thread_end == nullptr ||
+           hooks->may_run_tasklets_at_thread_end();
+}
+
 void scheduler::register_thread() noexcept {
     thread_registry& r = registry();
     std::lock_guard lock(r.mutex);

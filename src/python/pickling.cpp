@@ -210,6 +210,8 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
         st = t->core.status();
         blocked = t->core.blocked_on();
         block_trap = t->core.block_trap();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -254,6 +256,8 @@ PyObject* mod_tasklet_locals(PyObject*, PyObject* args) {
             PyErr_SetString(PyExc_RuntimeError, "the tasklet has no frames switched out");
             return nullptr;
         }
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -318,6 +322,8 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
     try {
         auto st = t->core.status();
         started = st.started && !st.current && t->python_started && !t->python_finished;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -402,6 +408,8 @@ int setstate_frames_fast(py_tasklet* t, PyObject* state) {
     t->ignore_nesting = ignore_nesting != 0;
     try {
         t->core.set_block_trap(block_trap != 0);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -428,6 +436,8 @@ int nesting_level(py_tasklet* t) {
         if (!t->python_started || t->python_finished || (!st.started && !t->is_main)) return 0;
         innermost = st.current ? PyThreadState_Get()->cframe->current_frame
                                : t->saved.current_frame;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -446,6 +456,8 @@ long frame_count(py_tasklet* t) {
         auto st = t->core.status();
         if (!t->python_started || t->python_finished || (!st.started && !t->is_main)) return 0;
         f = st.current ? PyThreadState_Get()->cframe->current_frame : t->saved.current_frame;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return 0;
     }
@@ -459,6 +471,8 @@ PyObject* tasklet_frame_object(py_tasklet* t) {
         if (!t->python_started || t->python_finished || (!st.started && !t->is_main))
             Py_RETURN_NONE;
         f = st.current ? PyThreadState_Get()->cframe->current_frame : t->saved.current_frame;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -479,6 +493,8 @@ int drop_paused_frames(py_tasklet* t) {
     if (droppable <= 0) return droppable < 0 ? -1 : 1;
     try {
         t->core.abandon();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -585,6 +601,8 @@ PyObject* mod_channel_info(PyObject*, PyObject* o) {
             }
             PyTuple_SET_ITEM(queue, static_cast<Py_ssize_t>(i), item);
         }
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         Py_XDECREF(queue);
         return raise_from_cxx();
@@ -627,6 +645,8 @@ int restore_channel(PyObject* o, int preference, int schedule_all, int closing, 
             Py_XSETREF(as_tasklet(t)->waiting_on, Py_NewRef(o));
         }
         if (closing) ch.close();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }

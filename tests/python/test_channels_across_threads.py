@@ -386,6 +386,46 @@ def test_the_interpreter_exits_while_a_daemon_thread_waits_for_another_thread(tm
         assert run_program(tmp_path, DAEMON_WAITING_AT_EXIT) == ["main ends"]
 
 
+POOL_THREADS_AT_EXIT = textwrap.dedent("""\
+    import stackless, threading, time
+
+    requests, results = stackless.channel(), stackless.channel()
+
+    def serve():
+        while True:
+            n = requests.receive()
+            results.send(n * n)
+
+    def napper():  # takes the GIL back often, so maybe while the interpreter finalizes
+        while True:
+            time.sleep(0.0005)
+            stackless.schedule()
+
+    def pool_thread(kind):
+        if kind == 0:
+            serve()  # the thread's main tasklet waits
+        else:
+            for _ in range(3):
+                stackless.tasklet(serve)()
+            if kind == 2:
+                stackless.tasklet(napper)()
+            while True:
+                stackless.run(threadblock=True)
+
+    for i in range(6):
+        threading.Thread(target=pool_thread, args=(i % 3,), daemon=True).start()
+    print(sum(requests.send(i) or results.receive() for i in range(100)))
+    """)
+
+
+def test_the_interpreter_exits_while_daemon_pool_threads_wait_in_tasklets(tmp_path):
+    # CPython ends a daemon thread that takes the GIL back during finalization with
+    # pthread_exit: its forced unwind passes through the core's and the tasklets' C++ frames
+    # (on a tasklet's stack down to its bottom), and the thread's end drops its tasklets.
+    for _ in range(30):
+        assert run_program(tmp_path, POOL_THREADS_AT_EXIT) == [str(sum(i * i for i in range(100)))]
+
+
 def test_threads_waiting_for_another_thread_sleep_rather_than_wake_each_other():
     ch = stackless.channel()
     waiters = [in_thread(ch.receive) for _ in range(2)]
