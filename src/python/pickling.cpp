@@ -103,6 +103,32 @@ int check_tasklet_arg(PyObject* o) {
     return 0;
 }
 
+// gc.callbacks entry: after a collection, the bytecode analysis of the call sites it met in
+// tasklets' frames without knowing their stack depth (learn_call_site_depths).
+PyObject* after_collection(PyObject*, PyObject* args) {
+    PyObject *phase, *info;
+    if (!PyArg_ParseTuple(args, "OO", &phase, &info)) return nullptr;
+    if (is_str(phase, "stop") && call_site != nullptr && learn_call_site_depths(call_site) < 0)
+        PyErr_WriteUnraisable(call_site);  // (those sites stay unknown: conservative)
+    Py_RETURN_NONE;
+}
+
+PyMethodDef after_collection_def = {"_after_collection", after_collection, METH_VARARGS,
+                                    "learns the stack depths of call sites in tasklets' frames"};
+
+int install_collector_callback(PyObject* module) {
+    PyObject* gc = PyImport_ImportModule("gc");
+    PyObject* callbacks = gc != nullptr ? PyObject_GetAttrString(gc, "callbacks") : nullptr;
+    PyObject* callback = callbacks != nullptr ? PyCFunction_New(&after_collection_def, module)
+                                              : nullptr;
+    int r = callback != nullptr && PyList_Check(callbacks) ? PyList_Append(callbacks, callback)
+                                                           : -1;
+    Py_XDECREF(callback);
+    Py_XDECREF(callbacks);
+    Py_XDECREF(gc);
+    return r;
+}
+
 }  // namespace
 
 int install_pickling(PyObject* module) {
@@ -127,6 +153,7 @@ int install_pickling(PyObject* module) {
     call_site = helper("_call_site");
     keeps_self = helper("_keeps_self");
     if (slot_kinds == nullptr || call_site == nullptr || keeps_self == nullptr) return -1;
+    if (install_collector_callback(module) < 0) return -1;
     PyObject* tables = PyObject_CallMethod(helper_module, "opcode_tables", nullptr);
     if (tables == nullptr) return -1;
     int set = PyTuple_Check(tables) && PyTuple_GET_SIZE(tables) == 2

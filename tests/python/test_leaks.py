@@ -214,3 +214,31 @@ def test_pickling_resuming_and_killing_tasklets_does_not_leak():
             assert not t2.alive
 
     check(scenario)
+
+
+def test_unreachable_tasklets_blocked_under_a_c_call_are_killed_and_collected():
+    # The tasklet blocks in a key function that sorted() calls: its frame that called sorted()
+    # is inside that C call. Once the tasklet and its channel are dropped, the collector must
+    # still find them unreachable (it sees that frame's value stack through the bytecode
+    # analysis of the call site) and kill the tasklet, which unwinds sorted() too.
+    unwound = [0]
+
+    def scenario(i):
+        ch = stackless.channel()
+
+        def key(x):
+            return ch.receive()
+
+        def body():
+            try:
+                sorted([i, i + 1], key=key)
+            finally:
+                unwound[0] += 1
+
+        t = stackless.tasklet(body)()
+        stackless.run()
+        assert t.blocked
+
+    check(scenario)
+    gc.collect()
+    assert unwound[0] >= WARMUP + ITERATIONS - OBJECTS_TOLERANCE
