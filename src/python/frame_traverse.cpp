@@ -8,12 +8,13 @@
 // call came from the evaluation loop, its arguments are on the frame's value stack and end at its
 // top (the loop passes a pointer into the stack: stack_hint). Otherwise, and for a frame whose
 // callee is an entry frame (it called a C function that called back into Python), the frame is
-// inside a call instruction, whose operands stay on the stack until the call returns: the
-// bytecode analysis that pickling uses (_call_site) knows how deep the stack is there, and its
-// answers are kept by call site. Until it has answered, only locals are visited: missing a
-// reference only makes the collector more conservative, while visiting a slot that holds no
-// reference could free a live object. (References that the C functions themselves hold stay
-// invisible: whatever they lead to stays alive, and with it the tasklet if they lead to it.)
+// inside an instruction: for those whose operands are alive whatever runs inside them (see
+// learn_call_site_depths), the bytecode analysis that pickling uses (_call_site) knows how deep
+// the stack is there, and its answers are kept by instruction. Elsewhere, and until it has
+// answered, only locals are visited: missing a reference only makes the collector more
+// conservative, while visiting a slot that holds no reference could free a live object.
+// (References that the C functions themselves hold stay invisible: whatever they lead to stays
+// alive, and with it the tasklet if they lead to it.)
 #define Py_BUILD_CORE 1
 #include "frame_traverse.hpp"
 
@@ -78,15 +79,21 @@ int learn_call_site_depths(PyObject* call_site_analysis) {
             status = -1;
         } else {
             int mode = 0;
-            // (depth, mode, ...): modes 1-6 are the calls whose operands stay on the stack while
-            // the callee runs.
+            // (depth, mode, ...). Only FOR_ITER, SEND, BEFORE_WITH and WITH_EXCEPT_START (modes
+            // 3-6): whatever Python code runs inside them, their operands on the stack are alive
+            // (the callee runs, or the popped iterator or value is being finalized, untracked,
+            // by that very code). Not the calls (modes 1 and 2): CPython 3.11 also runs Python
+            // code inside a call instruction after the call has returned, when the operands
+            // are released (a finalizer of an argument, after the callable was released) and
+            // after the result replaced them (a signal handler at the eval breaker), and the
+            // frame looks the same as during the call: the slots may then hold freed objects.
             if (PyTuple_Check(site) && PyTuple_GET_SIZE(site) >= 2) {
                 depth = static_cast<int>(PyLong_AsLong(PyTuple_GET_ITEM(site, 0)));
                 mode = static_cast<int>(PyLong_AsLong(PyTuple_GET_ITEM(site, 1)));
             }
             Py_DECREF(site);
             if (PyErr_Occurred()) status = -1;
-            if (mode < 1 || mode > 6 || depth < 0 || depth > key.code->co_stacksize) depth = -1;
+            if (mode < 3 || mode > 6 || depth < 0 || depth > key.code->co_stacksize) depth = -1;
         }
         auto [it, added] = known_depths.emplace(key, status == 0 ? depth : -1);
         if (!added) Py_DECREF(key.code);  // (known already: this reference is not needed)

@@ -24,12 +24,12 @@ void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
 // nullptr if no frame runs.
 PyObject* record_iteration_hint(PyThreadState* ts, stack_hint& hint) noexcept;
 
-// A frame stopped inside a C call (a C function called from it ran Python code that blocked, or
-// the blocking call came from C code) keeps the call's callable and arguments on its value stack,
-// whose end only the bytecode analysis knows (_stackless_pickle._call_site, Python code, which a
-// collection cannot run). The collector notes the call sites it met without knowing their depth;
-// this runs the analysis for them after the collection (a gc.callbacks entry), so that the next
-// collections see those stacks. Returns -1 with an exception if the analysis itself failed.
+// A frame stopped inside an instruction that called C code (which ran Python code that blocked,
+// or made the blocking call) has a value stack whose end only the bytecode analysis knows
+// (_stackless_pickle._call_site, Python code, which a collection cannot run). The collector notes
+// the instructions it met without knowing their depth; this runs the analysis for them after the
+// collection (a gc.callbacks entry), so that the next collections see those stacks where that is
+// safe (frame_traverse.cpp). Returns -1 with an exception if the analysis itself failed.
 int learn_call_site_depths(PyObject* call_site_analysis);
 
 // Visits the references held by the chain of interpreter frames starting at `innermost` (the

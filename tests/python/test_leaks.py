@@ -216,11 +216,11 @@ def test_pickling_resuming_and_killing_tasklets_does_not_leak():
     check(scenario)
 
 
-def test_unreachable_tasklets_blocked_under_a_c_call_are_killed_and_collected():
-    # The tasklet blocks in a key function that sorted() calls: its frame that called sorted()
-    # is inside that C call. Once the tasklet and its channel are dropped, the collector must
-    # still find them unreachable (it sees that frame's value stack through the bytecode
-    # analysis of the call site) and kill the tasklet, which unwinds sorted() too.
+def test_unreachable_tasklets_blocked_under_a_c_iterator_are_killed_and_collected():
+    # The tasklet blocks in a function that map() calls for a for loop: the loop's frame is
+    # inside FOR_ITER, with the map object on its value stack. Once the tasklet and its channel
+    # are dropped, the collector must still find them unreachable (it sees that stack through
+    # the bytecode analysis of the instruction) and kill the tasklet, which unwinds map() too.
     unwound = [0]
 
     def scenario(i):
@@ -231,7 +231,8 @@ def test_unreachable_tasklets_blocked_under_a_c_call_are_killed_and_collected():
 
         def body():
             try:
-                sorted([i, i + 1], key=key)
+                for _ in map(key, [i, i + 1]):
+                    pass
             finally:
                 unwound[0] += 1
 
