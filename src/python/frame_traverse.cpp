@@ -79,21 +79,23 @@ int learn_call_site_depths(PyObject* call_site_analysis) {
             status = -1;
         } else {
             int mode = 0;
-            // (depth, mode, ...). Only FOR_ITER, SEND, BEFORE_WITH and WITH_EXCEPT_START (modes
-            // 3-6): whatever Python code runs inside them, their operands on the stack are alive
-            // (the callee runs, or the popped iterator or value is being finalized, untracked,
-            // by that very code). Not the calls (modes 1 and 2): CPython 3.11 also runs Python
-            // code inside a call instruction after the call has returned, when the operands
-            // are released (a finalizer of an argument, after the callable was released) and
-            // after the result replaced them (a signal handler at the eval breaker), and the
-            // frame looks the same as during the call: the slots may then hold freed objects.
+            // (depth, mode, ...). Only FOR_ITER, BEFORE_WITH and WITH_EXCEPT_START (modes 3, 5,
+            // 6): whatever Python code runs inside them, their operands on the stack are alive
+            // (the callee runs, or the exhausted iterator is being finalized, untracked, by that
+            // very code). Not the calls (modes 1 and 2): CPython 3.11 also runs Python code
+            // inside a call instruction after the call has returned, when the operands are
+            // released (a finalizer of an argument, after the callable was released) and after
+            // the result replaced them (a signal handler at the eval breaker), and the frame
+            // looks the same as during the call: the slots may then hold freed objects. Nor SEND
+            // (mode 4): a finished receiver's finalizer runs after the value sent was released.
             if (PyTuple_Check(site) && PyTuple_GET_SIZE(site) >= 2) {
                 depth = static_cast<int>(PyLong_AsLong(PyTuple_GET_ITEM(site, 0)));
                 mode = static_cast<int>(PyLong_AsLong(PyTuple_GET_ITEM(site, 1)));
             }
             Py_DECREF(site);
             if (PyErr_Occurred()) status = -1;
-            if (mode < 3 || mode > 6 || depth < 0 || depth > key.code->co_stacksize) depth = -1;
+            const bool operands_alive = mode == 3 || mode == 5 || mode == 6;
+            if (!operands_alive || depth < 0 || depth > key.code->co_stacksize) depth = -1;
         }
         auto [it, added] = known_depths.emplace(key, status == 0 ? depth : -1);
         if (!added) Py_DECREF(key.code);  // (known already: this reference is not needed)
