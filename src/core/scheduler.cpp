@@ -512,10 +512,14 @@ void scheduler::run_watchdog(bool threadblock) {
     };
     bool deadlocked = false;
     try {
+        deadlock_is_final_ = false;
         tasklet_state* first = head_ != nullptr ? head_ : when_ring_empty(nullptr);
         // Nothing to run, tasklets that wait for other threads, and no wait for them: no other
-        // thread can wake them. Returning would let a run(threadblock) loop spin on for ever.
-        deadlocked = first == self && threadblock && has_waiters_other_threads_may_wake();
+        // thread can wake them. Returning would let a run(threadblock) loop spin on for ever;
+        // but by the core's rule a partner may yet make its first call, so only the binding's
+        // verdict is final enough to raise.
+        deadlocked = first == self && threadblock && deadlock_is_final_ &&
+                     has_waiters_other_threads_may_wake();
         switch_to(first);
     } catch (abi::__forced_unwind&) {
         throw;

@@ -200,10 +200,15 @@ scheduler::idle_verdict scheduler::begin_idle(bool announce) {
         if (remote_pending_.load(std::memory_order_relaxed)) return idle_verdict::woken;
         // (Decided and marked at once: two threads that each wait for the other cannot both
         // see the other as running.)
-        if (verdict == 0 ||
-            (!ask_binding && (shared_waiters_.load(std::memory_order_relaxed) == 0 ||
-                              r.live - 1 - sleeping_locked(r) <= 0)))
+        if (verdict == 0) {
+            deadlock_is_final_ = true;
             return idle_verdict::deadlock;
+        }
+        if (!ask_binding && (shared_waiters_.load(std::memory_order_relaxed) == 0 ||
+                             r.live - 1 - sleeping_locked(r) <= 0)) {
+            deadlock_is_final_ = false;
+            return idle_verdict::deadlock;
+        }
         idle_ = true;
     }
     // Those that wait for us may be deadlocked now. Only when this wait begins: idle threads
