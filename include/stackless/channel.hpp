@@ -34,8 +34,7 @@ class channel {
     // on it raises wrong_thread_error.
     channel() : core_(new detail::channel_core) {}
     // A channel for tasklets of several threads (docs/threads.md).
-    explicit channel(across_threads_t)
-        : core_(new detail::channel_core(detail::channel_core::sharing::shared)) {}
+    explicit channel(across_threads_t) : core_(new_shared_core()) {}
     // For bindings that serialise all operations themselves (the GIL): private until tasklets
     // of two threads meet on it, shared from then on.
     explicit channel(detail::channel_core::sharing mode) : core_(new detail::channel_core(mode)) {}
@@ -71,6 +70,12 @@ class channel {
     T receive() { return receive_from(core_); }
 
   private:
+    static detail::channel_core* new_shared_core() {
+        // The thread that makes a channel for threads is one of them: a thread it starts may
+        // wait on the channel at once and count on this one as a partner (docs/threads.md).
+        detail::count_this_thread_as_a_partner();
+        return new detail::channel_core(detail::channel_core::sharing::shared);
+    }
     static T receive_from(detail::channel_core* core) {
         if (detail::tasklet_header* sender = core->partner(-1)) {
             if (sender->value.holds_exception()) {

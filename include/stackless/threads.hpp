@@ -23,6 +23,11 @@ struct thread_hooks {
     int (*may_be_woken)() = nullptr;
     void (*begin_wait)() = nullptr;  // just before the thread sleeps
     void (*end_wait)() = nullptr;    // after it woke; may throw to end the wait with an exception
+    // Whether the tasklets still alive when a thread ends may run to be killed then (nullptr: yes).
+    // Called while the thread ends; a binding whose thread was ended without its own teardown
+    // (the CPython binding: by CPython, during finalization) answers false, and they are dropped
+    // without running, as abandon_survivors() does.
+    bool (*may_run_tasklets_at_thread_end)() = nullptr;
 };
 // Installs process-wide hooks (nullptr: none). Call before threads use stackless.
 void set_thread_hooks(const thread_hooks* hooks) noexcept;

@@ -52,6 +52,12 @@ struct channel_access {
         tell_unscheduled(t);
     }
 
+    // Whether another thread may still complete a waiter of this channel: a shared channel, or
+    // one that becomes shared when another thread meets its waiters (a binding's).
+    static bool other_threads_may_complete(const channel_core* ch) noexcept {
+        return ch->shared() || ch->mode_ == channel_core::sharing::share_on_contact;
+    }
+
   private:
     // The waiting list itself, shared by the private and the shared forms above.
     static void link_tail(channel_core* ch, tasklet_state* t, int dir) noexcept {

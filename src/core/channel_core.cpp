@@ -1,5 +1,6 @@
 #include "stackless/detail/channel_core.hpp"
 
+#include <cxxabi.h>
 #include <sched.h>
 
 #include <stdexcept>
@@ -173,6 +174,11 @@ STACKLESS_ALWAYS_INLINE tempval& channel_core::sleep_on(scheduler& s, tasklet_st
     if (next == nullptr) {
         try {
             next = s.when_ring_empty(self);
+        } catch (abi::__forced_unwind&) {
+            // The thread is being ended (pthread_exit, pthread_cancel) in its wait: the tasklet
+            // stays on the channel for the thread's teardown to take off, and its value stays
+            // too (releasing it may need a lock the ending thread cannot take, a binding's GIL).
+            throw;
         } catch (...) {
             if (s.take_off_channel(self)) s.ring_insert_end(self);
             mine.reset();
@@ -189,6 +195,8 @@ STACKLESS_ALWAYS_INLINE tempval& channel_core::sleep_on(scheduler& s, tasklet_st
     }
     try {
         s.switch_to(next);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         mine.reset();
         throw;

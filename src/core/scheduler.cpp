@@ -1,5 +1,6 @@
 #include "scheduler.hpp"
 
+#include <cxxabi.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -79,7 +80,17 @@ scheduler::scheduler(const scheduler_config& config)
 }
 
 scheduler::~scheduler() {
-    kill_survivors();
+    // A thread that ends normally does so in its main tasklet, which runs. One that a forced
+    // unwind (pthread_exit, pthread_cancel) ended in a wait, or inside another tasklet (the
+    // unwind reached the bottom of that tasklet's stack), left the tasklets as they were then.
+    const bool ended_normally = running_ == main_ && main_->where == place::ring;
+    if (ended_normally && may_run_tasklets_at_thread_end()) {
+        kill_survivors();
+    } else {
+        // Nothing of the binding may be called, nothing can be unwound: they are dropped.
+        for (tasklet_state* t = all_; t != nullptr; t = t->all_next) t->hooks = nullptr;
+        abandon_survivors();
+    }
     // No tasklet of this thread may stay on a channel, where another thread could complete it
     // and leave it in this scheduler's inbox (its binding took what it had to off them before).
     drain_remote();
@@ -150,7 +161,7 @@ int scheduler::kill_survivors() noexcept {
         for (tasklet& v : victims) {
             try {
                 kill(v.state(), false);
-            } catch (...) {
+            } catch (...) {  // (a forced unwind ends the victim's own stack, not this one)
                 std::fputs("stackless: an exception escaped a tasklet killed at thread exit\n",
                            stderr);
             }
@@ -389,6 +400,9 @@ void scheduler::tasklet_body() {
     if (self->hooks != nullptr && self->hooks->switched_in != nullptr)
         self->hooks->switched_in(self->payload);
     std::exception_ptr escaped;
+    // A forced unwind (pthread_exit, pthread_cancel) goes on from here to the bottom of this
+    // stack, where the unwinder finds no caller and the C library ends the thread from there;
+    // the scheduler's teardown then sees that the thread ended inside a tasklet.
     try {
         if (!self->function_takes_pending) raise_pending(self);
         self->fn->invoke();
@@ -397,6 +411,8 @@ void scheduler::tasklet_body() {
                 "a killed tasklet caught tasklet_exit and returned normally; "
                 "it must let tasklet_exit propagate");
     } catch (const tasklet_exit&) {
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         escaped = std::current_exception();
     }
@@ -414,6 +430,8 @@ void scheduler::end_running(std::exception_ptr escaped) {
     if (!escaped && next == nullptr) {
         try {
             next = when_ring_empty(self);
+        } catch (abi::__forced_unwind&) {
+            throw;
         } catch (...) {
             escaped = std::current_exception();  // (a signal while it waited for other threads)
         }
@@ -453,6 +471,8 @@ void scheduler::schedule_remove() {
     if (next == nullptr) {
         try {
             next = when_ring_empty(self);
+        } catch (abi::__forced_unwind&) {
+            throw;
         } catch (...) {
             ring_insert_end(self);
             throw;
@@ -490,13 +510,28 @@ void scheduler::run_watchdog(bool threadblock) {
             if (popped->where == place::none) ring_insert_end(popped);
         }
     };
+    bool deadlocked = false;
     try {
-        switch_to(head_ != nullptr ? head_ : when_ring_empty(nullptr));
+        deadlock_is_final_ = false;
+        tasklet_state* first = head_ != nullptr ? head_ : when_ring_empty(nullptr);
+        // Nothing to run, tasklets that wait for other threads, and no wait for them: no other
+        // thread can wake them. Returning would let a run(threadblock) loop spin on for ever;
+        // but by the core's rule a partner may yet make its first call, so only the binding's
+        // verdict is final enough to raise.
+        deadlocked = first == self && threadblock && deadlock_is_final_ &&
+                     has_waiters_other_threads_may_wake();
+        switch_to(first);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         unwind_watchdogs();
         throw;
     }
     unwind_watchdogs();
+    if (deadlocked)
+        throw deadlock_error(
+            "Deadlock: run(threadblock): tasklets of this thread wait on channels and no other "
+            "thread can wake them");
 }
 
 bool scheduler::interrupt_to_watchdog() {

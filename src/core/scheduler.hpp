@@ -232,12 +232,24 @@ class scheduler {
     tasklet_state* inbox_tail_ = nullptr;
     bool recheck_ = false;  // (inbox_mutex_) another thread went idle or ended
     bool idle_ = false;     // (threads' registry mutex) waiting in idle_wait
+    // The last wait for other threads ended as a deadlock by the binding's rule, which counts
+    // every thread that may still wake this one (CPython's thread states exist before their
+    // threads run). The core's rule counts a thread only from its first stackless call, so its
+    // verdict may come before a partner thread's first call.
+    bool deadlock_is_final_ = false;
     scheduler* registry_next_ = nullptr;
     scheduler* registry_prev_ = nullptr;
+    static bool may_run_tasklets_at_thread_end() noexcept;
     void register_thread() noexcept;
     void unregister_thread() noexcept;
     tasklet_state* idle_wait();
-    bool begin_idle(bool announce);
+    bool has_waiters_other_threads_may_wake() const noexcept;
+    enum class idle_verdict {
+        sleep,     // marked idle: wait for a hand-over or a recheck
+        woken,     // another thread handed over a tasklet meanwhile: run it
+        deadlock,  // no other thread can wake this one
+    };
+    idle_verdict begin_idle(bool announce);
     void end_idle();
     friend void broadcast_recheck(const scheduler* except) noexcept;
     friend int sleeping_locked(const thread_registry& r) noexcept;

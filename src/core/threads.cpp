@@ -41,6 +41,12 @@ constexpr auto recheck_period = std::chrono::milliseconds(50);
 
 }  // namespace
 
+bool scheduler::may_run_tasklets_at_thread_end() noexcept {
+    const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
+    return hooks == nullptr || hooks->may_run_tasklets_at_thread_end == nullptr ||
+           hooks->may_run_tasklets_at_thread_end();
+}
+
 void scheduler::register_thread() noexcept {
     thread_registry& r = registry();
     std::lock_guard lock(r.mutex);
@@ -62,6 +68,10 @@ void scheduler::unregister_thread() noexcept {
         --r.live;
     }
     broadcast_recheck(this);  // a thread that waited for this one may now be deadlocked
+}
+
+void count_this_thread_as_a_partner() {
+    scheduler::get();  // (its constructor registers it)
 }
 
 // Idle threads that nothing woke yet: a thread whose inbox holds a tasklet is about to run.
@@ -135,6 +145,17 @@ void scheduler::take_from_transit(tasklet_state* t) noexcept {
     ch->release();
 }
 
+bool scheduler::has_waiters_other_threads_may_wake() const noexcept {
+    if (shared_waiters_.load(std::memory_order_relaxed) > 0) return true;
+    // A binding's channel becomes shared only when another thread meets its waiters, so they
+    // are not counted until then; look for one (run(threadblock) with nothing to run: rare,
+    // and a wait follows).
+    for (const tasklet_state* t = all_; t != nullptr; t = t->all_next)
+        if (t->where == place::channel && channel_access::other_threads_may_complete(t->blocked_on))
+            return true;
+    return false;
+}
+
 bool scheduler::take_off_channel(tasklet_state* t) noexcept {
     if (!t->blocked_on->shared()) {
         channel_access::unlink_private(t);
@@ -157,36 +178,44 @@ tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
     // thread wait on shared channels (Stackless blocks the thread when a tasklet blocks; a
     // tasklet that ends returns to run() there).
     const bool leaving_blocked = leaving != nullptr && leaving->where == place::channel;
-    const bool threadblock =
-        !watchdogs_.empty() && watchdogs_.back().threadblock &&
-        (leaving_blocked || shared_waiters_.load(std::memory_order_relaxed) > 0);
+    const bool threadblock = !watchdogs_.empty() && watchdogs_.back().threadblock &&
+                             (leaving_blocked || has_waiters_other_threads_may_wake());
     if (wake_free && !threadblock) return wake;
     if (threadblock || leaving_blocked || wake->where == place::channel)
         if (tasklet_state* t = idle_wait()) return t;
     return wake_free ? wake : nullptr;
 }
 
-bool scheduler::begin_idle(bool announce) {
+scheduler::idle_verdict scheduler::begin_idle(bool announce) {
     const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
     const int verdict =
         hooks != nullptr && hooks->may_be_woken != nullptr ? hooks->may_be_woken() : -1;
-    if (verdict == 0) return false;
     const bool ask_binding = verdict > 0;
     thread_registry& r = registry();
     {
         std::lock_guard lock(r.mutex);
+        // A thread that woke one of ours and then went to sleep counts as asleep below, so
+        // that tasklet must be seen here: it was handed over before that thread took this
+        // lock to sleep, and then it is a reason to run on, not a deadlock.
+        if (remote_pending_.load(std::memory_order_relaxed)) return idle_verdict::woken;
         // (Decided and marked at once: two threads that each wait for the other cannot both
         // see the other as running.)
+        if (verdict == 0) {
+            deadlock_is_final_ = true;
+            return idle_verdict::deadlock;
+        }
         if (!ask_binding && (shared_waiters_.load(std::memory_order_relaxed) == 0 ||
-                             r.live - 1 - sleeping_locked(r) <= 0))
-            return false;
+                             r.live - 1 - sleeping_locked(r) <= 0)) {
+            deadlock_is_final_ = false;
+            return idle_verdict::deadlock;
+        }
         idle_ = true;
     }
     // Those that wait for us may be deadlocked now. Only when this wait begins: idle threads
     // that told each other at every look would keep waking each other up.
     if (announce) broadcast_recheck(this);
     if (hooks != nullptr && hooks->begin_wait != nullptr) hooks->begin_wait();
-    return true;
+    return idle_verdict::sleep;
 }
 
 void scheduler::end_idle() {
@@ -203,7 +232,9 @@ tasklet_state* scheduler::idle_wait() {
     for (bool first = true;; first = false) {
         drain_remote_if_any();
         if (head_ != nullptr) return head_;
-        if (!begin_idle(first)) return nullptr;
+        const idle_verdict verdict = begin_idle(first);
+        if (verdict == idle_verdict::deadlock) return nullptr;
+        if (verdict == idle_verdict::woken) continue;
         {
             std::unique_lock lock(inbox_mutex_);
             inbox_cv_.wait_for(lock, recheck_period, [&] {

@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <cxxabi.h>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -198,11 +199,15 @@ inline void flush_released() noexcept {
 
 // Runs a core operation that may switch tasklets: converts a C++ exception it raises into the
 // Python error, and drops the references released meanwhile. Returns false if it raised.
+// (Not noexcept: CPython ends a thread that takes the GIL back during finalization with
+// pthread_exit, whose forced unwind must pass through here.)
 template <class Op>
-bool run_core(Op&& op) noexcept {
+bool run_core(Op&& op) {
     bool ok = true;
     try {
         op();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         raise_from_cxx();
         ok = false;

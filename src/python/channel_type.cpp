@@ -18,6 +18,8 @@ PyObject* channel_new(PyTypeObject* type, PyObject*, PyObject*) {
         // Operations hold the GIL, so a channel becomes shared safely when two threads meet.
         new (&c->ch)
             stackless::channel<py_ref>(stackless::detail::channel_core::sharing::share_on_contact);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         Py_DECREF(c);
         return raise_from_cxx();
@@ -41,6 +43,8 @@ bool would_switch(py_channel* self, int dir) {
     // A partner of another thread is woken there: the caller runs on.
     try {
         return ch.queue().thread_id() == stackless::getcurrent().thread_id();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return true;
     }
@@ -211,6 +215,8 @@ int set_preference(PyObject* o, PyObject* value, void*) {
     int sign = _PyLong_Sign(value);
     try {
         as_channel(o)->ch.set_preference(sign);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -234,6 +240,8 @@ int set_schedule_all(PyObject* o, PyObject* value, void*) {
 PyObject* get_queue(PyObject* o, void*) {
     try {
         return new_ref_or_none(as_channel(o)->ch.queue());
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -252,6 +260,8 @@ int channel_traverse(PyObject* o, visitproc visit, void* arg) {
             if (waiter != nullptr && waiter->self_ref)
                 Py_VISIT(reinterpret_cast<PyObject*>(waiter));
         }
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         // tasklets of another thread: not ours to report
     }

@@ -40,7 +40,7 @@ PyObject* raise_from_cxx() noexcept {
         PyErr_NoMemory();
     } catch (const std::exception& e) {
         PyErr_SetString(PyExc_SystemError, e.what());
-    } catch (...) {
+    } catch (...) {  // (callers let a forced unwind through before they call this)
         PyErr_SetString(PyExc_SystemError, "stackless: unknown C++ exception");
     }
     return nullptr;

@@ -24,6 +24,14 @@ void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
 // nullptr if no frame runs.
 PyObject* record_iteration_hint(PyThreadState* ts, stack_hint& hint) noexcept;
 
+// A frame stopped inside an instruction that called C code (which ran Python code that blocked,
+// or made the blocking call) has a value stack whose end only the bytecode analysis knows
+// (_stackless_pickle._call_site, Python code, which a collection cannot run). The collector notes
+// the instructions it met without knowing their depth; this runs the analysis for them after the
+// collection (a gc.callbacks entry), so that the next collections see those stacks where that is
+// safe (frame_traverse.cpp). Returns -1 with an exception if the analysis itself failed.
+int learn_call_site_depths(PyObject* call_site_analysis);
+
 // Visits the references held by the chain of interpreter frames starting at `innermost` (the
 // frame that was running when the tasklet switched out) down to its first frame.
 int traverse_frames(struct _PyInterpreterFrame* innermost, const stack_hint& hint, visitproc visit,

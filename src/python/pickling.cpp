@@ -103,6 +103,32 @@ int check_tasklet_arg(PyObject* o) {
     return 0;
 }
 
+// gc.callbacks entry: after a collection, the bytecode analysis of the call sites it met in
+// tasklets' frames without knowing their stack depth (learn_call_site_depths).
+PyObject* after_collection(PyObject*, PyObject* args) {
+    PyObject *phase, *info;
+    if (!PyArg_ParseTuple(args, "OO", &phase, &info)) return nullptr;
+    if (is_str(phase, "stop") && call_site != nullptr && learn_call_site_depths(call_site) < 0)
+        PyErr_WriteUnraisable(call_site);  // (those sites stay unknown: conservative)
+    Py_RETURN_NONE;
+}
+
+PyMethodDef after_collection_def = {"_after_collection", after_collection, METH_VARARGS,
+                                    "learns the stack depths of call sites in tasklets' frames"};
+
+int install_collector_callback(PyObject* module) {
+    PyObject* gc = PyImport_ImportModule("gc");
+    PyObject* callbacks = gc != nullptr ? PyObject_GetAttrString(gc, "callbacks") : nullptr;
+    PyObject* callback = callbacks != nullptr ? PyCFunction_New(&after_collection_def, module)
+                                              : nullptr;
+    int r = callback != nullptr && PyList_Check(callbacks) ? PyList_Append(callbacks, callback)
+                                                           : -1;
+    Py_XDECREF(callback);
+    Py_XDECREF(callbacks);
+    Py_XDECREF(gc);
+    return r;
+}
+
 }  // namespace
 
 int install_pickling(PyObject* module) {
@@ -127,6 +153,7 @@ int install_pickling(PyObject* module) {
     call_site = helper("_call_site");
     keeps_self = helper("_keeps_self");
     if (slot_kinds == nullptr || call_site == nullptr || keeps_self == nullptr) return -1;
+    if (install_collector_callback(module) < 0) return -1;
     PyObject* tables = PyObject_CallMethod(helper_module, "opcode_tables", nullptr);
     if (tables == nullptr) return -1;
     int set = PyTuple_Check(tables) && PyTuple_GET_SIZE(tables) == 2
@@ -210,6 +237,8 @@ PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
         st = t->core.status();
         blocked = t->core.blocked_on();
         block_trap = t->core.block_trap();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -254,6 +283,8 @@ PyObject* mod_tasklet_locals(PyObject*, PyObject* args) {
             PyErr_SetString(PyExc_RuntimeError, "the tasklet has no frames switched out");
             return nullptr;
         }
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -318,6 +349,8 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
     try {
         auto st = t->core.status();
         started = st.started && !st.current && t->python_started && !t->python_finished;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -402,6 +435,8 @@ int setstate_frames_fast(py_tasklet* t, PyObject* state) {
     t->ignore_nesting = ignore_nesting != 0;
     try {
         t->core.set_block_trap(block_trap != 0);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -428,6 +463,8 @@ int nesting_level(py_tasklet* t) {
         if (!t->python_started || t->python_finished || (!st.started && !t->is_main)) return 0;
         innermost = st.current ? PyThreadState_Get()->cframe->current_frame
                                : t->saved.current_frame;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -446,6 +483,8 @@ long frame_count(py_tasklet* t) {
         auto st = t->core.status();
         if (!t->python_started || t->python_finished || (!st.started && !t->is_main)) return 0;
         f = st.current ? PyThreadState_Get()->cframe->current_frame : t->saved.current_frame;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return 0;
     }
@@ -459,6 +498,8 @@ PyObject* tasklet_frame_object(py_tasklet* t) {
         if (!t->python_started || t->python_finished || (!st.started && !t->is_main))
             Py_RETURN_NONE;
         f = st.current ? PyThreadState_Get()->cframe->current_frame : t->saved.current_frame;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -479,6 +520,8 @@ int drop_paused_frames(py_tasklet* t) {
     if (droppable <= 0) return droppable < 0 ? -1 : 1;
     try {
         t->core.abandon();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -585,6 +628,8 @@ PyObject* mod_channel_info(PyObject*, PyObject* o) {
             }
             PyTuple_SET_ITEM(queue, static_cast<Py_ssize_t>(i), item);
         }
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         Py_XDECREF(queue);
         return raise_from_cxx();
@@ -627,6 +672,8 @@ int restore_channel(PyObject* o, int preference, int schedule_all, int closing, 
             Py_XSETREF(as_tasklet(t)->waiting_on, Py_NewRef(o));
         }
         if (closing) ch.close();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }

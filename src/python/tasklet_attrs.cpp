@@ -14,6 +14,8 @@ PyObject* get_flag(PyObject* o, void*) {
         if (self->thread != this_thread) [[unlikely]]  // (the GIL keeps its thread still)
             return PyBool_FromLong(from_flags(self->core.status_from_any_thread()));
         return PyBool_FromLong(((self->core).*query)());
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -42,6 +44,8 @@ PyObject* get_next(PyObject* o, void*) {
     if (check_thread(self) < 0) return nullptr;
     try {
         return new_ref_or_none(self->core.next());
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -53,6 +57,8 @@ PyObject* get_prev(PyObject* o, void*) {
     if (check_thread(self) < 0) return nullptr;
     try {
         return new_ref_or_none(self->core.prev());
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -142,6 +148,8 @@ bool alive_here(py_tasklet* self) {
     if (of_ended_thread(self) || self->thread != this_thread) return false;
     try {
         return self->core.alive();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return false;
     }
@@ -203,6 +211,8 @@ PyObject* get_context(PyObject* o, void*) {
     if (self->saved.context != nullptr) return Py_NewRef(self->saved.context);
     try {
         if (self->core.is_current()) return PyContext_CopyCurrent();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }

@@ -181,7 +181,7 @@ PyObject* resume_value(py_tasklet* self, resume_op op);
 void raise_python(const std::exception_ptr& pending) noexcept {
     try {
         std::rethrow_exception(pending);
-    } catch (...) {
+    } catch (...) {  // (an exception_ptr never holds a forced unwind)
         raise_from_cxx();
     }
 }
@@ -235,6 +235,8 @@ PyObject* resume_value(py_tasklet* self, resume_op op) {
                 PyObject* value = received->release();
                 if (explode_if_bomb(value)) return nullptr;
                 return value;
+            } catch (abi::__forced_unwind&) {
+                throw;
             } catch (...) {
                 return raise_from_cxx();
             }

@@ -14,6 +14,8 @@ PyObject* tasklet_insert(PyObject* o, PyObject*) {
     if (check_thread(self) < 0) return nullptr;
     try {
         self->core.insert();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -52,6 +54,8 @@ int check_switch_target(py_tasklet* self, const char* what) {
                          what);
             return -1;
         }
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -91,6 +95,8 @@ PyObject* throw_into(py_tasklet* self, PyObject* type, PyObject* value, PyObject
     bool alive;
     try {
         alive = self->core.alive();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -286,6 +292,8 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
     }
     try {
         self->core.move_to_thread_of(target->main_object->core);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }

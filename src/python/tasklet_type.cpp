@@ -22,6 +22,8 @@ PyObject* tasklet_new(PyTypeObject* type, PyObject*, PyObject*) {
     if (t == nullptr) return nullptr;
     try {
         new (&t->core) stackless::tasklet();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         Py_DECREF(t);
         return raise_from_cxx();
@@ -60,6 +62,8 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
     stackless::tasklet::status_flags st;
     try {
         st = self->core.status();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -136,6 +140,8 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
             self->core.bind(&run_body, self);
         else if (self->core.alive())
             self->core.bind(&run_body);  // no longer runnable
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -198,6 +204,8 @@ int prepare_restored_waiter(py_tasklet* t) {
     stackless::tasklet::status_flags st;
     try {
         st = t->core.status();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx_int();
     }
@@ -210,6 +218,8 @@ int prepare_restored_waiter(py_tasklet* t) {
         try {
             t->core.bind(&run_restored, t);
             t->core.set_function_takes_pending(true);
+        } catch (abi::__forced_unwind&) {
+            throw;
         } catch (...) {
             return raise_from_cxx_int();
         }
@@ -254,6 +264,8 @@ PyObject* tasklet_setup(PyObject* o, PyObject* args, PyObject* kwds) {
             PyErr_SetString(PyExc_RuntimeError, "tasklet is alive");
             return nullptr;
         }
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -264,6 +276,8 @@ PyObject* tasklet_setup(PyObject* o, PyObject* args, PyObject* kwds) {
     if (bind(self, nullptr, args, kwds != nullptr ? kwds : Py_None) < 0) return nullptr;
     try {
         self->core.insert();
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         return raise_from_cxx();
     }
@@ -292,6 +306,8 @@ int tasklet_traverse(PyObject* o, visitproc visit, void* arg) {
         suspended_in_python = self->python_started && !self->is_main && this_thread != nullptr &&
                               this_thread->current != self && self->thread == this_thread &&
                               self->core.status().started;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
     }
     if (suspended_in_python) {
@@ -309,6 +325,8 @@ int tasklet_clear(PyObject* o) {
     try {
         running_its_function = self->python_started && !self->is_main &&
                                self->thread == this_thread && self->core.status().started;
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
     }
     if (!running_its_function) {
@@ -339,6 +357,8 @@ void tasklet_finalize(PyObject* o) {
         // (One a damaged pickle left queued on a channel without its frames goes too.)
         bool has_frames = st.started || self->plan != nullptr || self->awaiting_plan;
         if (has_frames && (!st.scheduled || st.blocked)) self->core.kill(false);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         raise_from_cxx();
         PyErr_WriteUnraisable(o);
@@ -361,6 +381,8 @@ void tasklet_dealloc(PyObject* o) {
         } else {
             try {
                 started_alive = self->core.alive();
+            } catch (abi::__forced_unwind&) {
+                throw;
             } catch (...) {
             }
         }
@@ -384,6 +406,8 @@ void tasklet_dealloc(PyObject* o) {
     tasklet_clear(o);
     try {
         if (self->core && self->thread == this_thread) self->core.set_hooks(nullptr, nullptr);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         // its thread's scheduler is gone: nothing calls the hooks any more
     }

@@ -59,6 +59,8 @@ py_tasklet* thread_main() {
     if (t == nullptr) return nullptr;
     try {
         new (&t->core) stackless::tasklet(stackless::getmain());
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         Py_DECREF(t);
         raise_from_cxx();
@@ -82,7 +84,7 @@ py_tasklet* object_of(const stackless::tasklet& t) noexcept {
     // refuses a tasklet of another thread, and this must not throw.)
     try {
         return t ? static_cast<py_tasklet*>(t.payload()) : nullptr;
-    } catch (...) {
+    } catch (...) {  // (payload() only reads: no forced unwind starts in it)
         return nullptr;
     }
 }
@@ -162,7 +164,7 @@ void shutdown_thread() noexcept {
     PyErr_Fetch(&type, &value, &tb);
     try {
         stackless::kill_all();
-    } catch (...) {
+    } catch (...) {  // (a forced unwind ends a killed tasklet's own stack, not this one)
         raise_from_cxx();
     }
     if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
@@ -200,7 +202,7 @@ void retire_thread() noexcept {
     // The C++ scheduler's end must call nothing of ours, whoever still holds the object.
     try {
         main->core.set_hooks(nullptr, nullptr);
-    } catch (...) {
+    } catch (...) {  // (set_hooks only writes: no forced unwind starts in it)
     }
     ++d->objects;          // d stays while the main object goes
     if (main->self_ref) {  // it is in the run queue, which holds it

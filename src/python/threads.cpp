@@ -6,10 +6,8 @@
 //
 // Relies on: CPython 3.11's thread-state list (PyInterpreterState_ThreadHead,
 // PyThreadState_Next), which changes only with the GIL held, so reading it with the GIL is safe.
-#include <chrono>
-#include <thread>
+#include "binding.hpp"  // Python.h first
 
-#include "binding.hpp"
 #include "stackless/threads.hpp"
 
 namespace stackless::python {
@@ -39,19 +37,26 @@ void begin_wait() {
 
 void end_wait() {
     if (saved_state == nullptr) return;  // not a Python thread
-    // A daemon thread that takes the GIL back while the interpreter finalizes is ended by
-    // CPython with a forced unwind, which the C++ frames of a tasklet between here and its
-    // entry cannot pass. It sleeps until the process exits instead.
-    if (_Py_IsFinalizing()) {
-        for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
-    }
+    // A daemon thread that takes the GIL back while the interpreter finalizes is ended here by
+    // CPython (pthread_exit): its forced unwind passes through the core and the tasklet's frames
+    // (every catch-all lets it through), and the thread's end drops its tasklets unrun
+    // (may_run_tasklets_at_thread_end).
     PyEval_RestoreThread(std::exchange(saved_state, nullptr));
     // Ctrl-C ends the wait of the main thread: its handler runs now, and what it raises is
     // raised in the waiting tasklet.
     if (PyErr_CheckSignals() < 0) throw python_error();
 }
 
-const stackless::thread_hooks hooks{&may_be_woken, &begin_wait, &end_wait};
+// Called while a thread ends, after CPython has let it go. A Python thread whose stackless data
+// was not torn down with its thread state (shutdown_thread) was ended by CPython without it: a
+// daemon thread that took the GIL back during finalization. Its tasklets' frames cannot run any
+// more (the GIL is not ours, the interpreter may be gone).
+bool may_run_tasklets_at_thread_end() {
+    return this_thread == nullptr || this_thread->main_object == nullptr || this_thread->ended;
+}
+
+const stackless::thread_hooks hooks{&may_be_woken, &begin_wait, &end_wait,
+                                    &may_run_tasklets_at_thread_end};
 
 }  // namespace
 

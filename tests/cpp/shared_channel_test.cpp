@@ -52,6 +52,17 @@ void within(std::chrono::seconds limit, std::function<void()> body) {
     worker.join();
 }
 
+// Channels for threads made by a thread that ends right after: the thread that makes one counts
+// as a possible partner of those that wait on shared channels until it ends.
+template <class T>
+std::vector<channel<T>> made_by_a_thread_that_ends(int count) {
+    std::vector<channel<T>> made;
+    std::thread([&] {
+        for (int i = 0; i < count; ++i) made.emplace_back(across_threads);
+    }).join();
+    return made;
+}
+
 TEST(SharedChannel, ASendInOneThreadWakesAReceiverOfAnotherWhichRunsInItsOwnThread) {
     within(std::chrono::seconds(60), [] {
         channel<std::string> ch(across_threads);
@@ -121,6 +132,36 @@ TEST(SharedChannel, TheMainTaskletWaitsForAPartnerFromAnotherThreadInsteadOfADea
         }
         EXPECT_EQ(ch.balance(), 0);
         expect_idle_scheduler();
+    });
+}
+
+// The thread that makes a channel for threads counts as a possible partner from then on: a
+// thread it starts may block on the channel at once, as its very first stackless call, and waits
+// for the send instead of getting deadlock_error.
+TEST(SharedChannel, AThreadWhoseFirstCallBlocksWaitsForTheThreadThatMadeTheChannel) {
+    within(std::chrono::seconds(60), [] {
+        for (int round = 0; round < 20; ++round) {
+            bool deadlocked = false;
+            int got = 0;
+            std::thread maker([&] {               // a fresh thread each round: no scheduler yet
+                channel<int> ch(across_threads);  // its first stackless call
+                std::atomic<bool> done{false};
+                std::thread receiver([&, ch]() mutable {
+                    try {
+                        got = ch.receive();  // its first stackless call
+                    } catch (const deadlock_error&) {
+                        deadlocked = true;
+                    }
+                    done = true;
+                });
+                while (ch.balance() != -1 && !done) std::this_thread::yield();
+                if (!done) ch.send(round + 1);
+                receiver.join();
+            });
+            maker.join();
+            ASSERT_FALSE(deadlocked) << "round " << round;
+            ASSERT_EQ(got, round + 1);
+        }
     });
 }
 
@@ -253,6 +294,54 @@ TEST(SharedChannel, ExceptionsCrossThreads) {
     });
 }
 
+// A ring of threads, each with one tasklet that receives a token from its own channel and passes
+// it on to the next thread's, the token going round many times, 20 times over. Each thread's
+// run(true) must return only once its tasklet has ended: a wake-up from another thread that
+// arrives while the thread decides whether to wait must not be lost.
+TEST(SharedChannel, ATokenGoesRoundARingOfThreadsWithoutAWakeUpLost) {
+    static constexpr int threads = 4, laps = 300, repetitions = 25;
+    within(std::chrono::seconds(300), [] {
+        for (int rep = 0; rep < repetitions; ++rep) {
+            // (Made by a thread that ends at once: the one that made them would count as a
+            // partner while it waits for the ring, and then no thread would ever conclude that
+            // it must not sleep, which is where a wake-up can get lost.)
+            std::vector<channel<int>> inbox = made_by_a_thread_that_ends<int>(threads);
+            std::vector<int> received(threads, 0);
+            std::vector<int> last_value(threads, -1);
+            std::vector<char> ended_in_run(threads, 0);
+            std::barrier start(threads);
+            std::vector<std::thread> ring;
+            for (int i = 0; i < threads; ++i) {
+                ring.emplace_back([&, i] {
+                    channel<int> mine = inbox[i];
+                    channel<int> next = inbox[(i + 1) % threads];
+                    tasklet passer = spawn([&, i, mine, next]() mutable {
+                        if (i == 0) next.send(1);
+                        for (int lap = 0; lap < laps; ++lap) {
+                            const int token = mine.receive();
+                            ++received[i];
+                            last_value[i] = token;
+                            if (i != 0 || lap + 1 < laps) next.send(token + 1);
+                        }
+                    });
+                    start.arrive_and_wait();  // every thread counts before any waits
+                    run(true);
+                    ended_in_run[i] = !passer.alive();
+                });
+            }
+            for (std::thread& t : ring) t.join();
+            for (int i = 0; i < threads; ++i) {
+                ASSERT_TRUE(ended_in_run[i]) << "repetition " << rep << ": thread " << i
+                                             << "'s run(true) returned with its tasklet waiting"
+                                             << " after receiving " << received[i];
+                ASSERT_EQ(received[i], laps) << "repetition " << rep << ", thread " << i;
+            }
+            ASSERT_EQ(last_value[0], threads * laps);
+            for (auto& ch : inbox) ASSERT_EQ(ch.balance(), 0);
+        }
+    });
+}
+
 // 4 threads x 50 tasklets x 200 messages through one channel, 20 times: every message arrives
 // exactly once, and whoever receives a sender's messages sees them in the order it sent them.
 TEST(SharedChannel, FourThreadsFiftyTaskletsTwoHundredMessagesEach) {
@@ -325,8 +414,8 @@ TEST(SharedChannel, RandomTrafficBetweenThreadsKeepsEveryMessageOnce) {
         const bool threadblock = threads_using_stackless() == 0;
         std::size_t total_received = 0;
         for (unsigned seed = 1; seed <= 30; ++seed) {
-            std::vector<channel<long>> channels;
-            for (int i = 0; i < 3; ++i) channels.emplace_back(across_threads);
+            // (Made by a thread that ends at once: this one would count as a partner otherwise.)
+            std::vector<channel<long>> channels = made_by_a_thread_that_ends<long>(3);
             std::mutex mutex;
             std::set<long> sent;
             std::vector<long> received;

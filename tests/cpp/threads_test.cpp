@@ -1,5 +1,6 @@
 // One scheduler per OS thread; tasklets and channels touched from the wrong thread.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -215,6 +216,74 @@ TEST(Threads, ThreadExitKillsBlockedTaskletsOnEveryThread) {
         });
     for (std::thread& t : workers) t.join();
     EXPECT_EQ(unwound.load(), threads * per_thread);
+}
+
+// The sanitizers' runtimes do not follow a forced unwind: UBSan reports the reference that
+// catch (abi::__forced_unwind&) binds (the unwind carries no C++ exception object, so it is
+// null, and never used), and ASan's no-return hook reports its own sigaltstack call on the way.
+#if defined(__SANITIZE_ADDRESS__)
+#define SKIP_UNDER_SANITIZERS() GTEST_SKIP() << "the sanitizers' runtimes misreport forced unwinds"
+#else
+#define SKIP_UNDER_SANITIZERS() static_cast<void>(0)
+#endif
+
+// pthread_exit (which CPython calls in a daemon thread that wakes during finalization) and
+// pthread_cancel end a thread with a forced unwind, which catch (...) must not swallow (the C
+// library aborts the process then). Inside a tasklet it unwinds that tasklet's stack to its
+// bottom, where the C library ends the thread; the thread's end drops its other tasklets
+// without running them and takes its waiters off shared channels.
+TEST(Threads, PthreadExitInsideATaskletEndsTheThreadAfterUnwindingThatTasklet) {
+    SKIP_UNDER_SANITIZERS();
+    channel<int> ch(across_threads);
+    std::vector<std::string> log;
+    std::thread([&, ch]() mutable {
+        stackless_test::mark_on_destroy thread_frame(log, "thread's own frame");
+        spawn([&, ch]() mutable {
+            stackless_test::mark_on_destroy waiting(log, "waiting tasklet");
+            ch.receive();
+        });
+        spawn([&] {
+            stackless_test::mark_on_destroy exiting(log, "exiting tasklet");
+            try {
+                pthread_exit(nullptr);
+            } catch (...) {
+                log.push_back("caught by catch (...)");
+                throw;
+            }
+        });
+        try {
+            run();
+        } catch (...) {
+            log.push_back("run() caught something");  // (not the unwind: another stack)
+            throw;
+        }
+        log.push_back("run() returned");
+    }).join();
+    // The unwind stops at the bottom of the exiting tasklet's stack: the thread's own frames
+    // and the waiting tasklet are left as they were, not unwound.
+    EXPECT_EQ(log, (std::vector<std::string>{"caught by catch (...)", "exiting tasklet"}));
+    EXPECT_EQ(ch.balance(), 0);  // the waiter was taken off when the thread ended
+}
+
+TEST(Threads, PthreadCancelOfAThreadWaitingForAnotherEndsItAndTakesItOffTheChannel) {
+    SKIP_UNDER_SANITIZERS();
+    channel<int> ch(across_threads);
+    std::vector<std::string> log;
+    std::thread waiter([&, ch]() mutable {
+        stackless_test::mark_on_destroy frame(log, "waiting thread's frame");
+        try {
+            ch.receive();  // main waits for this thread, the one that made the channel
+        } catch (...) {
+            log.push_back("caught by catch (...)");
+            throw;
+        }
+        log.push_back("received");
+    });
+    while (ch.balance() != -1) std::this_thread::yield();
+    pthread_cancel(waiter.native_handle());
+    waiter.join();
+    EXPECT_EQ(log, (std::vector<std::string>{"caught by catch (...)", "waiting thread's frame"}));
+    EXPECT_EQ(ch.balance(), 0);
 }
 
 TEST(Threads, OverlappingThreadsReuseTaskletStatesInsteadOfAllocatingMore) {

@@ -153,6 +153,41 @@ def test_run_threadblock_waits_for_tasklets_that_another_thread_wakes():
     assert out == ["late"]
 
 
+def test_run_threadblock_sleeps_while_tasklets_wait_on_a_channel_no_other_thread_touched():
+    # The loop of docs/threads.md, entered when the receiver already waits on a channel that is
+    # still private to this thread: run() sleeps until the other thread's send wakes it rather
+    # than return at once (which made this loop spin, a million times a second).
+    ch = stackless.channel()
+    got = []
+    receiver = stackless.tasklet(lambda: got.append(ch.receive()))()
+    stackless.run()
+    assert receiver.blocked
+    switches = []
+    sender = in_thread(lambda: (time.sleep(0.2), ch.send("late")))
+    stackless.set_schedule_callback(lambda prev, next: switches.append(next))
+    loops = 0
+    try:
+        while receiver.alive:
+            loops += 1
+            stackless.run(threadblock=True)
+    finally:
+        stackless.set_schedule_callback(None)
+    sender.join(30)
+    assert got == ["late"]
+    assert loops == 1
+    assert len(switches) <= 2  # main -> receiver -> main
+
+
+def test_run_threadblock_reports_a_deadlock_when_no_other_thread_can_wake_its_tasklets():
+    ch = stackless.channel()
+    receiver = stackless.tasklet(ch.receive)()
+    stackless.run()
+    with pytest.raises(RuntimeError, match="Deadlock"):
+        stackless.run(threadblock=True)
+    assert receiver.blocked
+    receiver.kill()
+
+
 def test_a_value_that_is_an_exception_crosses_threads():
     ch = stackless.channel()
 
@@ -349,6 +384,46 @@ DAEMON_WAITING_AT_EXIT = textwrap.dedent("""\
 def test_the_interpreter_exits_while_a_daemon_thread_waits_for_another_thread(tmp_path):
     for _ in range(5):
         assert run_program(tmp_path, DAEMON_WAITING_AT_EXIT) == ["main ends"]
+
+
+POOL_THREADS_AT_EXIT = textwrap.dedent("""\
+    import stackless, threading, time
+
+    requests, results = stackless.channel(), stackless.channel()
+
+    def serve():
+        while True:
+            n = requests.receive()
+            results.send(n * n)
+
+    def napper():  # takes the GIL back often, so maybe while the interpreter finalizes
+        while True:
+            time.sleep(0.0005)
+            stackless.schedule()
+
+    def pool_thread(kind):
+        if kind == 0:
+            serve()  # the thread's main tasklet waits
+        else:
+            for _ in range(3):
+                stackless.tasklet(serve)()
+            if kind == 2:
+                stackless.tasklet(napper)()
+            while True:
+                stackless.run(threadblock=True)
+
+    for i in range(6):
+        threading.Thread(target=pool_thread, args=(i % 3,), daemon=True).start()
+    print(sum(requests.send(i) or results.receive() for i in range(100)))
+    """)
+
+
+def test_the_interpreter_exits_while_daemon_pool_threads_wait_in_tasklets(tmp_path):
+    # CPython ends a daemon thread that takes the GIL back during finalization with
+    # pthread_exit: its forced unwind passes through the core's and the tasklets' C++ frames
+    # (on a tasklet's stack down to its bottom), and the thread's end drops its tasklets.
+    for _ in range(30):
+        assert run_program(tmp_path, POOL_THREADS_AT_EXIT) == [str(sum(i * i for i in range(100)))]
 
 
 def test_threads_waiting_for_another_thread_sleep_rather_than_wake_each_other():

@@ -214,3 +214,32 @@ def test_pickling_resuming_and_killing_tasklets_does_not_leak():
             assert not t2.alive
 
     check(scenario)
+
+
+def test_unreachable_tasklets_blocked_under_a_c_iterator_are_killed_and_collected():
+    # The tasklet blocks in a function that map() calls for a for loop: the loop's frame is
+    # inside FOR_ITER, with the map object on its value stack. Once the tasklet and its channel
+    # are dropped, the collector must still find them unreachable (it sees that stack through
+    # the bytecode analysis of the instruction) and kill the tasklet, which unwinds map() too.
+    unwound = [0]
+
+    def scenario(i):
+        ch = stackless.channel()
+
+        def key(x):
+            return ch.receive()
+
+        def body():
+            try:
+                for _ in map(key, [i, i + 1]):
+                    pass
+            finally:
+                unwound[0] += 1
+
+        t = stackless.tasklet(body)()
+        stackless.run()
+        assert t.blocked
+
+    check(scenario)
+    gc.collect()
+    assert unwound[0] >= WARMUP + ITERATIONS - OBJECTS_TOLERANCE

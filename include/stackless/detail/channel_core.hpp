@@ -110,4 +110,8 @@ class channel_core {
     void* payload_ = nullptr;
 };
 
+// Creates this thread's scheduler if it has none yet, so that other threads that wait on shared
+// channels count this one as a possible partner from now on.
+void count_this_thread_as_a_partner();
+
 }  // namespace stackless::detail

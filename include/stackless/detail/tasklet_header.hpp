@@ -2,6 +2,7 @@
 // state is private to src/core.
 #pragma once
 
+#include <cxxabi.h>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -50,6 +51,8 @@ tasklet_state* new_tasklet_state_with(Args&&... args) {
     tasklet_state* t = new_tasklet_state();
     try {
         emplace_callable<C>(t, std::forward<Args>(args)...);
+    } catch (abi::__forced_unwind&) {
+        throw;
     } catch (...) {
         release_handle(t);
         throw;
