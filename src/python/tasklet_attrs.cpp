@@ -39,8 +39,9 @@ bool current_flag(const flags& f) {
 PyObject* get_next(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (of_ended_thread(self)) Py_RETURN_NONE;
-    if (check_thread(self) < 0) return nullptr;
     try {
+        if (self->thread != this_thread) [[unlikely]]  // (the GIL keeps its thread still)
+            return new_ref_or_none(self->core.next_from_any_thread());
         return new_ref_or_none(self->core.next());
     } catch (...) {
         return raise_from_cxx();
@@ -50,8 +51,9 @@ PyObject* get_next(PyObject* o, void*) {
 PyObject* get_prev(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (of_ended_thread(self)) Py_RETURN_NONE;
-    if (check_thread(self) < 0) return nullptr;
     try {
+        if (self->thread != this_thread) [[unlikely]]  // (the GIL keeps its thread still)
+            return new_ref_or_none(self->core.prev_from_any_thread());
         return new_ref_or_none(self->core.prev());
     } catch (...) {
         return raise_from_cxx();

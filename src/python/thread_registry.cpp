@@ -78,13 +78,10 @@ py_tasklet* thread_main() {
 }
 
 py_tasklet* object_of(const stackless::tasklet& t) noexcept {
-    // (The collector may traverse a channel from another thread than its waiters': payload()
-    // refuses a tasklet of another thread, and this must not throw.)
-    try {
-        return t ? static_cast<py_tasklet*>(t.payload()) : nullptr;
-    } catch (...) {
-        return nullptr;
-    }
+    // (The collector may traverse a channel from another thread than its waiters', and next
+    // and prev read another thread's chain: every caller holds the GIL, which keeps that thread
+    // still.)
+    return static_cast<py_tasklet*>(t.payload_from_any_thread());
 }
 
 PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept {
