@@ -81,6 +81,14 @@ struct thread_data {
     py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
     py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
     bool ended = false;              // its tasklets were killed: the thread is ending
+    // What get_thread_info(id, flags) reports as Stackless does (module.cpp): the C stacks its
+    // tasklets have begun so far (Stackless's serial), and its watchdog list: the tasklets inside
+    // run() calls, innermost last, after the one whose run(timeout) may be interrupted (None if
+    // there is none); no list until the thread first calls run().
+    std::uint64_t cstack_serial = 0;
+    bool has_watchdog_list = false;
+    py_tasklet* interrupt_watchdog = nullptr;
+    std::vector<py_tasklet*> watchdogs;
     // Tasklet objects whose `thread` points here (the main one included). The data is freed
     // once its thread has ended and the last of them is gone, so that a pointer comparison with
     // `this_thread` never meets a freed (and possibly reused) address.
@@ -126,6 +134,8 @@ struct py_tasklet {
     bool in_blocking_call;
     resume_op blocked_op;
     bool interrupted;  // switched out by run(timeout)'s watchdog (watchdog.cpp)
+    // The serial number of its C stack on its thread (thread_data::cstack_serial when it began).
+    std::uint32_t cstack_serial;
 };
 
 struct py_channel {
@@ -219,6 +229,8 @@ bool explode_if_bomb(PyObject* obj) noexcept;
 PyObject* thread_idents();
 // Main, current tasklet and run count of the thread with this ident, if it used stackless.
 bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, int* runcount);
+// The binding's data of the thread with this ident, if it used stackless (else nullptr).
+const thread_data* thread_data_of(unsigned long ident) noexcept;
 
 // Stackless's switch trap: while the level is above 0, an operation that would switch tasklets
 // raises RuntimeError instead (and changes nothing).

@@ -132,7 +132,14 @@ void raise_python(const std::exception_ptr& pending) noexcept;
 
 }  // namespace
 
+// A tasklet's function begins on a new C stack: it gets its thread's next C-stack serial number
+// (get_thread_info's flag 1 << 30, as Stackless numbers its C stacks).
+void note_new_cstack(py_tasklet* self) noexcept {
+    self->cstack_serial = static_cast<std::uint32_t>(++this_thread_data().cstack_serial);
+}
+
 void run_body(py_tasklet* self) {
+    note_new_cstack(self);
     if (self->stack_discarded) {
         resume_without_stack(self);
         return;
@@ -247,6 +254,7 @@ PyObject* resume_value(py_tasklet* self, resume_op op) {
 // The core function of an unpickled tasklet: rebuilds its frames on its own C stack and resumes
 // them where they were pickled (frame_state.cpp).
 void run_restored(py_tasklet* self) {
+    note_new_cstack(self);
     self->restored_body = true;
     Py_CLEAR(self->waiting_on);  // woken (or killed): the frames hold what they need
     PyThreadState* ts = self->tstate;

@@ -121,6 +121,11 @@ bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, i
     return *runcount >= 0;
 }
 
+const thread_data* thread_data_of(unsigned long ident) noexcept {
+    auto it = all_threads().find(ident);
+    return it != all_threads().end() ? it->second : nullptr;
+}
+
 int& switch_trap_level_slow() noexcept {
     return this_thread_data().switch_trap;
 }
