@@ -89,6 +89,22 @@ class tasklet {
             std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
         return *this;
     }
+    // bind() of a tasklet of another thread, for a binding with a lock of its own, as the
+    // *_remote operations below: the same rules, and the tasklet stays on its thread.
+    template <class F, class... Args>
+    tasklet& bind_remote(F&& f, Args&&... args) {
+        if constexpr (sizeof...(Args) == 0) {
+            detail::emplace_callable<detail::unbound_callable<std::decay_t<F>>>(
+                prepare_rebind(true), std::forward<F>(f));
+        } else {
+            using bound =
+                detail::bound_callable<std::decay_t<F>, std::tuple<std::decay_t<Args>...>>;
+            detail::emplace_callable<bound>(
+                prepare_rebind(true), std::forward<F>(f),
+                std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+        }
+        return *this;
+    }
     // Binds arguments for the bound function and inserts the tasklet in the run queue. The
     // arguments' decayed types must equal the function's parameter types (they are matched at
     // run time; std::invalid_argument otherwise). Raises tasklet_state_error if alive.
@@ -201,6 +217,8 @@ class tasklet {
     tasklet next_from_any_thread() const;
     tasklet prev_from_any_thread() const;
     void* payload_from_any_thread() const noexcept;
+    bool block_trap_from_any_thread() const;
+    void set_block_trap_from_any_thread(bool trap);
 
     void set_hooks(const tasklet_hooks* hooks, void* payload);
     void* payload() const;
@@ -234,8 +252,9 @@ class tasklet {
     }
     detail::tasklet_state* checked() const;
     void bind_callable(std::unique_ptr<detail::callable> fn);
-    // Checks that the tasklet may be rebound and drops its current function.
-    detail::tasklet_state* prepare_rebind();
+    // Checks that the tasklet may be rebound and drops its current function (`remote`: a tasklet
+    // of another thread, see bind_remote).
+    detail::tasklet_state* prepare_rebind(bool remote = false);
     void setup_erased(const std::type_info& type, void* args);
 
     detail::tasklet_state* state_;

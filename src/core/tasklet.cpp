@@ -84,9 +84,13 @@ void tasklet::bind_callable(std::unique_ptr<detail::callable> fn) {
     detail::adopt_callable(prepare_rebind(), fn.release(), false);
 }
 
-tasklet_state* tasklet::prepare_rebind() {
-    tasklet_state* t = checked();
-    scheduler& s = owner_of(t);
+namespace {
+scheduler& remote_owner_of(tasklet_state* t);
+}  // namespace
+
+tasklet_state* tasklet::prepare_rebind(bool remote) {
+    tasklet_state* t = remote ? state_ : checked();
+    scheduler& s = remote ? remote_owner_of(t) : owner_of(t);
     if (t->is_main) throw tasklet_state_error("tasklet.bind: cannot bind the main tasklet");
     if (t == s.running())
         throw tasklet_state_error("tasklet.bind: cannot rebind the current tasklet");
@@ -220,13 +224,16 @@ void tasklet::move_to_thread_of(const tasklet& other) {
     tasklet_state* t = state_;
     scheduler* from = t->sched.load(std::memory_order_acquire);
     scheduler* to = other.state_->sched.load(std::memory_order_acquire);
-    if (from == nullptr || to == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
+    if (to == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
     if (from == to) return;
-    if (t->is_main || t->state == life::started || t->where != place::none || t == from->running())
+    // (A tasklet whose thread ended belongs to no scheduler: one that never started can be
+    // taken by another thread, as in Stackless.)
+    if (t->is_main || t->state == life::started || t->state == life::dead ||
+        t->where != place::none || (from != nullptr && t == from->running()))
         throw tasklet_state_error(
             "tasklet: only a tasklet that has not started and is neither scheduled nor blocked "
             "can move to another thread");
-    from->forget_state(t);
+    if (from != nullptr) from->forget_state(t);
     to->adopt_state(t);
 }
 
@@ -313,6 +320,16 @@ tasklet tasklet::next_from_any_thread() const {
 tasklet tasklet::prev_from_any_thread() const {
     if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
     return state_->prev != nullptr ? from_state(state_->prev) : tasklet(adopt_tag{}, nullptr);
+}
+
+bool tasklet::block_trap_from_any_thread() const {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    return state_->block_trap;
+}
+
+void tasklet::set_block_trap_from_any_thread(bool trap) {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    state_->block_trap = trap;
 }
 
 void* tasklet::payload_from_any_thread() const noexcept {

@@ -76,18 +76,25 @@ int set_tempval(PyObject* o, PyObject* value, void*) {
     return 0;
 }
 
+// (A flag of the tasklet: read and set from any thread, under the GIL.)
 PyObject* get_block_trap(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
-    return PyBool_FromLong(self->core.block_trap());
+    try {
+        return PyBool_FromLong(self->core.block_trap_from_any_thread());
+    } catch (...) {
+        return raise_from_cxx();
+    }
 }
 
 int set_block_trap(PyObject* o, PyObject* value, void*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return -1;
     int on = value != nullptr ? PyObject_IsTrue(value) : 0;
     if (on < 0) return -1;
-    self->core.set_block_trap(on != 0);
+    try {
+        self->core.set_block_trap_from_any_thread(on != 0);
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
     return 0;
 }
 

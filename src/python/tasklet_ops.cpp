@@ -351,8 +351,12 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
     }
     auto* from = static_cast<thread_data*>(self->thread);
     if (target == from) Py_RETURN_NONE;
-    if (from != nullptr && from->ended) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_thread: the tasklet's thread has ended");
+    // A tasklet whose thread has ended moves if it never ran (Stackless: a fresh one may be
+    // rebound); the core checks that, and that its old scheduler is gone if it is not ours.
+    if (from != nullptr && from->ended && from != this_thread &&
+        self->core.owner_runcount() >= 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "bind_thread: the tasklet's thread is ending; try again once it ended");
         return nullptr;
     }
     try {

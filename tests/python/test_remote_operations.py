@@ -336,3 +336,68 @@ print("ok")
 
 def test_random_operations_across_threads_end_normally(tmp_path):
     assert run_program(tmp_path, REMOTE_OPERATIONS_STRESS)[-1] == "ok"
+
+
+def test_setup_from_another_thread_runs_it_in_its_own_thread(worker):
+    # Stackless's SetupFromDifferentThreadTest: it raised here, the test then left its thread
+    # waiting, and the process did not exit.
+    ran = []
+    t = worker.call(lambda: stackless.tasklet(lambda x: ran.append((x, threading.get_ident()))))
+    assert t.setup("arg") is t
+    wait_until(lambda: ran)
+    assert ran == [("arg", worker.ident)] and t.thread_id == worker.ident
+
+
+def test_bind_from_another_thread_keeps_it_on_its_thread(idle_worker):
+    ran = []
+    t = idle_worker.call(stackless.tasklet)
+    t.bind(ran.append, ("bound here",))
+    assert t.alive and t.paused and t.thread_id == idle_worker.ident
+    t.insert()
+    idle_worker.call(stackless.run)
+    assert ran == ["bound here"]
+    started = idle_worker.call(lambda: stackless.tasklet(stackless.schedule_remove)())
+    idle_worker.call(stackless.run)
+    with pytest.raises(RuntimeError, match="C state"):
+        started.bind(lambda: None, ())
+    started.kill()
+    idle_worker.call(stackless.run)
+
+
+def test_block_trap_reads_and_sets_from_another_thread(idle_worker):
+    t = idle_worker.call(lambda: stackless.tasklet(lambda: None)())
+    assert t.block_trap is False
+    t.block_trap = True
+    assert idle_worker.call(lambda: t.block_trap) is True
+    idle_worker.call(stackless.run)
+
+
+def test_a_fresh_tasklet_of_an_ended_thread_can_be_bound_to_this_one():
+    # Stackless's DeadThreadTest.test_rebind_from_dead, and test_methods_on_dead's binds.
+    ran = []
+    box = []
+    th = threading.Thread(target=lambda: box.append(stackless.tasklet(ran.append)))
+    th.start()
+    th.join()
+    t = box[0]
+    wait_until(lambda: t.thread_id == -1)
+    t.bind(None)
+    t.bind(ran.append)
+    with pytest.raises(RuntimeError, match="no thread"):
+        t.bind(ran.append, ("x",))
+    with pytest.raises(RuntimeError):
+        t.setup("x")
+    wait_until(lambda: rebound_here(t))  # once its thread's scheduler is gone
+    assert t.thread_id == threading.get_ident()
+    t.setup("here")
+    stackless.run()
+    assert ran == ["here"]
+
+
+def rebound_here(t):
+    try:
+        t.bind_thread()
+    except RuntimeError as e:
+        assert "ending" in str(e)
+        return False
+    return True
