@@ -136,6 +136,7 @@ struct py_tasklet {
     bool interrupted;  // switched out by run(timeout)'s watchdog (watchdog.cpp)
     // The serial number of its C stack on its thread (thread_data::cstack_serial when it began).
     std::uint32_t cstack_serial;
+    void* greenlet_state;  // its own greenlet state while switched out (greenlet_state.cpp)
 };
 
 struct py_channel {
@@ -229,6 +230,17 @@ bool explode_if_bomb(PyObject* obj) noexcept;
 PyObject* thread_idents();
 // Main, current tasklet and run count of the thread with this ident, if it used stackless.
 bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, int* runcount);
+// --- greenlet_state.cpp: each tasklet hosts its own greenlets.
+// Watches for greenlet's import (a finder first in sys.meta_path). -1 with an exception on
+// failure.
+int install_greenlet_support();
+// Switch hooks: the tasklet's greenlet state goes out and in with it.
+void greenlet_switched_out(py_tasklet* t) noexcept;
+void greenlet_switched_in(py_tasklet* t) noexcept;
+// The tasklet ends (its Python code has returned): a greenlet state it made that holds no
+// greenlet any more serves tasklets that start later.
+void recycle_greenlet_state(py_tasklet* t) noexcept;
+
 // The binding's data of the thread with this ident, if it used stackless (else nullptr).
 const thread_data* thread_data_of(unsigned long ident) noexcept;
 

@@ -730,7 +730,7 @@ PyMODINIT_FUNC PyInit_stackless() {
     Py_XDECREF(hook);
     Py_XDECREF(atexit);
     install_thread_hooks();
-    if (r == nullptr || install_pickling(m) < 0) {
+    if (r == nullptr || install_pickling(m) < 0 || install_greenlet_support() < 0) {
         Py_DECREF(m);
         return nullptr;
     }

@@ -16,6 +16,7 @@ namespace {
 void switched_out(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
     save_interp_state(t->tstate, t->saved);
+    greenlet_switched_out(t);
 }
 
 // Stackless's schedule callback, cb(prev, next), run in the incoming tasklet once its interpreter
@@ -40,6 +41,7 @@ void switched_in(void* payload) noexcept {
     this_thread->previous = this_thread->current;
     this_thread->current = t;
     count_switch();
+    greenlet_switched_in(t);
     // A tasklet that has not started yet sets up its state on its own stack (run_body), and so
     // does one whose stack was dropped (its saved C frame chain went with it).
     if (t->python_started && !t->stack_discarded) {
@@ -298,6 +300,7 @@ namespace {
 // The end of a tasklet's core function. A normal end, or TaskletExit, ends the tasklet silently;
 // any other exception goes to the main tasklet as python_error.
 void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result) {
+    recycle_greenlet_state(self);
     // An ended tasklet holds on to nothing; and `root` dies with this function, so the thread
     // state must not point to it when the final switch saves the state.
     ts->cframe = &ts->root_cframe;
