@@ -139,6 +139,13 @@ struct py_tasklet {
     void* greenlet_state;  // its own greenlet state while switched out (greenlet_state.cpp)
 };
 
+// Its thread has ended and this is another thread: its tasklets were killed then (or, if one
+// caught every kill, dropped without running again).
+inline bool of_ended_thread(const py_tasklet* t) noexcept {
+    auto* thread = static_cast<const thread_data*>(t->thread);
+    return thread != nullptr && thread != this_thread && thread->ended;
+}
+
 struct py_channel {
     PyObject_HEAD stackless::channel<py_ref> ch;  // placement-constructed in tp_new
     PyObject* weakreflist;

@@ -42,12 +42,6 @@ inline bool is_running(py_tasklet* self) {
     return stackless::tasklet::current_payload() == self;
 }
 
-// Its thread has ended and this is another thread: its tasklets were killed then (or, if one
-// caught every kill, dropped without running again).
-inline bool of_ended_thread(const py_tasklet* t) noexcept {
-    auto* thread = static_cast<const thread_data*>(t->thread);
-    return thread != nullptr && thread != this_thread && thread->ended;
-}
 
 // --- thread_registry.cpp
 // Every Python thread that used stackless, by thread ident (guarded by the GIL).

@@ -276,6 +276,8 @@ def test_operations_on_a_tasklet_whose_thread_ended():
     with pytest.raises(RuntimeError, match="no thread"):
         t.throw(ValueError)
     t.kill()  # it ended with its thread
+    assert t.block_trap is False
+    t.__reduce__()  # as a dead tasklet (Stackless's DeadThreadTest.test_methods_on_dead)
 
 
 REMOTE_OPERATIONS_STRESS = """\
