@@ -403,3 +403,29 @@ def rebound_here(t):
         assert "ending" in str(e)
         return False
     return True
+
+
+def test_throw_into_a_threads_main_tasklet_waiting_for_other_threads():
+    # Its thread sleeps (its last tasklet waits on a channel another thread may still use): the
+    # throw takes it off the channel and wakes the thread, where receive() raises.
+    ch = stackless.channel()
+    out = []
+    ready = threading.Event()
+
+    def thread_main():
+        stackless.getcurrent()
+        ready.set()
+        try:
+            ch.receive()
+        except ValueError as e:
+            out.append(e.args)
+
+    th = threading.Thread(target=thread_main)
+    th.start()
+    ready.wait(30)
+    main = stackless.get_thread_info(th.ident)[0]
+    wait_until(lambda: main.blocked)
+    assert main.is_current
+    main.throw(ValueError("x"))
+    th.join(30)
+    assert out == [("x",)] and not th.is_alive() and ch.balance == 0
