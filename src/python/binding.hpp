@@ -137,6 +137,9 @@ struct py_tasklet {
     // The serial number of its C stack on its thread (thread_data::cstack_serial when it began).
     std::uint32_t cstack_serial;
     void* greenlet_state;  // its own greenlet state while switched out (greenlet_state.cpp)
+    // Dropped alive, its frames not unwound, when its thread ended (it caught every kill):
+    // Stackless's tasklet with C state of an ended thread (nesting_level > 0, not restorable).
+    bool dropped_alive;
 };
 
 // Its thread has ended and this is another thread: its tasklets were killed then (or, if one

@@ -120,7 +120,9 @@ PyObject* get_thread_id(PyObject* o, void*) {
 // outermost frame excepted, as there.
 PyObject* get_nesting_level(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
-    if (of_ended_thread(self) || check_thread(self) < 0) return PyLong_FromLong(0);
+    // (One dropped alive at its thread's end still holds its C-level calls: at least one.)
+    if (of_ended_thread(self)) return PyLong_FromLong(self->dropped_alive ? 1 : 0);
+    if (check_thread(self) < 0) return PyLong_FromLong(0);
     if (!softswitch_enabled) {
         long frames = frame_count(self);
         if (self->is_main && frames > 0) --frames;

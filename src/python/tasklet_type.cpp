@@ -54,6 +54,10 @@ namespace {
 // thread: setup() from another thread runs it there). One whose thread has ended takes a function
 // (or None) but no arguments: nothing could run it (Stackless's words).
 int bind_for_ended_thread(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
+    if (self->dropped_alive) {
+        PyErr_SetString(PyExc_RuntimeError, "tasklet has C state on its stack");
+        return -1;
+    }
     if ((args != nullptr && args != Py_None) || (kwargs != nullptr && kwargs != Py_None)) {
         PyErr_SetString(PyExc_RuntimeError, "tasklet has no thread");
         return -1;

@@ -429,3 +429,42 @@ def test_throw_into_a_threads_main_tasklet_waiting_for_other_threads():
     main.throw(ValueError("x"))
     th.join(30)
     assert out == [("x",)] and not th.is_alive() and ch.balance == 0
+
+
+def test_a_tasklet_dropped_alive_when_its_thread_ended_reads_as_having_c_state():
+    # Stackless's DeadThreadTest.test_rebind_from_dead_fail_cstate: it caught every kill, so its
+    # frames were never unwound.
+    import gc
+    loop = [True]
+
+    def stubborn():
+        while loop[0]:
+            try:
+                stackless.main.switch()
+            except TaskletExit:
+                pass
+
+    box = []
+
+    def thread_main():
+        t = stackless.tasklet(stubborn)()
+        t.run()
+        box.append(t)
+
+    th = threading.Thread(target=thread_main)
+    th.start()
+    th.join()
+    t = box.pop()
+    wait_until(lambda: t.thread_id == -1)
+    loop[0] = False
+    assert not t.alive
+    assert t.nesting_level > 0 and not t.restorable
+    with pytest.raises(RuntimeError, match="C state on its stack"):
+        t.bind_thread()
+    with pytest.raises(RuntimeError, match="C state on its stack"):
+        t.bind(None)
+    del t
+    gc.collect()
+    dropped = [o for o in gc.garbage if isinstance(o, stackless.tasklet)]
+    assert len(dropped) == 1  # uncollectable, as in Stackless
+    gc.garbage.remove(dropped[0])
