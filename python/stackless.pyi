@@ -269,9 +269,13 @@ def enable_softswitch(flag: bool | None, /) -> bool:
     On (the default), blocked tasklets may drop their C stacks and resume their frames, and
     unpickled tasklets run; off, every tasklet keeps its C stack."""
 
-def get_thread_info(thread_id: int = ..., flags: int = ...) -> tuple[tasklet | None, tasklet | None, int]:
+@overload
+def get_thread_info(thread_id: int = ...) -> tuple[tasklet | None, tasklet | None, int]: ...
+@overload
+def get_thread_info(thread_id: int, flags: int) -> tuple[Any, ...]:
     """(main, current, runcount) of a thread (default, or -1: this one); (None, None, 0) for a
-    thread that never used stackless."""
+    thread that never used stackless. flags (Stackless's): 1 << 30 appends (serial,
+    serial_last_jump, None), 1 << 31 the thread's watchdog list."""
 
 def set_error_handler(handler: Callable[[type[BaseException], BaseException, Any], object] | None = ..., /) -> Any:
     """Installs handler(type, value, traceback), called in a tasklet that ends with an

@@ -89,6 +89,22 @@ class tasklet {
             std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
         return *this;
     }
+    // bind() of a tasklet of another thread, for a binding with a lock of its own, as the
+    // *_remote operations below: the same rules, and the tasklet stays on its thread.
+    template <class F, class... Args>
+    tasklet& bind_remote(F&& f, Args&&... args) {
+        if constexpr (sizeof...(Args) == 0) {
+            detail::emplace_callable<detail::unbound_callable<std::decay_t<F>>>(
+                prepare_rebind(true), std::forward<F>(f));
+        } else {
+            using bound =
+                detail::bound_callable<std::decay_t<F>, std::tuple<std::decay_t<Args>...>>;
+            detail::emplace_callable<bound>(
+                prepare_rebind(true), std::forward<F>(f),
+                std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+        }
+        return *this;
+    }
     // Binds arguments for the bound function and inserts the tasklet in the run queue. The
     // arguments' decayed types must equal the function's parameter types (they are matched at
     // run time; std::invalid_argument otherwise). Raises tasklet_state_error if alive.
@@ -178,6 +194,32 @@ class tasklet {
     // thread has ended.
     void move_to_thread_of(const tasklet& other);
 
+    // Operations on a tasklet of another thread (Stackless's inter-thread scheduling), for a
+    // binding whose threads take turns under a lock of its own (the CPython binding: the GIL),
+    // so that the tasklet's thread is not using its scheduler meanwhile: it runs none of its
+    // code, or sleeps in a wait for other threads. They change that thread's run queue, and wake
+    // the thread if it waits; the tasklet runs there, at that thread's next scheduling point,
+    // never on the calling thread. The checks are those of the same-thread operations;
+    // wrong_thread_error if the tasklet's thread has ended.
+    // Appends it to the end of its thread's run queue (no-op if it is there already).
+    void insert_remote();
+    // Takes it out of its thread's run queue (no-op if it is not there).
+    void remove_remote();
+    // Makes it run next in its thread: right after that thread's running tasklet (no-op if it is
+    // scheduled already, as in Stackless).
+    void run_remote();
+    // Raises `e` in it when it runs next in its thread: unblocks it if it is blocked on a
+    // channel and appends it to its thread's run queue (Stackless: a throw or kill across
+    // threads never switches, pending or not). kill_remote does nothing if it has ended.
+    void throw_remote(std::exception_ptr e);
+    void kill_remote();
+    // Neighbours in its chain, read from any thread under the binding's lock.
+    tasklet next_from_any_thread() const;
+    tasklet prev_from_any_thread() const;
+    void* payload_from_any_thread() const noexcept;
+    bool block_trap_from_any_thread() const;
+    void set_block_trap_from_any_thread(bool trap);
+
     void set_hooks(const tasklet_hooks* hooks, void* payload);
     void* payload() const;
     // The running tasklet's payload on this thread (nullptr if none), without making a handle.
@@ -210,8 +252,9 @@ class tasklet {
     }
     detail::tasklet_state* checked() const;
     void bind_callable(std::unique_ptr<detail::callable> fn);
-    // Checks that the tasklet may be rebound and drops its current function.
-    detail::tasklet_state* prepare_rebind();
+    // Checks that the tasklet may be rebound and drops its current function (`remote`: a tasklet
+    // of another thread, see bind_remote).
+    detail::tasklet_state* prepare_rebind(bool remote = false);
     void setup_erased(const std::type_info& type, void* args);
 
     detail::tasklet_state* state_;

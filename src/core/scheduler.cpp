@@ -89,7 +89,7 @@ scheduler::~scheduler() {
     } else {
         // Nothing of the binding may be called, nothing can be unwound: they are dropped.
         for (tasklet_state* t = all_; t != nullptr; t = t->all_next) t->hooks = nullptr;
-        abandon_survivors();
+        abandon_survivors(nullptr);
     }
     // No tasklet of this thread may stay on a channel, where another thread could complete it
     // and leave it in this scheduler's inbox (its binding took what it had to off them before).
@@ -172,9 +172,10 @@ int scheduler::kill_survivors() noexcept {
     return survivors;
 }
 
-void scheduler::abandon_survivors() noexcept {
+void scheduler::abandon_survivors(void (*each)(void* payload) noexcept) noexcept {
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
         if (t->is_main || t->state != life::started) continue;
+        if (each != nullptr) each(t->payload);
         if (t->where == place::channel || t->where == place::transit) take_off_channel(t);
         if (t->where == place::ring) ring_remove(t);
         if (t->slot != nullptr && t->slot->owner == t) {

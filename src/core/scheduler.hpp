@@ -67,6 +67,12 @@ class scheduler {
         if (was_floating && t->hooks != nullptr) [[unlikely]]
             notify_scheduled(t, true);
     }
+    // Makes `t` the head: it runs first when the thread next picks a tasklet (for
+    // tasklet::run_remote while the thread's running tasklet is out of the ring).
+    void ring_insert_front(tasklet_state* t) noexcept {
+        ring_insert_end(t);
+        head_ = t;
+    }
     void link_after(tasklet_state* pos, tasklet_state* t) noexcept {
         t->prev = pos;
         t->next = pos->next;
@@ -126,6 +132,10 @@ class scheduler {
     // Another thread, holding the lock of the shared channel that `t` (of this scheduler) waits
     // on, completed `t`: it becomes runnable here (at this thread's next scheduling point).
     void push_remote(tasklet_state* t) noexcept;
+    // Another thread changed this one's run queue under the binding's lock (tasklet::
+    // insert_remote and the like): a thread that waits for other threads looks at it again, and
+    // counts as awake meanwhile (its inbox flag is set; the drain finds the inbox empty).
+    void wake_up() noexcept;
     void drain_remote_if_any() noexcept {
         if (remote_pending_.load(std::memory_order_relaxed)) [[unlikely]]
             drain_remote();
@@ -183,7 +193,7 @@ class scheduler {
   private:
   public:
     int kill_survivors() noexcept;
-    void abandon_survivors() noexcept;
+    void abandon_survivors(void (*each)(void* payload) noexcept) noexcept;
 
   private:
     static void raise_pending(tasklet_state* t) {

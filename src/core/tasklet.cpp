@@ -84,9 +84,13 @@ void tasklet::bind_callable(std::unique_ptr<detail::callable> fn) {
     detail::adopt_callable(prepare_rebind(), fn.release(), false);
 }
 
-tasklet_state* tasklet::prepare_rebind() {
-    tasklet_state* t = checked();
-    scheduler& s = owner_of(t);
+namespace {
+scheduler& remote_owner_of(tasklet_state* t);
+}  // namespace
+
+tasklet_state* tasklet::prepare_rebind(bool remote) {
+    tasklet_state* t = remote ? state_ : checked();
+    scheduler& s = remote ? remote_owner_of(t) : owner_of(t);
     if (t->is_main) throw tasklet_state_error("tasklet.bind: cannot bind the main tasklet");
     if (t == s.running())
         throw tasklet_state_error("tasklet.bind: cannot rebind the current tasklet");
@@ -220,14 +224,116 @@ void tasklet::move_to_thread_of(const tasklet& other) {
     tasklet_state* t = state_;
     scheduler* from = t->sched.load(std::memory_order_acquire);
     scheduler* to = other.state_->sched.load(std::memory_order_acquire);
-    if (from == nullptr || to == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
+    if (to == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
     if (from == to) return;
-    if (t->is_main || t->state == life::started || t->where != place::none || t == from->running())
+    // (A tasklet whose thread ended belongs to no scheduler: one that never started can be
+    // taken by another thread, as in Stackless.)
+    if (t->is_main || t->state == life::started || t->state == life::dead ||
+        t->where != place::none || (from != nullptr && t == from->running()))
         throw tasklet_state_error(
             "tasklet: only a tasklet that has not started and is neither scheduled nor blocked "
             "can move to another thread");
-    from->forget_state(t);
+    if (from != nullptr) from->forget_state(t);
     to->adopt_state(t);
+}
+
+namespace {
+
+// The scheduler of the thread `t` belongs to, for the *_remote operations. (The binding's lock
+// keeps that thread from ending meanwhile: its scheduler goes only after the thread's end, which
+// the binding marks under that lock first.)
+scheduler& remote_owner_of(tasklet_state* t) {
+    if (t == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    scheduler* s = t->sched.load(std::memory_order_acquire);
+    if (s == nullptr) throw wrong_thread_error("tasklet: its thread has ended");
+    return *s;
+}
+
+}  // namespace
+
+void tasklet::insert_remote() {
+    tasklet_state* t = state_;
+    scheduler& s = remote_owner_of(t);
+    if (t->where == place::channel)
+        throw tasklet_state_error("tasklet.insert: you cannot run a blocked tasklet");
+    if (!t->alive())
+        throw tasklet_state_error("tasklet.insert: you cannot run an unbound (dead) tasklet");
+    if (t->where == place::none) s.ring_insert_end(t);
+    s.wake_up();
+}
+
+void tasklet::remove_remote() {
+    tasklet_state* t = state_;
+    scheduler& s = remote_owner_of(t);
+    if (t->where == place::channel)
+        throw tasklet_state_error("tasklet.remove: you cannot remove a blocked tasklet");
+    if (t == s.running())
+        throw tasklet_state_error("tasklet.remove: the current tasklet cannot be removed");
+    if (t->where == place::transit) s.take_off_channel(t);  // (into the ring)
+    if (t->where == place::ring) s.ring_remove(t);
+}
+
+void tasklet::run_remote() {
+    tasklet_state* t = state_;
+    scheduler& s = remote_owner_of(t);
+    if (t->where == place::channel)
+        throw tasklet_state_error("tasklet.run: you cannot run a blocked tasklet");
+    if (!t->alive()) throw tasklet_state_error("tasklet.run: you cannot run a dead tasklet");
+    if (t->where == place::none) {
+        // As Stackless: right after the thread's running tasklet, or, if that one is out of the
+        // run queue (the thread waits for other threads), first, before the others it has.
+        tasklet_state* running = s.running();
+        if (running->where == place::ring)
+            s.ring_insert_after(running, t);
+        else
+            s.ring_insert_front(t);
+    }
+    s.wake_up();
+}
+
+void tasklet::throw_remote(std::exception_ptr e) {
+    tasklet_state* t = state_;
+    scheduler& s = remote_owner_of(t);
+    if (!t->alive()) throw tasklet_state_error("cannot throw an exception into a dead tasklet");
+    t->pending = std::move(e);
+    bool waiting = true;
+    if (t->where == place::channel || t->where == place::transit)
+        waiting = s.take_off_channel(t);  // false: completed by another thread, in the ring now
+    if (waiting && t->where == place::none) s.ring_insert_end(t);
+    s.wake_up();
+}
+
+void tasklet::kill_remote() {
+    tasklet_state* t = state_;
+    remote_owner_of(t);
+    if (!t->alive()) return;
+    if (t->is_main) throw tasklet_state_error("the main tasklet cannot be killed");
+    t->exit_requested = true;
+    throw_remote(std::make_exception_ptr(tasklet_exit{}));
+}
+
+tasklet tasklet::next_from_any_thread() const {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    return state_->next != nullptr ? from_state(state_->next) : tasklet(adopt_tag{}, nullptr);
+}
+
+tasklet tasklet::prev_from_any_thread() const {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    return state_->prev != nullptr ? from_state(state_->prev) : tasklet(adopt_tag{}, nullptr);
+}
+
+bool tasklet::block_trap_from_any_thread() const {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    return state_->block_trap;
+}
+
+void tasklet::set_block_trap_from_any_thread(bool trap) {
+    if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
+    state_->block_trap = trap;
+}
+
+void* tasklet::payload_from_any_thread() const noexcept {
+    return state_ != nullptr ? state_->payload : nullptr;
 }
 
 tasklet::blocking tasklet::blocked_on() const {
@@ -295,8 +401,8 @@ scheduler_stats stats() {
 int kill_all() {
     return scheduler::get().kill_survivors();
 }
-void abandon_survivors() noexcept {
-    if (scheduler* s = scheduler::get_if_exists()) s->abandon_survivors();
+void abandon_survivors(void (*each)(void* payload) noexcept) noexcept {
+    if (scheduler* s = scheduler::get_if_exists()) s->abandon_survivors(each);
 }
 
 void* tasklet::current_payload() noexcept {

@@ -122,6 +122,12 @@ void scheduler::push_remote(tasklet_state* t) noexcept {
     inbox_cv_.notify_one();
 }
 
+void scheduler::wake_up() noexcept {
+    std::lock_guard lock(inbox_mutex_);
+    remote_pending_.store(true, std::memory_order_relaxed);
+    inbox_cv_.notify_one();
+}
+
 void scheduler::drain_remote() noexcept {
     tasklet_state* t;
     {

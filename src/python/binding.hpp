@@ -82,6 +82,14 @@ struct thread_data {
     py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
     py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
     bool ended = false;              // its tasklets were killed: the thread is ending
+    // What get_thread_info(id, flags) reports as Stackless does (module.cpp): the C stacks its
+    // tasklets have begun so far (Stackless's serial), and its watchdog list: the tasklets inside
+    // run() calls, innermost last, after the one whose run(timeout) may be interrupted (None if
+    // there is none); no list until the thread first calls run().
+    std::uint64_t cstack_serial = 0;
+    bool has_watchdog_list = false;
+    py_tasklet* interrupt_watchdog = nullptr;
+    std::vector<py_tasklet*> watchdogs;
     // Tasklet objects whose `thread` points here (the main one included). The data is freed
     // once its thread has ended and the last of them is gone, so that a pointer comparison with
     // `this_thread` never meets a freed (and possibly reused) address.
@@ -127,7 +135,20 @@ struct py_tasklet {
     bool in_blocking_call;
     resume_op blocked_op;
     bool interrupted;  // switched out by run(timeout)'s watchdog (watchdog.cpp)
+    // The serial number of its C stack on its thread (thread_data::cstack_serial when it began).
+    std::uint32_t cstack_serial;
+    void* greenlet_state;  // its own greenlet state while switched out (greenlet_state.cpp)
+    // Dropped alive, its frames not unwound, when its thread ended (it caught every kill):
+    // Stackless's tasklet with C state of an ended thread (nesting_level > 0, not restorable).
+    bool dropped_alive;
 };
+
+// Its thread has ended and this is another thread: its tasklets were killed then (or, if one
+// caught every kill, dropped without running again).
+inline bool of_ended_thread(const py_tasklet* t) noexcept {
+    auto* thread = static_cast<const thread_data*>(t->thread);
+    return thread != nullptr && thread != this_thread && thread->ended;
+}
 
 struct py_channel {
     PyObject_HEAD stackless::channel<py_ref> ch;  // placement-constructed in tp_new
@@ -224,6 +245,19 @@ bool explode_if_bomb(PyObject* obj) noexcept;
 PyObject* thread_idents();
 // Main, current tasklet and run count of the thread with this ident, if it used stackless.
 bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, int* runcount);
+// --- greenlet_state.cpp: each tasklet hosts its own greenlets.
+// Watches for greenlet's import (a finder first in sys.meta_path). -1 with an exception on
+// failure.
+int install_greenlet_support();
+// Switch hooks: the tasklet's greenlet state goes out and in with it.
+void greenlet_switched_out(py_tasklet* t) noexcept;
+void greenlet_switched_in(py_tasklet* t) noexcept;
+// The tasklet ends (its Python code has returned): a greenlet state it made that holds no
+// greenlet any more serves tasklets that start later.
+void recycle_greenlet_state(py_tasklet* t) noexcept;
+
+// The binding's data of the thread with this ident, if it used stackless (else nullptr).
+const thread_data* thread_data_of(unsigned long ident) noexcept;
 
 // Stackless's switch trap: while the level is above 0, an operation that would switch tasklets
 // raises RuntimeError instead (and changes nothing).

@@ -235,6 +235,29 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
         return nullptr;
     if (thread_main() == nullptr) return nullptr;
     if (stackless::getruncount() > 1 && refuse_if_trapped() < 0) return nullptr;
+    py_tasklet* caller = current_object();
+    if (caller == nullptr) return nullptr;
+    // The caller is on the thread's watchdog list while its run() lasts (get_thread_info).
+    struct on_watchdog_list {
+        thread_data& d;
+        py_tasklet* t;
+        bool interrupt;
+        on_watchdog_list(thread_data& data, py_tasklet* caller, bool timeout)
+            : d(data), t(caller), interrupt(timeout && data.interrupt_watchdog == nullptr) {
+            d.has_watchdog_list = true;
+            d.watchdogs.push_back(t);
+            if (interrupt) d.interrupt_watchdog = t;
+        }
+        ~on_watchdog_list() {
+            // (Nested runs of different tasklets may return in any order.)
+            for (auto it = d.watchdogs.end(); it != d.watchdogs.begin();)
+                if (*--it == t) {
+                    d.watchdogs.erase(it);
+                    break;
+                }
+            if (interrupt) d.interrupt_watchdog = nullptr;
+        }
+    } listed(*this_thread, caller, timeout > 0);  // (thread_main() made it)
     if (timeout > 0)
         return run_with_timeout(timeout, threadblock != 0, soft != 0, totaltimeout != 0);
     if (!run_core([&] { stackless::run(threadblock != 0); })) return nullptr;
@@ -254,7 +277,12 @@ PyObject* mod_enable_softswitch(PyObject*, PyObject* flag) {
 }
 
 // get_thread_info(thread_id=-1, flags=0) -> (main, current, runcount) of a Python thread: -1 (or
-// None) is the calling thread; a thread that never used stackless has (None, None, 0).
+// None) is the calling thread; a thread that never used stackless has (None, None, 0). Flags, as
+// Stackless's undocumented argument: 1 << 30 appends (serial, serial_last_jump, initial_stub):
+// how many C stacks the thread's tasklets have begun, the serial of the running tasklet's
+// (0: the thread's own stack), and None (Stackless's C-stack object, which does not exist here);
+// 1 << 31 appends the watchdog list (see thread_data), or None before the thread's first run().
+// Other bits are reserved, as in Stackless, and ignored.
 PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs,
                               PyObject* kwnames) {
     static const char* const names[] = {"thread_id", "flags", nullptr};
@@ -263,13 +291,6 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs
     unsigned long flags = 0;
     if (!_PyArg_ParseStackAndKeywords(args, nargs, kwnames, &parser, &id_obj, &flags))
         return nullptr;
-    if (flags != 0) {
-        PyErr_SetString(PyExc_ValueError,
-                        "get_thread_info: flags are not supported (Stackless's undocumented flag "
-                        "bits report its interpreter's C-stack serials and watchdog list, which "
-                        "this implementation does not have)");
-        return nullptr;
-    }
     unsigned long id = PyThread_get_thread_ident();
     if (id_obj != Py_None) {
         int overflow = 0;
@@ -284,13 +305,65 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs
     py_tasklet* main;
     py_tasklet* current;
     int runcount;
-    if (thread_info(id, &main, &current, &runcount))
-        return Py_BuildValue("(OOi)", main, current, runcount);
-    for (PyThreadState* ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp);
-         ts != nullptr; ts = PyThreadState_Next(ts))
-        if (ts->thread_id == id) return Py_BuildValue("(OOi)", Py_None, Py_None, 0);
-    PyErr_SetString(PyExc_RuntimeError, "Thread id not found");
-    return nullptr;
+    PyObject* info = nullptr;
+    if (thread_info(id, &main, &current, &runcount)) {
+        info = Py_BuildValue("(OOi)", main, current, runcount);
+    } else {
+        for (PyThreadState* ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp);
+             ts != nullptr && info == nullptr; ts = PyThreadState_Next(ts))
+            if (ts->thread_id == id) info = Py_BuildValue("(OOi)", Py_None, Py_None, 0);
+        if (info == nullptr) {
+            PyErr_SetString(PyExc_RuntimeError, "Thread id not found");
+            return nullptr;
+        }
+        current = nullptr;
+    }
+    if (info == nullptr || (flags & ((1ul << 30) | (1ul << 31))) == 0) return info;
+    const thread_data* d = thread_data_of(id);
+    PyObject* extra = PyList_New(0);
+    if (extra == nullptr) {
+        Py_DECREF(info);
+        return nullptr;
+    }
+    auto append = [&](PyObject* item) {  // steals `item`
+        if (item == nullptr || PyList_Append(extra, item) < 0) {
+            Py_XDECREF(item);
+            return false;
+        }
+        Py_DECREF(item);
+        return true;
+    };
+    bool ok = true;
+    if (flags & (1ul << 30)) {
+        ok = append(PyLong_FromUnsignedLongLong(d != nullptr ? d->cstack_serial : 0)) &&
+             append(PyLong_FromUnsignedLong(current != nullptr && !current->is_main
+                                                ? current->cstack_serial
+                                                : 0)) &&
+             append(Py_NewRef(Py_None));
+    }
+    if (ok && (flags & (1ul << 31))) {
+        PyObject* list = Py_None;
+        if (d != nullptr && d->has_watchdog_list) {
+            list = PyList_New(0);
+            ok = list != nullptr;
+            PyObject* first = d->interrupt_watchdog != nullptr
+                                  ? reinterpret_cast<PyObject*>(d->interrupt_watchdog)
+                                  : Py_None;
+            ok = ok && PyList_Append(list, first) == 0;
+            for (py_tasklet* t : d->watchdogs)
+                ok = ok && PyList_Append(list, reinterpret_cast<PyObject*>(t)) == 0;
+            if (!ok) Py_XDECREF(list);
+        } else {
+            Py_INCREF(list);
+        }
+        ok = ok && append(list);
+    }
+    PyObject* tail = ok ? PyList_AsTuple(extra) : nullptr;
+    Py_DECREF(extra);
+    PyObject* result = tail != nullptr ? PySequence_Concat(info, tail) : nullptr;
+    Py_XDECREF(tail);
+    Py_DECREF(info);
+    return result;
 }
 
 // set_error_handler(handler) -> the previous one: handler(type, value, traceback) is called in a
@@ -657,7 +730,7 @@ PyMODINIT_FUNC PyInit_stackless() {
     Py_XDECREF(hook);
     Py_XDECREF(atexit);
     install_thread_hooks();
-    if (r == nullptr || install_pickling(m) < 0) {
+    if (r == nullptr || install_pickling(m) < 0 || install_greenlet_support() < 0) {
         Py_DECREF(m);
         return nullptr;
     }

@@ -227,16 +227,21 @@ PyObject* channel_setstate(PyObject* self, PyObject* state) {
 
 // _tasklet_info(t) -> (state, func, args, kwargs, tempval, atomic, ignore_nesting, block_trap,
 // channel, direction, exc_value); state: main, current, dead, bound, new, frames, restored.
+// A tasklet whose thread has ended reduces as a dead one (Stackless: as one without a thread): it
+// was killed then, or dropped without running again.
 PyObject* mod_tasklet_info(PyObject*, PyObject* o) {
-    if (check_tasklet_arg(o) < 0) return nullptr;
+    const bool ended = PyObject_TypeCheck(o, &tasklet_type) && of_ended_thread(as_tasklet(o));
+    if (!ended && check_tasklet_arg(o) < 0) return nullptr;
     py_tasklet* t = as_tasklet(o);
-    stackless::tasklet::status_flags st;
-    stackless::tasklet::blocking blocked;
+    stackless::tasklet::status_flags st{};
+    stackless::tasklet::blocking blocked{nullptr, 0};
     bool block_trap;
     try {
-        st = t->core.status();
-        blocked = t->core.blocked_on();
-        block_trap = t->core.block_trap();
+        if (!ended) {
+            st = t->core.status();
+            blocked = t->core.blocked_on();
+        }
+        block_trap = t->core.block_trap_from_any_thread();
     } catch (abi::__forced_unwind&) {
         throw;
     } catch (...) {

@@ -41,8 +41,9 @@ bool current_flag(const flags& f) {
 PyObject* get_next(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (of_ended_thread(self)) Py_RETURN_NONE;
-    if (check_thread(self) < 0) return nullptr;
     try {
+        if (self->thread != this_thread) [[unlikely]]  // (the GIL keeps its thread still)
+            return new_ref_or_none(self->core.next_from_any_thread());
         return new_ref_or_none(self->core.next());
     } catch (abi::__forced_unwind&) {
         throw;
@@ -54,8 +55,9 @@ PyObject* get_next(PyObject* o, void*) {
 PyObject* get_prev(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     if (of_ended_thread(self)) Py_RETURN_NONE;
-    if (check_thread(self) < 0) return nullptr;
     try {
+        if (self->thread != this_thread) [[unlikely]]  // (the GIL keeps its thread still)
+            return new_ref_or_none(self->core.prev_from_any_thread());
         return new_ref_or_none(self->core.prev());
     } catch (abi::__forced_unwind&) {
         throw;
@@ -80,18 +82,29 @@ int set_tempval(PyObject* o, PyObject* value, void*) {
     return 0;
 }
 
+// (A flag of the tasklet: read and set from any thread, under the GIL.)
 PyObject* get_block_trap(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
-    return PyBool_FromLong(self->core.block_trap());
+    try {
+        return PyBool_FromLong(self->core.block_trap_from_any_thread());
+    } catch (abi::__forced_unwind&) {
+        throw;
+    } catch (...) {
+        return raise_from_cxx();
+    }
 }
 
 int set_block_trap(PyObject* o, PyObject* value, void*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return -1;
     int on = value != nullptr ? PyObject_IsTrue(value) : 0;
     if (on < 0) return -1;
-    self->core.set_block_trap(on != 0);
+    try {
+        self->core.set_block_trap_from_any_thread(on != 0);
+    } catch (abi::__forced_unwind&) {
+        throw;
+    } catch (...) {
+        return raise_from_cxx_int();
+    }
     return 0;
 }
 
@@ -117,7 +130,9 @@ PyObject* get_thread_id(PyObject* o, void*) {
 // outermost frame excepted, as there.
 PyObject* get_nesting_level(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
-    if (of_ended_thread(self) || check_thread(self) < 0) return PyLong_FromLong(0);
+    // (One dropped alive at its thread's end still holds its C-level calls: at least one.)
+    if (of_ended_thread(self)) return PyLong_FromLong(self->dropped_alive ? 1 : 0);
+    if (check_thread(self) < 0) return PyLong_FromLong(0);
     if (!softswitch_enabled) {
         long frames = frame_count(self);
         if (self->is_main && frames > 0) --frames;

@@ -16,6 +16,7 @@ namespace {
 void switched_out(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
     save_interp_state(t->tstate, t->saved);
+    greenlet_switched_out(t);
 }
 
 // Stackless's schedule callback, cb(prev, next), run in the incoming tasklet once its interpreter
@@ -40,6 +41,7 @@ void switched_in(void* payload) noexcept {
     this_thread->previous = this_thread->current;
     this_thread->current = t;
     count_switch();
+    greenlet_switched_in(t);
     // A tasklet that has not started yet sets up its state on its own stack (run_body), and so
     // does one whose stack was dropped (its saved C frame chain went with it).
     if (t->python_started && !t->stack_discarded) {
@@ -132,7 +134,14 @@ void raise_python(const std::exception_ptr& pending) noexcept;
 
 }  // namespace
 
+// A tasklet's function begins on a new C stack: it gets its thread's next C-stack serial number
+// (get_thread_info's flag 1 << 30, as Stackless numbers its C stacks).
+void note_new_cstack(py_tasklet* self) noexcept {
+    self->cstack_serial = static_cast<std::uint32_t>(++this_thread_data().cstack_serial);
+}
+
 void run_body(py_tasklet* self) {
+    note_new_cstack(self);
     if (self->stack_discarded) {
         resume_without_stack(self);
         return;
@@ -249,6 +258,7 @@ PyObject* resume_value(py_tasklet* self, resume_op op) {
 // The core function of an unpickled tasklet: rebuilds its frames on its own C stack and resumes
 // them where they were pickled (frame_state.cpp).
 void run_restored(py_tasklet* self) {
+    note_new_cstack(self);
     self->restored_body = true;
     Py_CLEAR(self->waiting_on);  // woken (or killed): the frames hold what they need
     PyThreadState* ts = self->tstate;
@@ -313,6 +323,7 @@ bool only_tasklet_exits() {
 // The end of a tasklet's core function. A normal end, or TaskletExit, ends the tasklet silently;
 // any other exception goes to the main tasklet as python_error.
 void finish_body(py_tasklet* self, PyThreadState* ts, PyObject* result) {
+    recycle_greenlet_state(self);
     // An ended tasklet holds on to nothing; and `root` dies with this function, so the thread
     // state must not point to it when the final switch saves the state.
     ts->cframe = &ts->root_cframe;

@@ -23,17 +23,25 @@ inline int check_thread(py_tasklet* t) {
     return 0;
 }
 
+// Stackless carries out scheduling operations on a tasklet of another thread in that thread
+// (docs/threads.md): they change its thread's run queue through the core's *_remote operations,
+// under the GIL, which keeps that thread from using its scheduler meanwhile; the tasklet runs
+// there. -1 with RuntimeError (Stackless's words) if that thread has ended, or is ending; else
+// makes the calling thread's scheduler too, as Stackless does.
+inline int check_remote_thread(const py_tasklet* t) {
+    auto* thread = static_cast<const thread_data*>(t->thread);
+    if (thread == nullptr || thread->ended || thread->main_object == nullptr) [[unlikely]] {
+        PyErr_SetString(PyExc_RuntimeError, "Target thread isn't initialised");
+        return -1;
+    }
+    return thread_main() != nullptr ? 0 : -1;
+}
+
 // Whether `self` is the running tasklet (switching to it would not switch).
 inline bool is_running(py_tasklet* self) {
     return stackless::tasklet::current_payload() == self;
 }
 
-// Its thread has ended and this is another thread: its tasklets were killed then (or, if one
-// caught every kill, dropped without running again).
-inline bool of_ended_thread(const py_tasklet* t) noexcept {
-    auto* thread = static_cast<const thread_data*>(t->thread);
-    return thread != nullptr && thread != this_thread && thread->ended;
-}
 
 // --- thread_registry.cpp
 // Every Python thread that used stackless, by thread ident (guarded by the GIL).

@@ -9,9 +9,15 @@ namespace stackless::python {
 // ---------------------------------------------------------------------------------------------
 // Scheduling
 
+// insert() on a tasklet of another thread appends it to that thread's run queue and wakes the
+// thread (Stackless); it runs there.
 PyObject* tasklet_insert(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
+    if (self->thread != this_thread) [[unlikely]] {
+        if (check_remote_thread(self) < 0) return nullptr;
+        if (!run_core([&] { self->core.insert_remote(); })) return nullptr;
+        return Py_NewRef(o);
+    }
     try {
         self->core.insert();
     } catch (abi::__forced_unwind&) {
@@ -24,7 +30,13 @@ PyObject* tasklet_insert(PyObject* o, PyObject*) {
 
 PyObject* tasklet_remove(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
+    if (self->thread != this_thread) [[unlikely]] {
+        // (Stackless: removing a tasklet whose thread has ended does nothing.)
+        if (of_ended_thread(self)) return Py_NewRef(o);
+        if (check_remote_thread(self) < 0) return nullptr;
+        if (!run_core([&] { self->core.remove_remote(); })) return nullptr;
+        return Py_NewRef(o);
+    }
     if (!run_core([&] { self->core.remove(); })) return nullptr;
     return Py_NewRef(o);
 }
@@ -43,7 +55,8 @@ PyObject* take_tempval(py_tasklet* caller) {
 // trap is asked.
 int check_switch_target(py_tasklet* self, const char* what) {
     try {
-        auto st = self->core.status();
+        auto st = self->thread == this_thread ? self->core.status()
+                                              : self->core.status_from_any_thread();
         if (st.blocked) {
             PyErr_Format(PyExc_RuntimeError, "tasklet.%s: you cannot %s a blocked tasklet", what,
                          what);
@@ -62,9 +75,22 @@ int check_switch_target(py_tasklet* self, const char* what) {
     return 0;
 }
 
+// run() on a tasklet of another thread makes it run next there, after that thread's running
+// tasklet, and wakes the thread; the caller runs on (Stackless: no switch on this thread, and so
+// no switch trap).
+PyObject* run_remote(py_tasklet* self) {
+    if (check_remote_thread(self) < 0 || check_switch_target(self, "run") < 0) return nullptr;
+    py_tasklet* caller = current_object();
+    if (caller == nullptr) return nullptr;
+    if (!run_core([&] { self->core.run_remote(); })) return nullptr;
+    return take_tempval(caller);
+}
+
 PyObject* tasklet_run(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0 || check_switch_target(self, "run") < 0) return nullptr;
+    if (self->thread != this_thread) [[unlikely]]
+        return run_remote(self);
+    if (check_switch_target(self, "run") < 0) return nullptr;
     if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
     py_tasklet* caller = current_object();
     if (caller == nullptr) return nullptr;
@@ -74,7 +100,13 @@ PyObject* tasklet_run(PyObject* o, PyObject*) {
 
 PyObject* tasklet_switch(PyObject* o, PyObject*) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0 || check_switch_target(self, "switch") < 0) return nullptr;
+    // switch() pauses the caller and runs the target in its place, on this thread: a tasklet of
+    // another thread runs only there (Stackless refuses too, in these words).
+    if (self->thread != this_thread) [[unlikely]] {
+        PyErr_SetString(PyExc_RuntimeError, "can't switch to a different thread.");
+        return nullptr;
+    }
+    if (check_switch_target(self, "switch") < 0) return nullptr;
     if (!is_running(self) && refuse_if_trapped() < 0) return nullptr;
     py_tasklet* caller = current_object();
     if (caller == nullptr) return nullptr;
@@ -84,20 +116,29 @@ PyObject* tasklet_switch(PyObject* o, PyObject*) {
 
 // Raises (type, value, tb) in the tasklet: at once if it is the current one, else through the
 // core, which switches to it unless `pending`.
+// A tasklet of another thread gets the exception when it runs next there: it is unblocked and
+// appended to its thread's run queue, pending or not, and the caller runs on (Stackless).
 PyObject* throw_into(py_tasklet* self, PyObject* type, PyObject* value, PyObject* tb,
                      bool pending) {
-    if (check_thread(self) < 0) {
+    const bool remote = self->thread != this_thread;
+    if (remote && !of_ended_thread(self) && check_remote_thread(self) < 0) {
         Py_XDECREF(type);
         Py_XDECREF(value);
         Py_XDECREF(tb);
         return nullptr;
     }
-    bool alive;
+    // (A tasklet whose thread ended was killed or dropped then; its thread's scheduler may be
+    // going away right now, without the GIL: it must not be touched.)
+    bool alive = false;
     try {
-        alive = self->core.alive();
+        if (!of_ended_thread(self))
+            alive = remote ? self->core.status_from_any_thread().alive : self->core.alive();
     } catch (abi::__forced_unwind&) {
         throw;
     } catch (...) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
         return raise_from_cxx();
     }
     if (!alive) {
@@ -108,8 +149,17 @@ PyObject* throw_into(py_tasklet* self, PyObject* type, PyObject* value, PyObject
         Py_XDECREF(value);
         Py_XDECREF(tb);
         if (is_exit) Py_RETURN_NONE;  // ending an ended tasklet is no error
-        PyErr_SetString(PyExc_RuntimeError, "You cannot throw to a dead tasklet");
+        PyErr_SetString(PyExc_RuntimeError, of_ended_thread(self)
+                                                ? "tasklet has no thread"
+                                                : "You cannot throw to a dead tasklet");
         return nullptr;
+    }
+    if (remote) {
+        if (!run_core([&] {
+                self->core.throw_remote(std::make_exception_ptr(python_error(type, value, tb)));
+            }))
+            return nullptr;
+        Py_RETURN_NONE;
     }
     if (!pending && !is_running(self) && refuse_if_trapped() < 0) {
         Py_XDECREF(type);
@@ -187,10 +237,16 @@ PyObject* tasklet_kill(PyObject* o, PyObject* args, PyObject* kwds) {
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:kill", const_cast<char**>(names), &pending))
         return nullptr;
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
     if (self->is_main) {
         PyErr_SetString(PyExc_RuntimeError, "the main tasklet cannot be killed");
         return nullptr;
+    }
+    // A tasklet of another thread is killed there, when it runs next (see throw_into).
+    if (self->thread != this_thread) [[unlikely]] {
+        if (of_ended_thread(self)) Py_RETURN_NONE;  // killed when its thread ended
+        if (check_remote_thread(self) < 0) return nullptr;
+        if (!run_core([&] { self->core.kill_remote(); })) return nullptr;
+        Py_RETURN_NONE;
     }
     bool alive = false;
     if (!run_core([&] { alive = self->core.alive(); })) return nullptr;
@@ -259,10 +315,27 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
     py_tasklet* self = as_tasklet(o);
     PyObject* id = Py_None;
     if (!PyArg_ParseTuple(args, "|O:bind_thread", &id)) return nullptr;
+    // Stackless's checks, in its order and words: already here; runnable; started (Stackless
+    // moves a started tasklet without C state; ours keep their C stacks, which cannot move).
+    if (id == Py_None && self->thread == this_thread) Py_RETURN_NONE;
+    if (!of_ended_thread(self)) {
+        try {
+            auto st = self->core.status_from_any_thread();
+            if (st.scheduled && !st.blocked) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                "bind_thread: can't (re)bind a runnable tasklet");
+                return nullptr;
+            }
+        } catch (abi::__forced_unwind&) {
+            throw;
+        } catch (...) {
+            return raise_from_cxx();
+        }
+    }
     if (self->is_main || self->python_started) {
         PyErr_SetString(PyExc_RuntimeError,
-                        "bind_thread: only a tasklet that has not run yet can move to another "
-                        "thread");
+                        "bind_thread: tasklet has C state on its stack (a tasklet that has run "
+                        "keeps its C stack, which cannot move to another thread)");
         return nullptr;
     }
     unsigned long ident = PyThread_get_thread_ident();
@@ -286,8 +359,12 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
     }
     auto* from = static_cast<thread_data*>(self->thread);
     if (target == from) Py_RETURN_NONE;
-    if (from != nullptr && from->ended) {
-        PyErr_SetString(PyExc_RuntimeError, "bind_thread: the tasklet's thread has ended");
+    // A tasklet whose thread has ended moves if it never ran (Stackless: a fresh one may be
+    // rebound); the core checks that, and that its old scheduler is gone if it is not ours.
+    if (from != nullptr && from->ended && from != this_thread &&
+        self->core.owner_runcount() >= 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "bind_thread: the tasklet's thread is ending; try again once it ended");
         return nullptr;
     }
     try {

@@ -52,16 +52,39 @@ int take_creator_context(py_tasklet* t) {
 
 namespace {
 
+// A tasklet of another thread is bound there, under the GIL (Stackless binds it for its own
+// thread: setup() from another thread runs it there). One whose thread has ended takes a function
+// (or None) but no arguments: nothing could run it (Stackless's words).
+int bind_for_ended_thread(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
+    if (self->dropped_alive) {
+        PyErr_SetString(PyExc_RuntimeError, "tasklet has C state on its stack");
+        return -1;
+    }
+    if ((args != nullptr && args != Py_None) || (kwargs != nullptr && kwargs != Py_None)) {
+        PyErr_SetString(PyExc_RuntimeError, "tasklet has no thread");
+        return -1;
+    }
+    if (func != nullptr && func != Py_None)
+        Py_XSETREF(self->func, Py_NewRef(func));
+    else
+        Py_CLEAR(self->func);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->kwargs);
+    return 0;
+}
+
 int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
-    if (check_thread(self) < 0) return -1;
+    const bool remote = self->thread != this_thread;
     // (In Stackless's order of checks.)
     if (func != nullptr && func != Py_None && !PyCallable_Check(func)) {
         PyErr_SetString(PyExc_TypeError, "tasklet function must be a callable");
         return -1;
     }
+    if (remote && of_ended_thread(self)) return bind_for_ended_thread(self, func, args, kwargs);
+    if (remote && check_remote_thread(self) < 0) return -1;
     stackless::tasklet::status_flags st;
     try {
-        st = self->core.status();
+        st = remote ? self->core.status_from_any_thread() : self->core.status();
     } catch (abi::__forced_unwind&) {
         throw;
     } catch (...) {
@@ -81,6 +104,13 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
     }
     if (st.scheduled) {
         PyErr_SetString(PyExc_RuntimeError, "tasklet is scheduled");
+        return -1;
+    }
+    if (st.started && remote) {
+        // (Its frames are for its own thread to drop.)
+        PyErr_SetString(PyExc_RuntimeError,
+                        "tasklet has C state on its stack (it cannot be rebound from another "
+                        "thread; kill it first)");
         return -1;
     }
     if (st.started) {
@@ -136,10 +166,16 @@ int bind(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
     delete std::exchange(self->plan, nullptr);  // an unpickled tasklet bound to something else
     self->awaiting_plan = false;
     try {
-        if (with_args)
+        if (remote) {
+            if (with_args)
+                self->core.bind_remote(&run_body, self);
+            else if (st.alive)
+                self->core.bind_remote(&run_body);
+        } else if (with_args) {
             self->core.bind(&run_body, self);
-        else if (self->core.alive())
+        } else if (self->core.alive()) {
             self->core.bind(&run_body);  // no longer runnable
+        }
     } catch (abi::__forced_unwind&) {
         throw;
     } catch (...) {
@@ -256,11 +292,17 @@ PyObject* tasklet_bind(PyObject* o, PyObject* args, PyObject* kwds) {
     return Py_NewRef(o);
 }
 
+// setup() of a tasklet of another thread binds the arguments and appends it to that thread's run
+// queue, where it runs (Stackless).
 PyObject* tasklet_setup(PyObject* o, PyObject* args, PyObject* kwds) {
     py_tasklet* self = as_tasklet(o);
-    if (check_thread(self) < 0) return nullptr;
+    const bool remote = self->thread != this_thread;
+    if (remote && (of_ended_thread(self) || check_remote_thread(self) < 0)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_RuntimeError, "tasklet has no thread");
+        return nullptr;
+    }
     try {
-        if (self->core.alive()) {
+        if (remote ? self->core.status_from_any_thread().alive : self->core.alive()) {
             PyErr_SetString(PyExc_RuntimeError, "tasklet is alive");
             return nullptr;
         }
@@ -275,7 +317,10 @@ PyObject* tasklet_setup(PyObject* o, PyObject* args, PyObject* kwds) {
     }
     if (bind(self, nullptr, args, kwds != nullptr ? kwds : Py_None) < 0) return nullptr;
     try {
-        self->core.insert();
+        if (remote)
+            self->core.insert_remote();
+        else
+            self->core.insert();
     } catch (abi::__forced_unwind&) {
         throw;
     } catch (...) {

@@ -80,13 +80,10 @@ py_tasklet* thread_main() {
 }
 
 py_tasklet* object_of(const stackless::tasklet& t) noexcept {
-    // (The collector may traverse a channel from another thread than its waiters': payload()
-    // refuses a tasklet of another thread, and this must not throw.)
-    try {
-        return t ? static_cast<py_tasklet*>(t.payload()) : nullptr;
-    } catch (...) {  // (payload() only reads: no forced unwind starts in it)
-        return nullptr;
-    }
+    // (The collector may traverse a channel from another thread than its waiters', and next
+    // and prev read another thread's chain: every caller holds the GIL, which keeps that thread
+    // still.)
+    return static_cast<py_tasklet*>(t.payload_from_any_thread());
 }
 
 PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept {
@@ -126,6 +123,11 @@ bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, i
     return *runcount >= 0;
 }
 
+const thread_data* thread_data_of(unsigned long ident) noexcept {
+    auto it = all_threads().find(ident);
+    return it != all_threads().end() ? it->second : nullptr;
+}
+
 int& switch_trap_level_slow() noexcept {
     return this_thread_data().switch_trap;
 }
@@ -151,12 +153,18 @@ void flush_released_slow() noexcept {
     d->flushing = false;
 }
 
+namespace {
+void mark_dropped_alive(void* payload) noexcept {
+    if (payload != nullptr) static_cast<py_tasklet*>(payload)->dropped_alive = true;
+}
+}  // namespace
+
 void shutdown_thread() noexcept {
     if (this_thread == nullptr || this_thread->main_object == nullptr) return;
     if (this_thread->ended || _Py_IsFinalizing()) {
         // Killing runs Python code, which the interpreter may no longer be able to do. Whatever
         // was started meanwhile is dropped; the C++ scheduler must find nothing to resume.
-        stackless::abandon_survivors();
+        stackless::abandon_survivors(&mark_dropped_alive);
         return;
     }
     this_thread->ended = true;
@@ -170,7 +178,7 @@ void shutdown_thread() noexcept {
     if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
     // What survived its kills (it caught TaskletExit every time) is dropped without running:
     // the C++ scheduler must find nothing to resume once the thread's Python state is gone.
-    stackless::abandon_survivors();
+    stackless::abandon_survivors(&mark_dropped_alive);
     flush_released();
     PyErr_Restore(type, value, tb);
 }

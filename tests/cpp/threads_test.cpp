@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <latch>
 #include <mutex>
 #include <set>
@@ -136,6 +137,82 @@ TEST(Threads, TaskletOperationsFromAnotherThreadRaiseWrongThread) {
         EXPECT_FALSE(runnable.alive());
         expect_idle_scheduler();
     });
+}
+
+// tasklet::*_remote, for a binding whose threads take turns under a lock of its own (the CPython
+// binding's GIL; here a mutex that each thread holds while it uses stackless): the operations
+// change the run queue of the tasklet's own thread, and the tasklet runs there.
+TEST(Threads, RemoteOperationsChangeTheQueueOfTheTaskletsOwnThread) {
+    std::mutex lock;  // the binding's lock: held by a thread while it uses stackless
+    std::condition_variable cv;
+    std::function<void()> job;  // (lock) run by the worker, then cleared
+    bool stop = false;
+    std::vector<std::string> log;
+    // (Empty handles: the worker makes the tasklets, which belong to it.)
+    tasklet a = tasklet::adopt(nullptr), b = a, c = a, blocked = a, paused = a;
+    channel<int> ch(across_threads);
+    std::thread worker([&] {
+        std::unique_lock held(lock);
+        for (;;) {
+            cv.wait(held, [&] { return stop || job; });
+            if (stop) break;
+            job();
+            job = nullptr;
+            cv.notify_all();
+        }
+    });
+    auto on_worker = [&](std::function<void()> f) {
+        std::unique_lock held(lock);
+        job = std::move(f);
+        cv.notify_all();
+        cv.wait(held, [&] { return !job; });
+    };
+    on_worker([&] {
+        a = tasklet([&](int) { log.push_back("a"); });
+        b = tasklet([&](int) { log.push_back("b"); });
+        c = tasklet([&](int) { log.push_back("c"); });
+        a.bind([&](int) { log.push_back("a"); }, 0);  // alive, paused
+        b.bind([&](int) { log.push_back("b"); }, 0);
+        c.bind([&](int) { log.push_back("c"); }, 0);
+        blocked = spawn([&] { ch.receive(); });
+        paused = spawn([&] {
+            try {
+                schedule_remove();
+            } catch (const std::runtime_error& e) {
+                log.push_back(std::string("paused got ") + e.what());
+            }
+        });
+        stackless::run();
+    });
+    {
+        std::lock_guard held(lock);  // this thread's turn
+        EXPECT_THROW(a.insert(), wrong_thread_error);  // the same-thread operations refuse
+        EXPECT_THROW(blocked.run_remote(), tasklet_state_error);
+        EXPECT_THROW(blocked.remove_remote(), tasklet_state_error);
+        b.insert_remote();
+        c.insert_remote();
+        a.run_remote();  // next after the worker's running tasklet, before b and c
+        EXPECT_TRUE(a.status_from_any_thread().scheduled);
+        EXPECT_TRUE(a.next_from_any_thread() == b);
+        c.remove_remote();
+        EXPECT_FALSE(c.status_from_any_thread().scheduled);
+        paused.throw_remote(std::make_exception_ptr(std::runtime_error("x")));
+        blocked.kill_remote();  // off the channel, into its thread's queue, to die there
+        EXPECT_FALSE(blocked.status_from_any_thread().blocked);
+        EXPECT_EQ(ch.balance(), 0);
+        EXPECT_TRUE(log.empty());  // nothing ran here
+    }
+    on_worker([&] { stackless::run(); });
+    EXPECT_EQ(log, (std::vector<std::string>{"a", "b", "paused got x"}));
+    {
+        std::lock_guard held(lock);
+        EXPECT_FALSE(blocked.status_from_any_thread().alive);
+        EXPECT_TRUE(c.status_from_any_thread().alive);  // removed before it ran
+        c.kill_remote();  // never started: it just ends
+        stop = true;
+        cv.notify_all();
+    }
+    worker.join();
 }
 
 TEST(Threads, ChannelMeetingAWaiterOfAnotherThreadRaisesWrongThread) {

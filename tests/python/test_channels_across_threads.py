@@ -535,7 +535,7 @@ def test_the_flags_of_another_threads_tasklets_read_as_there():
                                                                           False)
     assert (p.alive, p.blocked, p.scheduled, p.paused) == (True, False, False, True)
     assert (m.alive, m.is_current, m.is_main) == (True, True, True)
-    with pytest.raises(RuntimeError, match="another thread"):
-        b.kill()  # changing it is for its own thread
+    b.kill()  # carried to its own thread: it waits there, off the channel, to die
+    assert (b.alive, b.blocked, b.scheduled) == (True, False, True) and ch.balance == 0
     done.set()
     th.join(30)

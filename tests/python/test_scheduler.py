@@ -416,8 +416,46 @@ def test_get_thread_info_takes_minus_one_and_knows_threads_without_stackless():
         t.join()
     with pytest.raises(RuntimeError, match="Thread id not found"):
         stackless.get_thread_info(t.ident)
-    with pytest.raises(ValueError, match="flags"):
-        stackless.get_thread_info(-1, 1 << 30)
+
+
+def test_get_thread_info_flags_append_c_stack_serials_and_the_watchdog_list():
+    # Stackless's undocumented second argument (its test support reads both): 1 << 30 appends
+    # (serial, serial_last_jump, initial_stub), 1 << 31 the watchdog list.
+    main = stackless.getmain()
+    assert stackless.get_thread_info(-1, 0) == (main, main, 1)
+    assert stackless.get_thread_info(-1, 1) == (main, main, 1)  # reserved bits: ignored
+    serial, last_jump, stub = stackless.get_thread_info(-1, 1 << 30)[3:]
+    assert last_jump == 0 and stub is None  # main runs on the thread's own stack
+    seen = []
+
+    def body():
+        seen.append(stackless.get_thread_info(-1, (1 << 30) | (1 << 31))[3:])
+
+    stackless.tasklet(body)()
+    stackless.tasklet(body)()
+    stackless.run()
+    (s1, j1, _, wd1), (s2, j2, _, wd2) = seen
+    assert (s1, j1) == (serial + 1, serial + 1) and (s2, j2) == (serial + 2, serial + 2)
+    assert wd1 == wd2 == [None, main]  # main is inside run(); no run(timeout)
+    assert stackless.get_thread_info(-1, 1 << 30)[3:5] == (serial + 2, 0)
+    assert stackless.get_thread_info(-1, 1 << 31)[3] == [None]  # no run() active
+
+    def timed():
+        seen.append(stackless.get_thread_info(-1, 1 << 31)[3])
+
+    stackless.tasklet(timed)()
+    stackless.run(1000000)
+    assert seen[-1] == [main, main]  # the one run(timeout) interrupts comes first
+    info = stackless.get_thread_info(-1, 1 << 31)
+    assert info[:3] == (main, main, 1) and info[3] == [None]
+
+    def fresh_thread():
+        seen.append(stackless.get_thread_info(-1, 1 << 31)[3])
+
+    t = threading.Thread(target=fresh_thread)
+    t.start()
+    t.join()
+    assert seen[-1] is None  # that thread never called run()
 
 
 def test_set_error_handler_takes_what_a_tasklet_leaves_uncaught():
