@@ -144,3 +144,44 @@ MANY_TASKLETS_WITH_GREENLETS = textwrap.dedent("""\
 def test_greenlet_states_of_ended_tasklets_are_reused(tmp_path):
     lines = run_program(tmp_path, MANY_TASKLETS_WITH_GREENLETS)
     assert lines == ["grown True", "thread ok", "end"]
+
+
+KILLED_INSIDE_A_GREENLET = textwrap.dedent("""\
+    import threading
+    import greenlet, stackless
+
+    log = []
+
+    def inner():
+        try:
+            stackless.schedule_remove()  # paused while a greenlet of its own runs
+        except TaskletExit:
+            log.append("exit in greenlet")
+            raise
+
+    def body():
+        try:
+            greenlet.greenlet(inner).switch()
+        except TaskletExit:
+            log.append("exit reached the tasklet")
+            raise
+
+    t = stackless.tasklet(body)()
+    stackless.run()
+    t.kill()
+    print(log, t.alive)
+
+    def thread_main():
+        stackless.tasklet(body)()
+        stackless.run()  # left paused inside its greenlet: killed when the thread ends
+
+    th = threading.Thread(target=thread_main)
+    th.start()
+    th.join()
+    print(len(log))
+    """)
+
+
+def test_a_tasklet_killed_inside_one_of_its_greenlets_unwinds_both(tmp_path):
+    lines = run_program(tmp_path, KILLED_INSIDE_A_GREENLET)
+    assert lines == ["['exit in greenlet', 'exit reached the tasklet'] False", "4"]
