@@ -135,11 +135,9 @@ struct py_tasklet {
     resume_op blocked_op;
     bool interrupted;  // switched out by run(timeout)'s watchdog (watchdog.cpp)
     // The serial number of its C stack on its thread (thread_data::cstack_serial when it began).
+    // (In what was the object's tail padding.)
     std::uint32_t cstack_serial;
     void* greenlet_state;  // its own greenlet state while switched out (greenlet_state.cpp)
-    // Dropped alive, its frames not unwound, when its thread ended (it caught every kill):
-    // Stackless's tasklet with C state of an ended thread (nesting_level > 0, not restorable).
-    bool dropped_alive;
 };
 
 // Its thread has ended and this is another thread: its tasklets were killed then (or, if one
@@ -147,6 +145,13 @@ struct py_tasklet {
 inline bool of_ended_thread(const py_tasklet* t) noexcept {
     auto* thread = static_cast<const thread_data*>(t->thread);
     return thread != nullptr && thread != this_thread && thread->ended;
+}
+
+// Of an ended thread, and dropped alive then, its frames not unwound (it caught every kill: its
+// Python code began and never finished): Stackless's tasklet with C state of an ended thread
+// (nesting_level > 0, not restorable, cannot be rebound).
+inline bool dropped_alive(const py_tasklet* t) noexcept {
+    return of_ended_thread(t) && t->python_started && !t->python_finished && !t->is_main;
 }
 
 struct py_channel {
