@@ -255,6 +255,13 @@ void greenlet_switched_in(py_tasklet* t) noexcept;
 // The tasklet ends (its Python code has returned): a greenlet state it made that holds no
 // greenlet any more serves tasklets that start later.
 void recycle_greenlet_state(py_tasklet* t) noexcept;
+// Its frames were dropped (rebound while paused): it lets go of its greenlet state.
+void greenlet_state_dropped(py_tasklet* t) noexcept;
+// Whether the (switched-out) tasklet holds a greenlet state of its own: greenlets it began may
+// have their stacks on its C stack, or refer to addresses there, so that stack must stay.
+inline bool holds_greenlet_state(const py_tasklet* t) noexcept {
+    return t->greenlet_state != nullptr && t->greenlet_state != reinterpret_cast<void*>(1);
+}
 
 // The binding's data of the thread with this ident, if it used stackless (else nullptr).
 const thread_data* thread_data_of(unsigned long ident) noexcept;
