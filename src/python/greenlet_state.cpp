@@ -244,11 +244,11 @@ void recycle_greenlet_state(py_tasklet* t) noexcept {
     }
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
-    if (clean) {
-        spare_states().push_back(*slot);
-        *slot = fresh_state;
-        t->greenlet_state = fresh_state;
-    }
+    if (clean) spare_states().push_back(*slot);
+    // Either way the ended tasklet lets go of it: if it is bound and run again, on a new C
+    // stack, its greenlets of this run must stay out of reach.
+    *slot = fresh_state;
+    t->greenlet_state = fresh_state;
 }
 
 }  // namespace stackless::python

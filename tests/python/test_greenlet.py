@@ -250,3 +250,36 @@ REBOUND_WITH_A_SUSPENDED_GREENLET = textwrap.dedent("""\
 def test_a_greenlet_of_a_rebound_tasklet_is_refused_to_its_next_run(tmp_path):
     assert run_program(tmp_path, REBOUND_WITH_A_SUSPENDED_GREENLET) == [
         "refused: cannot switch to a different thread", "end"]
+
+
+ENDED_WITH_A_SUSPENDED_GREENLET = textwrap.dedent("""\
+    import stackless, greenlet
+
+    kept = {}
+
+    def parked():
+        greenlet.getcurrent().parent.switch()
+        print("must not run: its stack went with the tasklet's first run")
+
+    def first():
+        kept["g"] = greenlet.greenlet(parked)
+        kept["g"].switch()  # the tasklet ends with it suspended
+
+    def second():
+        try:
+            kept["g"].switch()
+        except greenlet.error as e:
+            print("refused:", e)
+
+    t = stackless.tasklet(first)()
+    stackless.run()
+    t.bind(second, ())  # the same tasklet object, run again
+    t.insert()
+    stackless.run()
+    print("end")
+    """)
+
+
+def test_a_greenlet_left_by_an_ended_tasklet_is_refused_when_it_runs_again(tmp_path):
+    assert run_program(tmp_path, ENDED_WITH_A_SUSPENDED_GREENLET) == [
+        "refused: cannot switch to a different thread", "end"]
