@@ -35,10 +35,9 @@ int getruncount();
 // queue and started ones are killed (their stacks unwound), the main tasklet excepted. A binding
 // calls it while its runtime is still alive (the CPython binding at interpreter exit). Must be
 // called from the main tasklet; returns how many tasklets could not be killed (they caught
-// tasklet_exit every time), which abandon_survivors() then drops without unwinding; it tells
-// `each` (if given) the payload of every tasklet it drops so.
+// tasklet_exit every time), which abandon_survivors() then drops without unwinding.
 int kill_all();
-void abandon_survivors(void (*each)(void* payload) noexcept = nullptr) noexcept;
+void abandon_survivors() noexcept;
 
 // Stack strategy of this thread's scheduler. See docs/design.md.
 struct scheduler_config {

@@ -172,10 +172,9 @@ int scheduler::kill_survivors() noexcept {
     return survivors;
 }
 
-void scheduler::abandon_survivors(void (*each)(void* payload) noexcept) noexcept {
+void scheduler::abandon_survivors() noexcept {
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
         if (t->is_main || t->state != life::started) continue;
-        if (each != nullptr) each(t->payload);
         if (t->where == place::channel || t->where == place::transit) take_off_channel(t);
         if (t->where == place::ring) ring_remove(t);
         if (t->slot != nullptr && t->slot->owner == t) {

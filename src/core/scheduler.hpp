@@ -193,7 +193,7 @@ class scheduler {
   private:
   public:
     int kill_survivors() noexcept;
-    void abandon_survivors(void (*each)(void* payload) noexcept) noexcept;
+    void abandon_survivors() noexcept;
 
   private:
     static void raise_pending(tasklet_state* t) {

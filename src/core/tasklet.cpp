@@ -401,8 +401,8 @@ scheduler_stats stats() {
 int kill_all() {
     return scheduler::get().kill_survivors();
 }
-void abandon_survivors(void (*each)(void* payload) noexcept) noexcept {
-    if (scheduler* s = scheduler::get_if_exists()) s->abandon_survivors(each);
+void abandon_survivors() noexcept {
+    if (scheduler* s = scheduler::get_if_exists()) s->abandon_survivors();
 }
 
 void* tasklet::current_payload() noexcept {

@@ -136,11 +136,9 @@ struct py_tasklet {
     resume_op blocked_op;
     bool interrupted;  // switched out by run(timeout)'s watchdog (watchdog.cpp)
     // The serial number of its C stack on its thread (thread_data::cstack_serial when it began).
+    // (In what was the object's tail padding.)
     std::uint32_t cstack_serial;
     void* greenlet_state;  // its own greenlet state while switched out (greenlet_state.cpp)
-    // Dropped alive, its frames not unwound, when its thread ended (it caught every kill):
-    // Stackless's tasklet with C state of an ended thread (nesting_level > 0, not restorable).
-    bool dropped_alive;
 };
 
 // Its thread has ended and this is another thread: its tasklets were killed then (or, if one
@@ -148,6 +146,13 @@ struct py_tasklet {
 inline bool of_ended_thread(const py_tasklet* t) noexcept {
     auto* thread = static_cast<const thread_data*>(t->thread);
     return thread != nullptr && thread != this_thread && thread->ended;
+}
+
+// Of an ended thread, and dropped alive then, its frames not unwound (it caught every kill: its
+// Python code began and never finished): Stackless's tasklet with C state of an ended thread
+// (nesting_level > 0, not restorable, cannot be rebound).
+inline bool dropped_alive(const py_tasklet* t) noexcept {
+    return of_ended_thread(t) && t->python_started && !t->python_finished && !t->is_main;
 }
 
 struct py_channel {
@@ -255,6 +260,13 @@ void greenlet_switched_in(py_tasklet* t) noexcept;
 // The tasklet ends (its Python code has returned): a greenlet state it made that holds no
 // greenlet any more serves tasklets that start later.
 void recycle_greenlet_state(py_tasklet* t) noexcept;
+// Its frames were dropped (rebound while paused): it lets go of its greenlet state.
+void greenlet_state_dropped(py_tasklet* t) noexcept;
+// Whether the (switched-out) tasklet holds a greenlet state of its own: greenlets it began may
+// have their stacks on its C stack, or refer to addresses there, so that stack must stay.
+inline bool holds_greenlet_state(const py_tasklet* t) noexcept {
+    return t->greenlet_state != nullptr && t->greenlet_state != reinterpret_cast<void*>(1);
+}
 
 // The binding's data of the thread with this ident, if it used stackless (else nullptr).
 const thread_data* thread_data_of(unsigned long ident) noexcept;

@@ -183,7 +183,23 @@ void greenlet_switched_out(py_tasklet* t) noexcept {
         slot = setup_slot();  // the state in the slot now is this tasklet's
         if (slot == nullptr) return;
     }
-    t->greenlet_state = *slot;
+    void* state = *slot;
+    if (!t->python_started && state != nullptr && state != fresh_state) [[unlikely]] {
+        // It ends without having run Python code (killed before it began): the spare state it
+        // was handed is untouched, and goes back. (A rebound tasklet's old state was let go in
+        // greenlet_state_dropped: no other state reaches here.)
+        spare_states().push_back(state);
+        *slot = fresh_state;
+        state = nullptr;
+    }
+    t->greenlet_state = state;
+}
+
+void greenlet_state_dropped(py_tasklet* t) noexcept {
+    // Its greenlets (begun on the C stack that went with its frames) must never be reached
+    // from its next run, on a new stack: it starts with a state of its own again. The old one
+    // stays with those greenlets, which greenlet refuses to switch to from anywhere else.
+    t->greenlet_state = nullptr;
 }
 
 void greenlet_switched_in(py_tasklet* t) noexcept {
@@ -228,11 +244,11 @@ void recycle_greenlet_state(py_tasklet* t) noexcept {
     }
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
-    if (clean) {
-        spare_states().push_back(*slot);
-        *slot = fresh_state;
-        t->greenlet_state = fresh_state;
-    }
+    if (clean) spare_states().push_back(*slot);
+    // Either way the ended tasklet lets go of it: if it is bound and run again, on a new C
+    // stack, its greenlets of this run must stay out of reach.
+    *slot = fresh_state;
+    t->greenlet_state = fresh_state;
 }
 
 }  // namespace stackless::python

@@ -530,6 +530,7 @@ int drop_paused_frames(py_tasklet* t) {
     } catch (...) {
         return raise_from_cxx_int();
     }
+    greenlet_state_dropped(t);  // its greenlets' stacks went with its C stack
     drop_frames(innermost, tops, t->saved.datastack_chunk, t->root_chunk);
     // What it handled and where it stood are gone; its context and trace functions stay its own.
     Py_CLEAR(t->exc_base.exc_value);

@@ -131,7 +131,7 @@ PyObject* get_thread_id(PyObject* o, void*) {
 PyObject* get_nesting_level(PyObject* o, void*) {
     py_tasklet* self = as_tasklet(o);
     // (One dropped alive at its thread's end still holds its C-level calls: at least one.)
-    if (of_ended_thread(self)) return PyLong_FromLong(self->dropped_alive ? 1 : 0);
+    if (of_ended_thread(self)) return PyLong_FromLong(dropped_alive(self) ? 1 : 0);
     if (check_thread(self) < 0) return PyLong_FromLong(0);
     if (!softswitch_enabled) {
         long frames = frame_count(self);

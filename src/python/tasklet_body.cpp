@@ -84,7 +84,7 @@ bool discard_stack(void* payload) noexcept {
     if (!softswitch_enabled) return false;  // hard switching: every tasklet keeps its stack
     if (!t->in_blocking_call || !t->python_started || t->python_finished || t->is_main ||
         t->restored_body || t->stack_discarded || t->func == nullptr || t->kwargs != nullptr ||
-        t->args == nullptr)
+        t->args == nullptr || holds_greenlet_state(t))
         return false;
     // Tracing changes what the evaluation loop keeps on the C stack; a generator's exception
     // state would be in the chain.

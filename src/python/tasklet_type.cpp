@@ -56,7 +56,7 @@ namespace {
 // thread: setup() from another thread runs it there). One whose thread has ended takes a function
 // (or None) but no arguments: nothing could run it (Stackless's words).
 int bind_for_ended_thread(py_tasklet* self, PyObject* func, PyObject* args, PyObject* kwargs) {
-    if (self->dropped_alive) {
+    if (dropped_alive(self)) {
         PyErr_SetString(PyExc_RuntimeError, "tasklet has C state on its stack");
         return -1;
     }

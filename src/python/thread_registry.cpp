@@ -153,18 +153,12 @@ void flush_released_slow() noexcept {
     d->flushing = false;
 }
 
-namespace {
-void mark_dropped_alive(void* payload) noexcept {
-    if (payload != nullptr) static_cast<py_tasklet*>(payload)->dropped_alive = true;
-}
-}  // namespace
-
 void shutdown_thread() noexcept {
     if (this_thread == nullptr || this_thread->main_object == nullptr) return;
     if (this_thread->ended || _Py_IsFinalizing()) {
         // Killing runs Python code, which the interpreter may no longer be able to do. Whatever
         // was started meanwhile is dropped; the C++ scheduler must find nothing to resume.
-        stackless::abandon_survivors(&mark_dropped_alive);
+        stackless::abandon_survivors();
         return;
     }
     this_thread->ended = true;
@@ -178,7 +172,7 @@ void shutdown_thread() noexcept {
     if (PyErr_Occurred()) PyErr_WriteUnraisable(nullptr);
     // What survived its kills (it caught TaskletExit every time) is dropped without running:
     // the C++ scheduler must find nothing to resume once the thread's Python state is gone.
-    stackless::abandon_survivors(&mark_dropped_alive);
+    stackless::abandon_survivors();
     flush_released();
     PyErr_Restore(type, value, tb);
 }

@@ -144,3 +144,142 @@ MANY_TASKLETS_WITH_GREENLETS = textwrap.dedent("""\
 def test_greenlet_states_of_ended_tasklets_are_reused(tmp_path):
     lines = run_program(tmp_path, MANY_TASKLETS_WITH_GREENLETS)
     assert lines == ["grown True", "thread ok", "end"]
+
+
+KILLED_INSIDE_A_GREENLET = textwrap.dedent("""\
+    import threading
+    import greenlet, stackless
+
+    log = []
+
+    def inner():
+        try:
+            stackless.schedule_remove()  # paused while a greenlet of its own runs
+        except TaskletExit:
+            log.append("exit in greenlet")
+            raise
+
+    def body():
+        try:
+            greenlet.greenlet(inner).switch()
+        except TaskletExit:
+            log.append("exit reached the tasklet")
+            raise
+
+    t = stackless.tasklet(body)()
+    stackless.run()
+    t.kill()
+    print(log, t.alive)
+
+    def thread_main():
+        stackless.tasklet(body)()
+        stackless.run()  # left paused inside its greenlet: killed when the thread ends
+
+    th = threading.Thread(target=thread_main)
+    th.start()
+    th.join()
+    print(len(log))
+    """)
+
+
+def test_a_tasklet_killed_inside_one_of_its_greenlets_unwinds_both(tmp_path):
+    lines = run_program(tmp_path, KILLED_INSIDE_A_GREENLET)
+    assert lines == ["['exit in greenlet', 'exit reached the tasklet'] False", "4"]
+
+
+BLOCKED_WITH_A_SUSPENDED_GREENLET = textwrap.dedent("""\
+    # More tasklets block than there are stack slots, each with a greenlet of its own suspended:
+    # their C stacks must be kept (saved), not dropped, for those greenlets to go on.
+    import stackless, greenlet
+
+    ch = stackless.channel()
+    log = []
+
+    def parked(i):
+        log.append(greenlet.getcurrent().parent.switch(i))
+
+    def body(i):
+        g = greenlet.greenlet(parked)
+        assert g.switch(i) == i
+        g.switch(ch.receive())
+
+    for i in range(600):
+        stackless.tasklet(body)(i)
+    stackless.run()
+    for i in range(600):
+        ch.send(i)
+    stackless.run()
+    print(sorted(log) == list(range(600)))
+    """)
+
+
+def test_blocked_tasklets_with_suspended_greenlets_keep_their_stacks(tmp_path):
+    assert run_program(tmp_path, BLOCKED_WITH_A_SUSPENDED_GREENLET) == ["True"]
+
+
+REBOUND_WITH_A_SUSPENDED_GREENLET = textwrap.dedent("""\
+    import stackless, greenlet
+
+    kept = {}
+
+    def parked():
+        greenlet.getcurrent().parent.switch()
+        print("must not run: its stack went with the rebound tasklet's")
+
+    def holder():
+        kept["g"] = greenlet.greenlet(parked)
+        kept["g"].switch()
+        stackless.schedule_remove()
+
+    def again():
+        try:
+            kept["g"].switch()
+        except greenlet.error as e:
+            print("refused:", e)
+
+    t = stackless.tasklet(holder)()
+    stackless.run()
+    t.bind(None)  # drops its frames and C stack
+    t.bind(again, ())
+    t.insert()
+    stackless.run()
+    print("end")
+    """)
+
+
+def test_a_greenlet_of_a_rebound_tasklet_is_refused_to_its_next_run(tmp_path):
+    assert run_program(tmp_path, REBOUND_WITH_A_SUSPENDED_GREENLET) == [
+        "refused: cannot switch to a different thread", "end"]
+
+
+ENDED_WITH_A_SUSPENDED_GREENLET = textwrap.dedent("""\
+    import stackless, greenlet
+
+    kept = {}
+
+    def parked():
+        greenlet.getcurrent().parent.switch()
+        print("must not run: its stack went with the tasklet's first run")
+
+    def first():
+        kept["g"] = greenlet.greenlet(parked)
+        kept["g"].switch()  # the tasklet ends with it suspended
+
+    def second():
+        try:
+            kept["g"].switch()
+        except greenlet.error as e:
+            print("refused:", e)
+
+    t = stackless.tasklet(first)()
+    stackless.run()
+    t.bind(second, ())  # the same tasklet object, run again
+    t.insert()
+    stackless.run()
+    print("end")
+    """)
+
+
+def test_a_greenlet_left_by_an_ended_tasklet_is_refused_when_it_runs_again(tmp_path):
+    assert run_program(tmp_path, ENDED_WITH_A_SUSPENDED_GREENLET) == [
+        "refused: cannot switch to a different thread", "end"]
