@@ -89,7 +89,7 @@ scheduler::~scheduler() {
     } else {
         // Nothing of the binding may be called, nothing can be unwound: they are dropped.
         for (tasklet_state* t = all_; t != nullptr; t = t->all_next) t->hooks = nullptr;
-        abandon_survivors(nullptr);
+        abandon_survivors();
     }
     // No tasklet of this thread may stay on a channel, where another thread could complete it
     // and leave it in this scheduler's inbox (its binding took what it had to off them before).
