@@ -199,9 +199,6 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);
     Py_XSETREF(self->tempval, Py_NewRef(retval));
     bool ok = run_core([&] {
-        // run(timeout, soft=True) whose time is up: this schedule() is where it interrupts.
-        if (!remove && soft_interrupt_due() && interrupt_softly() && stackless::interrupt_to_run())
-            return;
         if (remove)
             stackless::schedule_remove();
         else
@@ -237,9 +234,43 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
     if (stackless::getruncount() > 1 && refuse_if_trapped() < 0) return nullptr;
     if (timeout > 0)
         return run_with_timeout(timeout, threadblock != 0, soft != 0, totaltimeout != 0);
-    if (!run_core([&] { stackless::run(threadblock != 0); })) return nullptr;
+    if (!run_scheduler(threadblock != 0)) return nullptr;
     Py_RETURN_NONE;
 }
+
+}  // namespace
+
+// Rewrites this thread's watchdog list (if anyone asked for it) from the core's run() callers,
+// plus the current tasklet if it is about to enter run().
+void refresh_watchdog_list(bool entering) noexcept {
+    PyObject* list = this_thread != nullptr ? this_thread->watchdog_list : nullptr;
+    if (list == nullptr) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);  // (an error of run() stays as it was)
+    PyObject* fresh = PyList_New(0);
+    if (fresh == nullptr) {
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    py_tasklet* timed = timed_run_caller();
+    PyList_Append(fresh, timed != nullptr ? reinterpret_cast<PyObject*>(timed) : Py_None);
+    for (const stackless::tasklet& t : stackless::run_callers())
+        PyList_Append(fresh, reinterpret_cast<PyObject*>(object_of(t)));
+    if (entering) PyList_Append(fresh, reinterpret_cast<PyObject*>(this_thread->current));
+    if (PyList_SetSlice(list, 0, PyList_GET_SIZE(list), fresh) < 0) PyErr_Clear();
+    Py_DECREF(fresh);
+    PyErr_Restore(type, value, tb);
+}
+
+bool run_scheduler(bool threadblock) {
+    refresh_watchdog_list(true);
+    bool ok = run_core([&] { stackless::run(threadblock); });
+    refresh_watchdog_list(false);
+    return ok;
+}
+
+namespace {
 
 PyObject* mod_enable_softswitch(PyObject*, PyObject* flag) {
     PyObject* old = PyBool_FromLong(softswitch_enabled);
@@ -263,11 +294,12 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs
     unsigned long flags = 0;
     if (!_PyArg_ParseStackAndKeywords(args, nargs, kwnames, &parser, &id_obj, &flags))
         return nullptr;
-    if (flags != 0) {
+    constexpr unsigned long watchdog_list_flag = 1ul << 31;
+    if ((flags & ~watchdog_list_flag) != 0) {
         PyErr_SetString(PyExc_ValueError,
-                        "get_thread_info: flags are not supported (Stackless's undocumented flag "
-                        "bits report its interpreter's C-stack serials and watchdog list, which "
-                        "this implementation does not have)");
+                        "get_thread_info: of Stackless's undocumented flag bits only 1 << 31 (the "
+                        "watchdog list) is supported (the others report its interpreter's "
+                        "C-stack serials, which this implementation does not have)");
         return nullptr;
     }
     unsigned long id = PyThread_get_thread_ident();
@@ -284,11 +316,25 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs
     py_tasklet* main;
     py_tasklet* current;
     int runcount;
-    if (thread_info(id, &main, &current, &runcount))
-        return Py_BuildValue("(OOi)", main, current, runcount);
+    if (thread_info(id, &main, &current, &runcount)) {
+        if (!(flags & watchdog_list_flag)) return Py_BuildValue("(OOi)", main, current, runcount);
+        // The watchdog list: this thread's, made now if needed; another thread's if it has one.
+        PyObject* list = nullptr;
+        if (id == PyThread_get_thread_ident()) {
+            if (this_thread->watchdog_list == nullptr) {
+                this_thread->watchdog_list = PyList_New(0);
+                if (this_thread->watchdog_list == nullptr) return nullptr;
+                refresh_watchdog_list(false);
+            }
+            list = this_thread->watchdog_list;
+        }
+        return Py_BuildValue("(OOiO)", main, current, runcount, list != nullptr ? list : Py_None);
+    }
     for (PyThreadState* ts = PyInterpreterState_ThreadHead(PyThreadState_Get()->interp);
          ts != nullptr; ts = PyThreadState_Next(ts))
-        if (ts->thread_id == id) return Py_BuildValue("(OOi)", Py_None, Py_None, 0);
+        if (ts->thread_id == id)
+            return (flags & watchdog_list_flag) ? Py_BuildValue("(OOiO)", Py_None, Py_None, 0, Py_None)
+                                                : Py_BuildValue("(OOi)", Py_None, Py_None, 0);
     PyErr_SetString(PyExc_RuntimeError, "Thread id not found");
     return nullptr;
 }
