@@ -297,9 +297,9 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs
     constexpr unsigned long watchdog_list_flag = 1ul << 31;
     if ((flags & ~watchdog_list_flag) != 0) {
         PyErr_SetString(PyExc_ValueError,
-                        "get_thread_info: of Stackless's undocumented flag bits only 1 << 31 (the "
-                        "watchdog list) is supported (the others report its interpreter's "
-                        "C-stack serials, which this implementation does not have)");
+                        "get_thread_info: flags other than 1 << 31 (Stackless's watchdog list) "
+                        "are not supported (the others report its interpreter's C-stack "
+                        "serials, which this implementation does not have)");
         return nullptr;
     }
     unsigned long id = PyThread_get_thread_ident();

@@ -279,10 +279,11 @@ bool interruptible(py_tasklet* t) {
 // The trace function that interrupts: called at the next event of the tasklet that was running
 // when time was up.
 int interrupt_trace(PyObject* generation, PyFrameObject*, int what, PyObject*) {
-    // Only where the frame can go on from the instruction it is about to run: a line, an
-    // instruction, a call's start. (At a return the value has left the stack; an exception is
-    // being raised.) The next such event comes soon.
-    if (what != PyTrace_LINE && what != PyTrace_OPCODE && what != PyTrace_CALL) return 0;
+    // Only where the frame can go on from the instruction it is about to run: a line or an
+    // instruction. (At a call's start the frame has not reached its first instruction, which a
+    // pickle cannot express; at a return the value has left the stack; an exception is being
+    // raised.) The next line comes soon.
+    if (what != PyTrace_LINE && what != PyTrace_OPCODE) return 0;
     bool stale = active.generation == 0;
     if (!stale && generation == nullptr) {
         // Counting (installed when the tasklet was switched in): is the slice over?

@@ -465,3 +465,30 @@ def test_preemption_works_in_a_forked_child():
             pytest.fail("run(timeout) did not interrupt the busy tasklet in the forked child")
         time.sleep(0.01)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_the_watchdog_list_shows_the_run_callers_as_stackless_does():
+    # get_thread_info(-1, 1 << 31)[3]: [caller of the active timed run() or None, callers of
+    # run() outermost first], one list kept up to date (Stackless's test suite watches it).
+    seen = []
+    wd = stackless.get_thread_info(-1, 1 << 31)[3]
+    assert wd == [None]
+    main = stackless.getmain()
+    tasklets = []
+
+    def worker():
+        seen.append(list(wd))
+
+    def watchdog2():
+        tasklets.append(stackless.tasklet(worker)())
+        stackless.run()
+
+    def watchdog1():
+        tasklets.append(stackless.tasklet(watchdog2)())
+        stackless.run(100_000_000, totaltimeout=True)
+
+    w1 = stackless.tasklet(watchdog1)()
+    stackless.run()
+    assert seen == [[w1, main, w1, tasklets[0]]]
+    assert wd == [None]
+    assert stackless.get_thread_info(-1, 1 << 31)[3] is wd
