@@ -6,12 +6,14 @@ two can be compared side by side on one machine.
     ./stackless bench/python/watchdog_intervals.py                      # ours
 
 Prints one line per budget: `intervals <interpreter> <budget> <mean µs> <loop iterations per
-interruption>`, each figure the median of 5 rounds (after a warm-up round). A round interrupts
+interruption> <fastest round's mean µs>`, the first two figures the median of 5 rounds (after a
+warm-up round); the fastest round says more when the shared machine is busy. A round interrupts
 the busy tasklet repeatedly for about 0.2 s (at least 20 times): run(budget) returns it, it is
 inserted again, and so on; the mean interval is the round's time over its interruptions, so it
 includes run()'s own work per interruption, as a program that calls run(budget) in a loop sees
 it. Stackless counts bytecode instructions, ours time (docs/python.md), so the second column says
-how much work a slice held: the loop body (`x += 1` in `while 1`) is 5 instructions.
+how much work a slice held (Stackless counts 3 instructions per iteration of this loop:
+bench/python/instruction_costs.py).
 
 Python 3.7 compatible (no f-strings with =, no walrus)."""
 import sys
@@ -64,8 +66,8 @@ def main():
                 works.append(work)
         means.sort()
         works.sort()
-        print("intervals %s %d %.1f %.0f" % (name, budget, means[ROUNDS // 2],
-                                              works[ROUNDS // 2]), flush=True)
+        print("intervals %s %d %.1f %.0f %.1f" % (name, budget, means[ROUNDS // 2],
+                                                   works[ROUNDS // 2], means[0]), flush=True)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,12 @@ struct timed_run {
     // once the slice's deadline (CLOCK_MONOTONIC, ns) has passed (see budget_ns).
     bool counting = false;
     std::int64_t deadline_ns = 0;
+    // And at least this many lines in the slice (run with totaltimeout: in the run), so that a
+    // tiny budget still lets a tasklet do about what Stackless's would: Stackless counts about two
+    // instructions per line, and the time of a switch and of run() itself would otherwise use up
+    // such a budget before the tasklet ran a line.
+    std::int64_t lines = 0;
+    std::int64_t min_lines = 0;
     // The watchdog thread's record (with counting, it catches what sets no line: see arm).
     std::shared_ptr<watched_run> watched;
     // The frame arm() made report every instruction (see there), to put back.
@@ -287,7 +293,7 @@ int interrupt_trace(PyObject* generation, PyFrameObject*, int what, PyObject*) {
     bool stale = active.generation == 0;
     if (!stale && generation == nullptr) {
         // Counting (installed when the tasklet was switched in): is the slice over?
-        if (now_ns() < active.deadline_ns) return 0;
+        if (++active.lines < active.min_lines || now_ns() < active.deadline_ns) return 0;
         if (active.soft) {
             soft_interrupt_pending = true;  // the next switch interrupts
             stale = true;                   // (and this tasklet needs no more lines)
@@ -408,7 +414,10 @@ constexpr std::int64_t counting_below_ns = 500'000;
 
 void counting_switched_in(py_tasklet* t) noexcept {
     if (active.generation == 0 || !active.counting || t == active.watchdog) return;
-    if (!active.total) active.deadline_ns = now_ns() + active.budget.count();
+    if (!active.total) {
+        active.deadline_ns = now_ns() + active.budget.count();
+        active.lines = 0;
+    }
     // (A tasklet with a trace function of its own keeps it, and is not interrupted.)
     give_trace_if_none(t->tstate, &interrupt_trace);
 }
@@ -422,8 +431,10 @@ void drop_interrupt_trace(interp_state& saved) noexcept {
 void schedule_callback_returned() noexcept {
     // The tasklet's slice starts after the callback (Stackless resets its count there too): the
     // callback's own time is not the tasklet's.
-    if (active.generation != 0 && active.counting && !active.total)
+    if (active.generation != 0 && active.counting && !active.total) {
         active.deadline_ns = now_ns() + active.budget.count();
+        active.lines = 0;
+    }
 }
 
 py_tasklet* timed_run_caller() noexcept {
@@ -466,6 +477,8 @@ PyObject* run_with_timeout(long timeout, bool threadblock, bool soft, bool total
     soft_interrupt_pending = false;
     active.counting = active.budget.count() < counting_below_ns;
     if (active.counting) active.deadline_ns = now_ns() + active.budget.count();
+    active.lines = 0;
+    active.min_lines = timeout / 8;
     counting_run = active.counting;
     watch(active);
     bool ok = run_scheduler(threadblock);

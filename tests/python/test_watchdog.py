@@ -492,3 +492,34 @@ def test_the_watchdog_list_shows_the_run_callers_as_stackless_does():
     assert seen == [[w1, main, w1, tasklets[0]]]
     assert wd == [None]
     assert stackless.get_thread_info(-1, 1 << 31)[3] is wd
+
+
+def test_a_tiny_budget_still_lets_a_tasklet_run_a_few_lines():
+    # Stackless's test_watchdog_on_tasklet: with run(150, totaltimeout=True) in a tasklet, a
+    # tasklet that has one line left finishes, and one of the busy ones is interrupted. (The time
+    # of the switches alone used to use up such a budget: the one-line tasklet was interrupted.)
+    log = []
+
+    def one_line_left():
+        stackless.schedule()
+        log.append("finished")
+
+    def task():
+        while True:
+            for i in range(500):
+                i = i
+            stackless.schedule()
+
+    stackless.tasklet(one_line_left)()
+    t1 = stackless.tasklet(task)()
+    t2 = stackless.tasklet(task)()
+
+    def runner():
+        r = stackless.run(150, totaltimeout=True)
+        log.append(r in (t1, t2))
+        t1.kill()
+        t2.kill()
+
+    stackless.tasklet(runner)()
+    stackless.run()
+    assert log == ["finished", True]
