@@ -523,3 +523,16 @@ def test_a_tiny_budget_still_lets_a_tasklet_run_a_few_lines():
     stackless.tasklet(runner)()
     stackless.run()
     assert log == ["finished", True]
+
+
+def test_a_small_budget_interrupts_in_another_thread_too():
+    # Counted by the trace function, which needs neither pending calls nor the GIL's hand-over.
+    def body():
+        results = []
+        for shape in (self_jump, loop_while_1, loop_nested_calls):
+            t = stackless.tasklet(shape)()
+            results.append(stackless.run(1_000) is t)
+            t.kill()
+        return results
+
+    assert in_threads(body) == [[True, True, True]]
