@@ -22,9 +22,10 @@
 //   function at once (it keeps a trace function of its own, and is then not interrupted), which
 //   reads the clock at each line and interrupts once the slice's time is up. Precise to a line,
 //   but traced code runs slower (docs/python.md).
-// - Larger budgets: a watchdog thread keeps the deadlines of the timed runs of all threads; if
-//   the thread of a run has switched tasklets meanwhile the deadline starts again (unless
-//   totaltimeout); else time is up, and the running tasklet gets the trace function, which
+// - Larger budgets: a watchdog thread keeps the deadlines of the timed runs of all threads, and
+//   looks every quarter budget whether the thread of a run has switched tasklets meanwhile:
+//   then the deadline starts again (unless totaltimeout), from the middle of that quarter. Once
+//   time is up, the running tasklet gets the trace function, which
 //   interrupts at its first line. On the main thread the watchdog thread adds a pending call
 //   that sets it (Py_AddPendingCall, run at the next check of the eval breaker: a backward
 //   jump, a call, a function start); on another thread (3.11 runs pending calls on the main
@@ -80,7 +81,9 @@ struct watched_run {
     // function travels with it) has had a new budget and is not interrupted.
     std::atomic<std::uint64_t> armed_at{0};
     // The watchdog thread's bookkeeping (under the state's mutex).
-    clock::time_point deadline;
+    clock::time_point deadline;    // the end of the slice, as far as the watchdog knows
+    clock::time_point next_check;  // it looks for switches every quarter budget
+    clock::time_point last_check;
     std::uint64_t seen = 0;
 };
 
@@ -239,20 +242,28 @@ void watchdog_thread() {
     for (;;) {
         s.wake.wait(lock, [&] { return !s.runs.empty(); });
         auto next = clock::time_point::max();
-        for (const auto& w : s.runs) next = std::min(next, w->deadline);
+        for (const auto& w : s.runs) next = std::min(next, w->next_check);
         const std::uint64_t changes = s.changes;
         if (s.wake.wait_until(lock, next, [&] { return s.changes != changes; })) continue;
         std::vector<std::shared_ptr<watched_run>> due;
         const auto now = clock::now();
         for (const auto& w : s.runs) {
-            if (w->deadline > now) continue;
-            w->deadline = now + w->budget;
+            if (w->next_check > now) continue;
+            // A switch since the last look started a new slice, at a time between the two
+            // looks: its middle is taken, so that the interruption comes within an eighth of a
+            // budget of the slice's end (looking only at the deadline, a switch right after
+            // run() started, the usual case, gave the tasklet two budgets).
             std::uint64_t switches = w->switches.load(std::memory_order_relaxed);
-            if (!w->total && switches != w->seen) {  // it switched: a new budget
+            if (!w->total && switches != w->seen) {
                 w->seen = switches;
-                continue;
+                w->deadline = w->last_check + (now - w->last_check) / 2 + w->budget;
             }
-            due.push_back(w);
+            w->last_check = now;
+            if (w->deadline <= now) {
+                due.push_back(w);
+                w->deadline = now + w->budget;  // (again after a budget if not interrupted)
+            }
+            w->next_check = std::min(w->deadline, now + w->budget / 4);
         }
         for (const auto& w : due) {
             if (w->on_main_thread) {
@@ -360,7 +371,10 @@ void watch(timed_run& run) {
             return w->expired == &soft_interrupt_pending;
         });
         if (run.generation != 0) {
-            run.watched->deadline = clock::now() + run.budget;
+            const auto now = clock::now();
+            run.watched->deadline = now + run.budget;
+            run.watched->last_check = now;
+            run.watched->next_check = now + run.budget / 4;
             run.watched->seen = run.watched->switches.load(std::memory_order_relaxed);
             s.runs.push_back(run.watched);
             if (!s.thread_started) {
