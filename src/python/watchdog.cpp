@@ -178,6 +178,14 @@ void wake_main_thread() {
     stackless_wake_main_interpreter();
 }
 
+// Undoes arm()'s f_trace_opcodes.
+void forget_opcode_frame(PyObject** opcode_frame) {
+    if (PyObject* frame = std::exchange(*opcode_frame, nullptr)) {
+        if (PyObject_SetAttrString(frame, "f_trace_opcodes", Py_False) < 0) PyErr_Clear();
+        Py_DECREF(frame);
+    }
+}
+
 // Gives the running tasklet of `tstate`'s thread the interrupting trace function (with the GIL).
 // A tasklet with a trace function of its own is not interrupted: it would lose it. The frame
 // that runs also reports each instruction (f_trace_opcodes, a frame attribute any trace
@@ -195,21 +203,17 @@ void arm(PyThreadState* tstate, std::uint64_t generation, PyObject** opcode_fram
         if (_PyEval_SetTrace(tstate, &interrupt_trace, g) < 0) PyErr_Clear();
         Py_DECREF(g);
     }
-    if (*opcode_frame != nullptr) return;
     PyFrameObject* frame = PyThreadState_GetFrame(tstate);  // a new reference, or nullptr
+    if (reinterpret_cast<PyObject*>(frame) == *opcode_frame) {
+        Py_XDECREF(frame);  // flagged already
+        return;
+    }
+    forget_opcode_frame(opcode_frame);  // (a frame flagged for an earlier slice)
     if (frame != nullptr) {
         if (PyObject_SetAttrString(reinterpret_cast<PyObject*>(frame), "f_trace_opcodes",
                                    Py_True) < 0)
             PyErr_Clear();
         Py_XSETREF(*opcode_frame, reinterpret_cast<PyObject*>(frame));
-    }
-}
-
-// Undoes arm()'s f_trace_opcodes.
-void forget_opcode_frame(PyObject** opcode_frame) {
-    if (PyObject* frame = std::exchange(*opcode_frame, nullptr)) {
-        if (PyObject_SetAttrString(frame, "f_trace_opcodes", Py_False) < 0) PyErr_Clear();
-        Py_DECREF(frame);
     }
 }
 
