@@ -359,7 +359,12 @@ void watch(timed_run& run) {
     if (run.generation != 0) {
         auto w = std::make_shared<watched_run>();
         w->generation = run.generation;
-        w->budget = run.budget;
+        // With counting, the watchdog thread is only the backstop for loops that start no line
+        // (see arm): it need not look often, and waking it up every few microseconds would keep
+        // a core busy.
+        w->budget = run.counting ? std::max<std::chrono::nanoseconds>(run.budget,
+                                                                      std::chrono::milliseconds(2))
+                                 : run.budget;
         w->total = run.total;
         w->on_main_thread = _PyOS_IsMainThread() != 0;
         w->soft = run.soft;
