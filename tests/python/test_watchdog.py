@@ -536,3 +536,26 @@ def test_a_small_budget_interrupts_in_another_thread_too():
         return results
 
     assert in_threads(body) == [[True, True, True]]
+
+
+def test_a_small_budget_returns_the_interrupted_tasklet():
+    # Stackless's test_watchdog get_pickled_tasklet: run(100) on a tasklet with a loop of 1,000
+    # iterations returns it, unfinished. (The watchdog thread alone woke up too late: the loop
+    # had ended and run() returned None.)
+    def runtask_print(name):
+        x = 0
+        for ii in range(1000):
+            x += 1
+        return name
+
+    t = stackless.tasklet(runtask_print)("pickleme")
+    assert stackless.run(100) is t
+    assert t.alive and t.paused and t.restorable
+    t.insert()
+    while True:
+        r = stackless.run(100)
+        if r is None:
+            break
+        assert r is t
+        r.insert()
+    assert not t.alive
