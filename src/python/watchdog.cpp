@@ -417,12 +417,13 @@ double ns_per_instruction() {
 // What a budget of `timeout` instructions is in time. Stackless 3.7 counts an instruction only
 // when its evaluation loop dispatches it through its slow path (the cheap ones, LOAD_FAST,
 // LOAD_CONST, STORE_FAST, POP_TOP, most jumps, go uncounted), and its evaluation loop is slower
-// than 3.11's. Measured side by side on this project's machine (docs/python.md), Stackless took
-// 6 to 18 ns per counted instruction in six loop shapes, 2.3 to 6.5 times what 3.11 takes per
-// instruction: a budget unit is taken as 4 of 3.11's instructions, so that run(timeout) returns
-// at about the intervals Stackless's does (each slice then holds more work than Stackless's,
-// 3.11 being faster).
-constexpr double instructions_per_budget_unit = 4;
+// than 3.11's. Measured side by side on this project's machine (docs/python.md,
+// bench/python/instruction_costs.py), Stackless took 6 to 18 ns per counted instruction in six
+// loop shapes, 2.3 to 7 times what 3.11 takes per instruction, about 3.5 to 4 times in the
+// middle: a budget unit is taken as 3.5 of 3.11's instructions, so that run(timeout) returns at
+// about the intervals Stackless's does (each slice then holds more work than Stackless's, 3.11
+// being faster; with counting, less).
+constexpr double instructions_per_budget_unit = 3.5;
 
 std::chrono::nanoseconds budget_ns(long timeout) {
     return std::chrono::nanoseconds(static_cast<std::int64_t>(
