@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "stackless/tasklet.hpp"
 
@@ -25,6 +26,13 @@ void run(bool threadblock = false);
 // tasklet runs again (inserted by someone); returns false at once, doing nothing, if no run() is
 // active on this thread or the current tasklet is the one that called it.
 bool interrupt_to_run();
+// The same, but the run() that returns is the one `watchdog` called, however many run() calls
+// of other tasklets are nested inside it (Stackless interrupts to its outermost timed run();
+// the nested ones are made runnable again as that run() returns). False, doing nothing, if
+// `watchdog` is not inside run() on this thread or is the current tasklet.
+bool interrupt_to_run(const tasklet& watchdog);
+// The tasklets inside run() on this thread, outermost first (Stackless's watchdog list).
+std::vector<tasklet> run_callers();
 
 tasklet getcurrent();
 tasklet getmain();

@@ -502,7 +502,9 @@ void scheduler::run_watchdog(bool threadblock) {
     ring_remove(self);
     auto unwind_watchdogs = [&] {
         // Woken: watchdogs above us (run() calls of tasklets that did not get woken) are popped
-        // and made runnable, as Stackless does.
+        // and made runnable, as Stackless does. If an outer run() popped us already (it was
+        // woken first), there is nothing to pop: the others are not ours.
+        if (!is_watchdog(self)) return;
         while (!watchdogs_.empty()) {
             tasklet_state* popped = watchdogs_.back().caller;
             watchdogs_.pop_back();
@@ -534,11 +536,11 @@ void scheduler::run_watchdog(bool threadblock) {
             "thread can wake them");
 }
 
-bool scheduler::interrupt_to_watchdog() {
+bool scheduler::interrupt_to_watchdog(tasklet_state* watchdog) {
     tasklet_state* self = running_;
-    if (watchdogs_.empty() || watchdogs_.back().caller == self || self->where != place::ring)
+    if (watchdog == nullptr || watchdog == self || self->where != place::ring ||
+        !is_watchdog(watchdog))
         return false;
-    tasklet_state* watchdog = watchdogs_.back().caller;
     ring_remove(self);
     switch_to(watchdog);  // the watchdog's run() returns; we go on once inserted again
     return true;

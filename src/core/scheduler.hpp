@@ -121,7 +121,16 @@ class scheduler {
     // threadblock: when nothing is left to run, wait for other threads to wake a tasklet of
     // this one rather than return (if another thread may still do so).
     void run_watchdog(bool threadblock);
-    bool interrupt_to_watchdog();
+    // Switches the current tasklet out (paused) to `watchdog`, a tasklet inside run().
+    bool interrupt_to_watchdog(tasklet_state* watchdog);
+    tasklet_state* innermost_watchdog() const noexcept {
+        return watchdogs_.empty() ? nullptr : watchdogs_.back().caller;
+    }
+    std::vector<tasklet_state*> watchdog_callers() const {
+        std::vector<tasklet_state*> v;
+        for (const watch& w : watchdogs_) v.push_back(w.caller);
+        return v;
+    }
     // `leaving` (the running tasklet, or nullptr) has just left the ring, which is empty: the
     // tasklet to run instead, after waiting for other threads if that is the rule
     // (docs/threads.md), or nullptr if that would deadlock. May raise what the binding's

@@ -378,7 +378,17 @@ void run(bool threadblock) {
     scheduler::get().run_watchdog(threadblock);
 }
 bool interrupt_to_run() {
-    return scheduler::get().interrupt_to_watchdog();
+    scheduler& s = scheduler::get();
+    return s.interrupt_to_watchdog(s.innermost_watchdog());
+}
+bool interrupt_to_run(const tasklet& watchdog) {
+    return scheduler::get().interrupt_to_watchdog(watchdog.state());
+}
+std::vector<tasklet> run_callers() {
+    std::vector<tasklet> callers;
+    for (detail::tasklet_state* t : scheduler::get().watchdog_callers())
+        callers.push_back(tasklet::from_state(t));
+    return callers;
 }
 tasklet getcurrent() {
     return tasklet::from_state(scheduler::get().running());

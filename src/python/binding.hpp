@@ -78,18 +78,19 @@ struct thread_data {
     std::vector<PyObject*> released;
     bool flushing = false;
     int switch_trap = 0;
+    bool in_schedule_callback = false;  // run(timeout) does not interrupt there
+    // Stackless's watchdog list of this thread, made on request (get_thread_info's flag bit 31;
+    // Stackless's test suite watches it), then kept up to date by run(): [the caller of the
+    // active timed run() or None, the callers of run() outermost first]. A new reference.
+    PyObject* watchdog_list = nullptr;
+    bool called_run = false;  // (a thread that never called run() has no watchdog list)
     unsigned long ident = PyThread_get_thread_ident();
     py_tasklet* current = nullptr;   // the running tasklet, for get_thread_info() elsewhere
     py_tasklet* previous = nullptr;  // the one before the last switch (schedule callback)
     bool ended = false;              // its tasklets were killed: the thread is ending
-    // What get_thread_info(id, flags) reports as Stackless does (module.cpp): the C stacks its
-    // tasklets have begun so far (Stackless's serial), and its watchdog list: the tasklets inside
-    // run() calls, innermost last, after the one whose run(timeout) may be interrupted (None if
-    // there is none); no list until the thread first calls run().
+    // What get_thread_info(id, 1 << 30) reports as Stackless does (module.cpp): the C stacks its
+    // tasklets have begun so far (Stackless's serial).
     std::uint64_t cstack_serial = 0;
-    bool has_watchdog_list = false;
-    py_tasklet* interrupt_watchdog = nullptr;
-    std::vector<py_tasklet*> watchdogs;
     // Tasklet objects whose `thread` points here (the main one included). The data is freed
     // once its thread has ended and the last of them is gone, so that a pointer comparison with
     // `this_thread` never meets a freed (and possibly reused) address.
@@ -223,15 +224,26 @@ inline void flush_released() noexcept {
         flush_released_slow();
 }
 
+// run(timeout, soft=True) whose time is up: the next switch interrupts (watchdog.cpp). Set in
+// this thread, or by the watchdog thread with the GIL held.
+__attribute__((tls_model("initial-exec"))) extern constinit thread_local bool
+    soft_interrupt_pending;
+// Interrupts the running tasklet for such a run(), if it may be now (it goes on when inserted
+// again; raises what is thrown into it meanwhile).
+void soft_interrupt_now();
+
 // Runs a core operation that may switch tasklets: converts a C++ exception it raises into the
-// Python error, and drops the references released meanwhile. Returns false if it raised.
-// (Not noexcept: CPython ends a thread that takes the GIL back during finalization with
-// pthread_exit, whose forced unwind must pass through here.)
+// Python error, and drops the references released meanwhile. Returns false if it raised. After
+// a switch, this is where a soft run(timeout) interrupts the tasklet that got the turn
+// (Stackless: at the next switch). (Not noexcept: CPython ends a thread that takes the GIL back
+// during finalization with pthread_exit, whose forced unwind must pass through here.)
 template <class Op>
 bool run_core(Op&& op) {
     bool ok = true;
     try {
         op();
+        if (soft_interrupt_pending) [[unlikely]]
+            soft_interrupt_now();
     } catch (abi::__forced_unwind&) {
         throw;
     } catch (...) {
@@ -333,6 +345,14 @@ int restore_tasklet(py_tasklet* t, restore_plan* plan);
 // Binds a fresh tasklet, not yet given its frames, so that a channel can queue it.
 int prepare_restored_waiter(py_tasklet* t);
 
+// Runs the scheduler: stackless.run() as the core does it, keeping the watchdog list (above) up
+// to date (module.cpp). False if it raised.
+bool run_scheduler(bool threadblock);
+// Rewrites the watchdog list from the core's run() callers (plus the current tasklet if it is
+// about to enter run()); nothing if nobody asked for the list.
+void refresh_watchdog_list(bool entering) noexcept;
+// The caller of this thread's active timed run() (watchdog.cpp), or nullptr.
+py_tasklet* timed_run_caller() noexcept;
 // run(timeout) (watchdog.cpp): runs the scheduler, interrupting a tasklet that runs about
 // `timeout` instructions without switching; returns it (or None).
 PyObject* run_with_timeout(long timeout, bool threadblock, bool soft, bool total);
@@ -340,10 +360,14 @@ PyObject* run_with_timeout(long timeout, bool threadblock, bool soft, bool total
 void install_thread_hooks() noexcept;
 // Counts a switch for the watchdog while a timed run() is active (switched_in).
 void count_switch() noexcept;
-// run(timeout, soft=True): time is up, and the next schedule() of a tasklet interrupts it.
-bool soft_interrupt_due() noexcept;
-// Records the current tasklet as interrupted (false if it cannot be: atomic).
-bool interrupt_softly();
+// The schedule callback has returned (tasklet_body.cpp): a timed run()'s slice starts now.
+void schedule_callback_returned() noexcept;
+// A timed run() with a small budget counts with the trace function (watchdog.cpp): a tasklet
+// switched in, or starting, gets it (after its interpreter state is in place); and the trace
+// function is never saved with a tasklet that is switched out (it would outlive the run).
+__attribute__((tls_model("initial-exec"))) extern constinit thread_local bool counting_run;
+void counting_switched_in(py_tasklet* t) noexcept;
+void drop_interrupt_trace(interp_state& saved) noexcept;
 
 // Thread end (and interpreter exit for the main thread): kills every tasklet of this thread while
 // Python still runs (Stackless does the same), then drops the ones that would not die.

@@ -129,6 +129,13 @@ void install_hook_functions(PyThreadState* ts, interp_state& from) noexcept {
     ts->cframe->use_tracing = use_tracing(ts);
 }
 
+void give_trace_if_none(PyThreadState* ts, Py_tracefunc f) noexcept {
+    if (ts->c_tracefunc != nullptr || ts->c_profilefunc != nullptr || ts->c_traceobj != nullptr)
+        return;
+    ts->c_tracefunc = f;
+    ts->cframe->use_tracing = use_tracing(ts);
+}
+
 Py_tracefunc python_trace_trampoline = nullptr;
 Py_tracefunc python_profile_trampoline = nullptr;
 

@@ -38,6 +38,11 @@ void install_hook_functions(PyThreadState* ts, interp_state& from) noexcept;
 // Finds them (call once, with the GIL); returns -1 with an exception set on failure.
 int find_trace_trampolines() noexcept;
 
+// Gives the running tasklet (its state in the thread state) the C trace function `f`, with no
+// object, if it has no trace or profile function: PyEval_SetTrace without its audit event
+// (called during a switch, where no Python code may run).
+void give_trace_if_none(PyThreadState* ts, Py_tracefunc f) noexcept;
+
 // Moves the running tasklet's state out of the thread state into `into`.
 void save_interp_state(PyThreadState* ts, interp_state& into) noexcept;
 // Installs `from` into the thread state (ownership of the context moves back too).

@@ -199,9 +199,6 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     PyObject* retval = given != nullptr ? given : reinterpret_cast<PyObject*>(self);
     Py_XSETREF(self->tempval, Py_NewRef(retval));
     bool ok = run_core([&] {
-        // run(timeout, soft=True) whose time is up: this schedule() is where it interrupts.
-        if (!remove && soft_interrupt_due() && interrupt_softly() && stackless::interrupt_to_run())
-            return;
         if (remove)
             stackless::schedule_remove();
         else
@@ -235,34 +232,46 @@ PyObject* mod_run(PyObject*, PyObject* args, PyObject* kwds) {
         return nullptr;
     if (thread_main() == nullptr) return nullptr;
     if (stackless::getruncount() > 1 && refuse_if_trapped() < 0) return nullptr;
-    py_tasklet* caller = current_object();
-    if (caller == nullptr) return nullptr;
-    // The caller is on the thread's watchdog list while its run() lasts (get_thread_info).
-    struct on_watchdog_list {
-        thread_data& d;
-        py_tasklet* t;
-        bool interrupt;
-        on_watchdog_list(thread_data& data, py_tasklet* caller, bool timeout)
-            : d(data), t(caller), interrupt(timeout && data.interrupt_watchdog == nullptr) {
-            d.has_watchdog_list = true;
-            d.watchdogs.push_back(t);
-            if (interrupt) d.interrupt_watchdog = t;
-        }
-        ~on_watchdog_list() {
-            // (Nested runs of different tasklets may return in any order.)
-            for (auto it = d.watchdogs.end(); it != d.watchdogs.begin();)
-                if (*--it == t) {
-                    d.watchdogs.erase(it);
-                    break;
-                }
-            if (interrupt) d.interrupt_watchdog = nullptr;
-        }
-    } listed(*this_thread, caller, timeout > 0);  // (thread_main() made it)
+    this_thread->called_run = true;  // (thread_main() made it)
     if (timeout > 0)
         return run_with_timeout(timeout, threadblock != 0, soft != 0, totaltimeout != 0);
-    if (!run_core([&] { stackless::run(threadblock != 0); })) return nullptr;
+    if (!run_scheduler(threadblock != 0)) return nullptr;
     Py_RETURN_NONE;
 }
+
+}  // namespace
+
+// Rewrites this thread's watchdog list (if anyone asked for it) from the core's run() callers,
+// plus the current tasklet if it is about to enter run().
+void refresh_watchdog_list(bool entering) noexcept {
+    PyObject* list = this_thread != nullptr ? this_thread->watchdog_list : nullptr;
+    if (list == nullptr) return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);  // (an error of run() stays as it was)
+    PyObject* fresh = PyList_New(0);
+    if (fresh == nullptr) {
+        PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+        return;
+    }
+    py_tasklet* timed = timed_run_caller();
+    PyList_Append(fresh, timed != nullptr ? reinterpret_cast<PyObject*>(timed) : Py_None);
+    for (const stackless::tasklet& t : stackless::run_callers())
+        PyList_Append(fresh, reinterpret_cast<PyObject*>(object_of(t)));
+    if (entering) PyList_Append(fresh, reinterpret_cast<PyObject*>(this_thread->current));
+    if (PyList_SetSlice(list, 0, PyList_GET_SIZE(list), fresh) < 0) PyErr_Clear();
+    Py_DECREF(fresh);
+    PyErr_Restore(type, value, tb);
+}
+
+bool run_scheduler(bool threadblock) {
+    refresh_watchdog_list(true);
+    bool ok = run_core([&] { stackless::run(threadblock); });
+    refresh_watchdog_list(false);
+    return ok;
+}
+
+namespace {
 
 PyObject* mod_enable_softswitch(PyObject*, PyObject* flag) {
     PyObject* old = PyBool_FromLong(softswitch_enabled);
@@ -281,7 +290,7 @@ PyObject* mod_enable_softswitch(PyObject*, PyObject* flag) {
 // Stackless's undocumented argument: 1 << 30 appends (serial, serial_last_jump, initial_stub):
 // how many C stacks the thread's tasklets have begun, the serial of the running tasklet's
 // (0: the thread's own stack), and None (Stackless's C-stack object, which does not exist here);
-// 1 << 31 appends the watchdog list (see thread_data), or None before the thread's first run().
+// 1 << 31 appends the watchdog list (see thread_data), or None for another thread that has none.
 // Other bits are reserved, as in Stackless, and ignored.
 PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs,
                               PyObject* kwnames) {
@@ -342,21 +351,19 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs
              append(Py_NewRef(Py_None));
     }
     if (ok && (flags & (1ul << 31))) {
+        // The watchdog list: this thread's, made now if needed and kept up to date by run()
+        // from then on; another thread's if it has one.
         PyObject* list = Py_None;
-        if (d != nullptr && d->has_watchdog_list) {
-            list = PyList_New(0);
-            ok = list != nullptr;
-            PyObject* first = d->interrupt_watchdog != nullptr
-                                  ? reinterpret_cast<PyObject*>(d->interrupt_watchdog)
-                                  : Py_None;
-            ok = ok && PyList_Append(list, first) == 0;
-            for (py_tasklet* t : d->watchdogs)
-                ok = ok && PyList_Append(list, reinterpret_cast<PyObject*>(t)) == 0;
-            if (!ok) Py_XDECREF(list);
-        } else {
-            Py_INCREF(list);
+        if (d != nullptr && d == this_thread && d->called_run) {
+            if (this_thread->watchdog_list == nullptr) {
+                this_thread->watchdog_list = PyList_New(0);
+                if (this_thread->watchdog_list != nullptr) refresh_watchdog_list(false);
+            }
+            list = this_thread->watchdog_list;
+        } else if (d != nullptr && d->watchdog_list != nullptr) {
+            list = d->watchdog_list;
         }
-        ok = ok && append(list);
+        ok = list != nullptr && append(Py_NewRef(list));
     }
     PyObject* tail = ok ? PyList_AsTuple(extra) : nullptr;
     Py_DECREF(extra);

@@ -6,6 +6,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <utility>
 
 #include "tasklet_internal.hpp"
 
@@ -17,6 +18,7 @@ void switched_out(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
     save_interp_state(t->tstate, t->saved);
     greenlet_switched_out(t);
+    drop_interrupt_trace(t->saved);  // (run(timeout)'s: it belongs to the slice, not the tasklet)
 }
 
 // Stackless's schedule callback, cb(prev, next), run in the incoming tasklet once its interpreter
@@ -28,8 +30,11 @@ void call_schedule_callback(py_tasklet* next) noexcept {
     PyErr_Fetch(&type, &value, &tb);
     Py_INCREF(cb);
     PyObject* prev = reinterpret_cast<PyObject*>(this_thread->previous);
+    bool was_in = std::exchange(this_thread->in_schedule_callback, true);
     PyObject* r = PyObject_CallFunctionObjArgs(cb, prev != nullptr ? prev : Py_None,
                                                reinterpret_cast<PyObject*>(next), nullptr);
+    this_thread->in_schedule_callback = was_in;
+    schedule_callback_returned();
     if (r == nullptr) PyErr_WriteUnraisable(cb);
     Py_XDECREF(r);
     Py_DECREF(cb);
@@ -46,6 +51,8 @@ void switched_in(void* payload) noexcept {
     // does one whose stack was dropped (its saved C frame chain went with it).
     if (t->python_started && !t->stack_discarded) {
         restore_interp_state(t->tstate, t->saved);
+        if (counting_run) [[unlikely]]
+            counting_switched_in(t);
         if (schedule_callback != nullptr) [[unlikely]]
             call_schedule_callback(t);
     }
@@ -126,6 +133,8 @@ void enter_python(py_tasklet* self, _PyCFrame* root) {
     start_interp_state(self->tstate, root, self->root_chunk, &self->exc_base, context);
     self->python_started = true;
     install_hook_functions(self->tstate, self->saved);
+    if (counting_run) [[unlikely]]
+        counting_switched_in(self);
     if (schedule_callback != nullptr) [[unlikely]]
         call_schedule_callback(self);
 }
@@ -204,6 +213,8 @@ void resume_without_stack(py_tasklet* self) {
     self->stack_discarded = false;
     self->restored_body = true;  // (its frames now wait for each other as an unpickled one's do)
     resume_interp_state(ts, &root, self->saved);
+    if (counting_run) [[unlikely]]
+        counting_switched_in(self);
     if (schedule_callback != nullptr) [[unlikely]]
         call_schedule_callback(self);
     self->in_blocking_call = false;

@@ -494,4 +494,35 @@ TEST(Scheduler, InterruptToRunReturnsFromRunWithTheTaskletPaused) {
     });
 }
 
+// interrupt_to_run(watchdog) returns to an outer run() past an inner one (Stackless interrupts
+// to its outermost timed run()): the inner run()'s caller is made runnable again, and its run()
+// then returns without popping the outer one's entry.
+TEST(Scheduler, InterruptToAnOuterRunMakesTheInnerCallerRunnable) {
+    in_fresh_thread([] {
+        std::vector<std::string> log;
+        tasklet main_handle = getmain();
+        tasklet busy;
+        tasklet inner = spawn([&] {
+            busy = spawn([&] {
+                EXPECT_EQ(run_callers().size(), 2u);  // main, then `inner`
+                EXPECT_TRUE(interrupt_to_run(main_handle));
+                log.push_back("busy resumed");
+            });
+            stackless::run();
+            log.push_back("inner run returned");
+        });
+        stackless::run();
+        log.push_back("outer run returned");
+        EXPECT_TRUE(busy.paused());
+        EXPECT_TRUE(inner.scheduled());  // popped and made runnable by the outer run()
+        EXPECT_TRUE(run_callers().empty());
+        busy.insert();
+        stackless::run();
+        EXPECT_EQ(log, (std::vector<std::string>{"outer run returned", "inner run returned",
+                                                 "busy resumed"}));
+        EXPECT_FALSE(interrupt_to_run(main_handle));  // main is in no run() now
+        expect_idle_scheduler();
+    });
+}
+
 }  // namespace

@@ -436,7 +436,7 @@ def test_get_thread_info_flags_append_c_stack_serials_and_the_watchdog_list():
     stackless.run()
     (s1, j1, _, wd1), (s2, j2, _, wd2) = seen
     assert (s1, j1) == (serial + 1, serial + 1) and (s2, j2) == (serial + 2, serial + 2)
-    assert wd1 == wd2 == [None, main]  # main is inside run(); no run(timeout)
+    assert wd1 == wd2 == [None]  # no run(timeout) (Stackless 3.7 gives the same lists)
     assert stackless.get_thread_info(-1, 1 << 30)[3:5] == (serial + 2, 0)
     assert stackless.get_thread_info(-1, 1 << 31)[3] == [None]  # no run() active
 
@@ -445,7 +445,7 @@ def test_get_thread_info_flags_append_c_stack_serials_and_the_watchdog_list():
 
     stackless.tasklet(timed)()
     stackless.run(1000000)
-    assert seen[-1] == [main, main]  # the one run(timeout) interrupts comes first
+    assert seen[-1] == [None]
     info = stackless.get_thread_info(-1, 1 << 31)
     assert info[:3] == (main, main, 1) and info[3] == [None]
 

@@ -95,15 +95,17 @@ def test_an_atomic_section_is_never_interrupted():
     t.kill()
 
 
-def test_soft_interrupts_at_the_next_schedule():
+def test_soft_returns_none_at_the_next_switch_and_leaves_the_tasklet_runnable():
+    # Stackless: run(timeout, soft=True) returns None at the first switch after the time is up,
+    # and the tasklets stay in the run queue (checked against Stackless 3.7).
     state = {"rounds": 0}
     t = stackless.tasklet(polite)(state)
-    assert stackless.run(BUDGET // 20, soft=True) is t
+    assert stackless.run(BUDGET // 20, soft=True) is None
     rounds = state["rounds"]
     assert rounds >= 1
-    assert t.paused
-    t.insert()
-    assert stackless.run(BUDGET // 20, soft=True) is t
+    assert t.scheduled and not t.paused
+    assert stackless.getruncount() == 2
+    assert stackless.run(BUDGET // 20, soft=True) is None
     assert state["rounds"] > rounds
     t.kill()
 
@@ -128,27 +130,163 @@ def test_totaltimeout_counts_the_whole_call():
         t2.kill()
 
 
-def test_an_inner_timed_run_leaves_the_outer_one_its_own_budget():
-    # run(timeout) in a tasklet of another timed run(): once the inner one has returned, the
-    # outer one's watchdog goes on with the outer budget (seconds here), not with the inner one's
-    # (about a millisecond): the outer tasklet then runs 0.3 s without switching, uninterrupted.
+def test_only_the_outermost_timed_run_counts():
+    # Stackless: a run(timeout) called in a tasklet while another is active is a plain run();
+    # the interruption returns to the outermost one, whose return makes the inner caller
+    # runnable again; the inner run() then returns None. (The same log as Stackless 3.7's.)
     log = []
 
-    def outer_body():
-        inner = stackless.tasklet(busy)({})
-        log.append(stackless.run(BUDGET) is inner)
-        inner.kill()
-        deadline = time.monotonic() + 0.3
-        while time.monotonic() < deadline:
-            pass
-        log.append("outer done")
+    def a_body():
+        b = stackless.tasklet(busy)({})
+        log.append(("inner", stackless.run(100_000_000)))  # far beyond the outer budget
+        log.append(("b", b.alive, b.paused))
+        b.kill()
 
-    outer = stackless.tasklet(outer_body)()
+    a = stackless.tasklet(a_body)()
+    r = stackless.run(BUDGET)
+    log.append(("outer", r is not None and r is not a, a.scheduled, stackless.getruncount()))
+    stackless.run()
+    assert log == [("outer", True, True, 2), ("inner", None), ("b", True, True)]
+
+
+def test_a_timed_run_with_totaltimeout_in_a_tasklet_returns_the_interrupted_one():
+    # It used to never return: the interruption went to the innermost run().
+    done = []
+
+    def task():
+        while True:
+            for i in range(500):
+                i = i
+            stackless.schedule()
+
+    t1 = stackless.tasklet(task)()
+    t2 = stackless.tasklet(task)()
+
+    def runner():
+        r = stackless.run(2, totaltimeout=True)
+        done.append((r in (t1, t2), r.paused if r is not None else None))
+        t1.kill()
+        t2.kill()
+
+    stackless.tasklet(runner)()
+    stackless.run()
+    assert done == [(True, True)]
+
+
+def test_a_loop_that_jumps_to_itself_is_interrupted():
+    # `while True: pass` is one JUMP_BACKWARD to itself: it starts no line, and 3.11 reports a
+    # backward jump as a line only when it lands on an earlier instruction.
+    for budget in (1_000, BUDGET):  # counted by the trace function / timed by the thread
+        t = stackless.tasklet(self_jump)()
+        assert stackless.run(budget) is t
+        t.kill()
+
+
+def self_jump():
+    while True:
+        pass
+
+
+def loop_while_1():
+    x = 0
+    while 1:
+        x += 1
+
+
+def loop_for():
+    for _ in iter(int, 1):  # endless
+        pass
+
+
+def loop_nested_calls():
+    def inner(n):
+        return n + 1
+
+    def outer(n):
+        return inner(n) + inner(n)
+
+    n = 0
+    while True:
+        n = outer(n) % 1000
+
+
+def loop_comprehension():
+    while True:
+        [i * 2 for i in range(100)]
+
+
+@pytest.mark.parametrize("shape", [self_jump, loop_while_1, loop_for, loop_nested_calls,
+                                   loop_comprehension])
+@pytest.mark.parametrize("budget", [1_000, BUDGET])
+def test_every_loop_shape_is_interrupted(shape, budget):
+    t = stackless.tasklet(shape)()
+    assert stackless.run(budget) is t
+    t.insert()
+    assert stackless.run(budget) is t  # and again after it went on
+    t.kill()
+
+
+def test_soft_with_totaltimeout_over_a_chain_of_channels_returns():
+    # Stackless's test_channelchain: the tasklets only switch through channels, never by
+    # schedule(); a soft run() returns at the next switch after the time is up (it used to wait
+    # for a schedule() that never came), leaving them all in place.
+    chans = [stackless.channel() for _ in range(3)]
+
+    def link(i):
+        a, b = i, (i + 1) % 3
+        first = i == 0
+        while True:
+            if not first:
+                chans[a].receive()
+            first = False
+            j = 0
+            for k in range(300):
+                j = k + k
+            chans[b].send(j)
+
+    ts = [stackless.tasklet(link)(i) for i in range(3)]
     try:
-        assert stackless.run(BUDGET * 10_000) is None
-        assert log == [True, "outer done"]
+        for _ in range(5):
+            assert stackless.run(50_000, soft=True, totaltimeout=True) is None
+            assert stackless.getruncount() in (3, 4)
     finally:
-        outer.kill()
+        for t in ts:
+            t.kill()
+
+
+def test_no_interruption_inside_the_schedule_callback():
+    # A schedule callback is Python code that runs during a switch: an interruption there used to
+    # leave tasklets paused that run() never returned.
+    calls = []
+
+    def callback(prev, next):
+        calls.append(1)
+        x = 0
+        for i in range(200):
+            x += i
+
+    def work(n, out):
+        x = 0
+        for i in range(n):
+            x += 1
+        out.append(x)
+
+    out = []
+    ts = [stackless.tasklet(work)(20_000, out) for _ in range(3)]
+    stackless.set_schedule_callback(callback)
+    try:
+        for _ in range(100_000):
+            if stackless.getruncount() == 1:
+                break
+            r = stackless.run(300)
+            if r is not None:
+                assert r in ts and r.paused
+                r.insert()
+    finally:
+        stackless.set_schedule_callback(None)
+    assert out == [20_000] * 3
+    assert not any(t.alive for t in ts)
+    assert calls
 
 
 def test_a_long_c_call_does_not_leave_the_tasklet_unwatched():
@@ -241,7 +379,8 @@ def test_soft_and_atomic_in_another_thread():
         first = stackless.run(BUDGET // 10) is t and state["inside"] % 200_000 == 0
         t.kill()
         p = stackless.tasklet(polite)(state)
-        second = stackless.run(BUDGET // 20, soft=True) is p and state["rounds"] >= 1
+        second = stackless.run(BUDGET // 20, soft=True) is None and state["rounds"] >= 1 and \
+            p.scheduled
         p.kill()
         return first, second
 
@@ -326,3 +465,97 @@ def test_preemption_works_in_a_forked_child():
             pytest.fail("run(timeout) did not interrupt the busy tasklet in the forked child")
         time.sleep(0.01)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_the_watchdog_list_shows_the_run_callers_as_stackless_does():
+    # get_thread_info(-1, 1 << 31)[3]: [caller of the active timed run() or None, callers of
+    # run() outermost first], one list kept up to date (Stackless's test suite watches it).
+    seen = []
+    wd = stackless.get_thread_info(-1, 1 << 31)[3]
+    assert wd == [None]
+    main = stackless.getmain()
+    tasklets = []
+
+    def worker():
+        seen.append(list(wd))
+
+    def watchdog2():
+        tasklets.append(stackless.tasklet(worker)())
+        stackless.run()
+
+    def watchdog1():
+        tasklets.append(stackless.tasklet(watchdog2)())
+        stackless.run(100_000_000, totaltimeout=True)
+
+    w1 = stackless.tasklet(watchdog1)()
+    stackless.run()
+    assert seen == [[w1, main, w1, tasklets[0]]]
+    assert wd == [None]
+    assert stackless.get_thread_info(-1, 1 << 31)[3] is wd
+
+
+def test_a_tiny_budget_still_lets_a_tasklet_run_a_few_lines():
+    # Stackless's test_watchdog_on_tasklet: with run(150, totaltimeout=True) in a tasklet, a
+    # tasklet that has one line left finishes, and one of the busy ones is interrupted. (The time
+    # of the switches alone used to use up such a budget: the one-line tasklet was interrupted.)
+    log = []
+
+    def one_line_left():
+        stackless.schedule()
+        log.append("finished")
+
+    def task():
+        while True:
+            for i in range(500):
+                i = i
+            stackless.schedule()
+
+    stackless.tasklet(one_line_left)()
+    t1 = stackless.tasklet(task)()
+    t2 = stackless.tasklet(task)()
+
+    def runner():
+        r = stackless.run(150, totaltimeout=True)
+        log.append(r in (t1, t2))
+        t1.kill()
+        t2.kill()
+
+    stackless.tasklet(runner)()
+    stackless.run()
+    assert log == ["finished", True]
+
+
+def test_a_small_budget_interrupts_in_another_thread_too():
+    # Counted by the trace function, which needs neither pending calls nor the GIL's hand-over.
+    def body():
+        results = []
+        for shape in (self_jump, loop_while_1, loop_nested_calls):
+            t = stackless.tasklet(shape)()
+            results.append(stackless.run(1_000) is t)
+            t.kill()
+        return results
+
+    assert in_threads(body) == [[True, True, True]]
+
+
+def test_a_small_budget_returns_the_interrupted_tasklet():
+    # Stackless's test_watchdog get_pickled_tasklet: run(100) on a tasklet with a loop of 1,000
+    # iterations returns it, unfinished. (The watchdog thread alone woke up too late: the loop
+    # had ended and run() returned None.)
+    def runtask_print(name):
+        x = 0
+        for ii in range(1000):
+            x += 1
+        return name
+
+    t = stackless.tasklet(runtask_print)("pickleme")
+    assert stackless.run(100) is t
+    assert t.alive and t.paused and t.restorable
+    t.insert()
+    while True:
+        r = stackless.run(100)
+        if r is None:
+            break
+        assert r is t
+        r.insert()
+    assert not t.alive

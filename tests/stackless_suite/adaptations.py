@@ -53,11 +53,6 @@ CHANGES = [
      "flag of get_thread_info); this implementation has no such serials, so the check that a "
      "test ends on the C stack it began on is left out"),
     ("support.py",
-     "    return stackless.get_thread_info(threadid, 1 << 31)[3]\n",
-     "    return None\n",
-     "get_watchdog_list() reads Stackless's internal list of nested run() calls (an "
-     "undocumented flag of get_thread_info); this implementation keeps none"),
-    ("support.py",
      """    with stackless.atomic():
         cscurrent = current.cstate
         cs = cscurrent.next
