@@ -483,6 +483,8 @@ int nesting_level(py_tasklet* t) {
 }
 
 long frame_count(py_tasklet* t) {
+    // Unpickled and not run yet: the frames it will resume (Stackless has them already).
+    if (t->plan != nullptr) return static_cast<long>(t->plan->frames.size());
     _PyInterpreterFrame* f;
     try {
         auto st = t->core.status();

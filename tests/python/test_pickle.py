@@ -756,3 +756,15 @@ def test_an_unpickled_tasklet_blocked_on_a_channel_nothing_else_holds_is_collect
     gc.collect()
     assert alive() is None
     assert log2 == ["finally"]  # killed: its finally block ran
+
+
+def test_an_unpickled_tasklet_reports_its_frames_before_it_runs():
+    # Stackless's recursion_depth counts the frames an unpickled tasklet will resume.
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.blocked_three_deep)(ch, log)
+    stackless.run()
+    depth = t.recursion_depth
+    t2, ch2, log2 = pickle.loads(dumps_and_kill(t, ch, log))
+    assert depth >= 4 and t2.recursion_depth == depth
+    ch2.send(1)
+    assert t2.recursion_depth == 0 and not t2.alive
