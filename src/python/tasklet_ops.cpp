@@ -148,7 +148,9 @@ PyObject* throw_into(py_tasklet* self, PyObject* type, PyObject* value, PyObject
         Py_XDECREF(type);
         Py_XDECREF(value);
         Py_XDECREF(tb);
-        if (is_exit) Py_RETURN_NONE;  // ending an ended tasklet is no error
+        // Ending an ended tasklet is no error; one dropped alive with its thread has no thread
+        // to run the exception in (Stackless: kill() passes, throw() raises).
+        if (is_exit && !dropped_alive(self)) Py_RETURN_NONE;
         PyErr_SetString(PyExc_RuntimeError, of_ended_thread(self)
                                                 ? "tasklet has no thread"
                                                 : "You cannot throw to a dead tasklet");

@@ -146,6 +146,34 @@ def test_tasklets_that_outlive_their_thread_read_as_ended_and_go_later():
     assert len(kept) == 8 and all(t.thread_id == -1 for t in kept)
 
 
+def test_a_tasklet_that_would_not_die_with_its_thread_refuses_throw_but_takes_kill():
+    # It caught every TaskletExit when its thread ended (Stackless: a tasklet "without thread
+    # state"): throw() has no thread to run the exception in; kill() passes, as in Stackless.
+    box = {}
+
+    def stubborn():
+        while box.get("loop", True):
+            try:
+                stackless.getmain().run()
+            except TaskletExit:
+                pass
+
+    def thread_main():
+        box["t"] = t = stackless.tasklet(stubborn)()
+        t.run()
+
+    th = threading.Thread(target=thread_main)
+    th.start()
+    th.join()
+    box["loop"] = False
+    t = box["t"]
+    assert t.thread_id == -1 and not t.alive
+    with pytest.raises(RuntimeError, match="tasklet has no thread"):
+        t.throw(TaskletExit, pending=True)
+    t.kill(pending=True)
+    assert not t.alive and not t.scheduled
+
+
 LATE_TASKLET = textwrap.dedent("""\
     import stackless, threading
 
