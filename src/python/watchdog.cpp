@@ -52,8 +52,14 @@
 
 #include "binding.hpp"
 
-// Relies on CPython 3.11: PyThreadState.c_tracefunc (a tasklet that traces itself is left alone)
-// and _PyEval_SetTrace(tstate, ...), which traces another thread's state with the GIL held.
+// Relies on CPython 3.11: PyThreadState.c_tracefunc (read: a tasklet that traces itself is left
+// alone, and the counting trace function is recognised); _PyEval_SetTrace(tstate, ...), which
+// traces another thread's state with the GIL held; the evaluation loop calling a C trace
+// function for a line, and for each instruction of a frame whose f_trace_opcodes is set, with
+// the frame's stack top saved and prev_instr on the instruction about to run (what an
+// interrupted tasklet's pickle resumes from, frame_capture.cpp). Installing the trace function
+// during a switch goes through interp_state.cpp (give_trace_if_none), where the thread-state
+// layout lives.
 #if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
 #error "stackless: this binding supports CPython 3.11 only"
 #endif
