@@ -484,7 +484,12 @@ int nesting_level(py_tasklet* t) {
 
 long frame_count(py_tasklet* t) {
     // Unpickled and not run yet: the frames it will resume (Stackless has them already).
-    if (t->plan != nullptr) return static_cast<long>(t->plan->frames.size());
+    if (t->plan != nullptr) {
+        const restore_plan& plan = *t->plan;
+        if (plan.invalid != nullptr && plan.source != nullptr && PyTuple_Check(plan.source))
+            return static_cast<long>(PyTuple_GET_SIZE(plan.source));  // (frames that cannot run)
+        return static_cast<long>(plan.frames.size());
+    }
     _PyInterpreterFrame* f;
     try {
         auto st = t->core.status();

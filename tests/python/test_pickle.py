@@ -768,3 +768,18 @@ def test_an_unpickled_tasklet_reports_its_frames_before_it_runs():
     assert depth >= 4 and t2.recursion_depth == depth
     ch2.send(1)
     assert t2.recursion_depth == 0 and not t2.alive
+
+
+def test_an_unpickled_tasklet_with_c_state_reports_its_frames_too():
+    ch, log = stackless.channel(), []
+    t = stackless.tasklet(S.blocked_three_deep)(ch, log)
+    stackless.run()
+    depth = t.recursion_depth
+    old = stackless.enable_softswitch(False)
+    try:
+        data = dumps_and_kill(t, ch, log)  # frames with C state: they load, but cannot run
+    finally:
+        stackless.enable_softswitch(old)
+    t2, ch2, log2 = pickle.loads(data)
+    assert t2.recursion_depth == depth
+    t2.kill()
