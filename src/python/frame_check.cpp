@@ -469,7 +469,8 @@ int add_restored_frame(restore_plan& plan, PyObject* record, PyObject* slot_kind
         }
         checked_record checked;
         PyObject* frame_record = PyTuple_GET_ITEM(record, 1);
-        if (check_record(frame_record, slot_kinds, checked, resume_mode::after_call, true) < 0 ||
+        resume_mode mode = at_instruction ? resume_mode::at_instruction : resume_mode::after_call;
+        if (check_record(frame_record, slot_kinds, checked, mode, true) < 0 ||
             fill_generator(reinterpret_cast<PyGenObject*>(gen), frame_record, checked, false,
                            PyTuple_GET_ITEM(record, 2)) < 0)
             return -1;

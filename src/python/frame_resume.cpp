@@ -146,7 +146,7 @@ PyObject* run_generator(PyGenObject* gen, PyObject* value, bool push, bool* retu
 // Resumes the generator of a restored frame, first making sure nothing ran it since it was
 // unpickled. `callee_returned`: the generator it drives returned (it takes its other way on).
 PyObject* resume_generator(const restored_frame& rf, PyObject* value, bool callee_returned,
-                           bool* returned) {
+                           bool push_value, bool* returned) {
     *returned = false;
     auto* gen = reinterpret_cast<PyGenObject*>(rf.generator);
     _PyInterpreterFrame* frame = frame_of(gen);
@@ -157,7 +157,7 @@ PyObject* resume_generator(const restored_frame& rf, PyObject* value, bool calle
                      gen->gi_qualname);
         return nullptr;
     }
-    bool push = true;
+    bool push = push_value;  // (false: interrupted between two instructions, nothing to push)
     if (value != nullptr && callee_returned && rf.alt_resume > 0) {
         take_other_way(frame, rf);
         push = rf.alt_push;
@@ -215,8 +215,9 @@ PyObject* resume_frames(PyThreadState* ts, _PyCFrame* root, restore_plan& plan, 
         if (rf.generator != nullptr) {
             root->current_frame = caller;
             ts->recursion_remaining = ts->recursion_limit - static_cast<int>(i);
-            value = resume_generator(rf, value, generator_returned, &generator_returned);
+            value = resume_generator(rf, value, generator_returned, push, &generator_returned);
             root->current_frame = caller;
+            push = true;
             continue;
         }
         bool raising = value == nullptr;

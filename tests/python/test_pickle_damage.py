@@ -241,3 +241,34 @@ def test_structured_damage_to_frames_never_crashes():
     assert r.stdout.startswith("fuzz_frames: ")
     counts = dict(eval(r.stdout.split(": ", 2)[2].splitlines()[0]))
     assert counts.get("ran", 0) > 1000 and counts.get("refused:UnpicklingError", 0) > 10000
+
+
+def counting_generator(n):
+    i = 0
+    while i < n:
+        i += 1
+        yield i
+
+
+def sums_a_generator(log):
+    total = 0
+    for v in counting_generator(200_000):
+        total += v
+    log.append(total)
+
+
+def test_a_tasklet_interrupted_inside_a_generator_loads_and_finishes():
+    # The innermost frame is the generator's, stopped between two instructions: it resumes there.
+    log = []
+    t = stackless.tasklet(sums_a_generator)(log)
+    for _ in range(10_000):
+        assert stackless.run(500) is t
+        if t.frame.f_code is counting_generator.__code__:
+            break
+        t.insert()
+    assert t.frame.f_code is counting_generator.__code__
+    t2, log2 = pickle.loads(pickle.dumps((t, log)))
+    t.kill()
+    t2.insert()
+    stackless.run()
+    assert log2 == [200_000 * 200_001 // 2]
