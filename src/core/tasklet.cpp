@@ -124,15 +124,24 @@ tasklet& tasklet::insert() {
     return *this;
 }
 
-tasklet& tasklet::remove() {
-    tasklet_state* t = checked();
-    scheduler& s = owner_of(t);
+namespace {
+
+// What remove() does in the scheduler `s` of `t` (its own, or another thread's under the
+// binding's lock).
+void take_out_of_run_queue(scheduler& s, tasklet_state* t) {
     if (t->where == place::channel)
         throw tasklet_state_error("tasklet.remove: you cannot remove a blocked tasklet");
     if (t == s.running())
         throw tasklet_state_error("tasklet.remove: the current tasklet cannot be removed");
     if (t->where == place::transit) s.take_off_channel(t);  // (into the ring)
     if (t->where == place::ring) s.ring_remove(t);
+}
+
+}  // namespace
+
+tasklet& tasklet::remove() {
+    tasklet_state* t = checked();
+    take_out_of_run_queue(owner_of(t), t);
     return *this;
 }
 
@@ -263,14 +272,7 @@ void tasklet::insert_remote() {
 }
 
 void tasklet::remove_remote() {
-    tasklet_state* t = state_;
-    scheduler& s = remote_owner_of(t);
-    if (t->where == place::channel)
-        throw tasklet_state_error("tasklet.remove: you cannot remove a blocked tasklet");
-    if (t == s.running())
-        throw tasklet_state_error("tasklet.remove: the current tasklet cannot be removed");
-    if (t->where == place::transit) s.take_off_channel(t);  // (into the ring)
-    if (t->where == place::ring) s.ring_remove(t);
+    take_out_of_run_queue(remote_owner_of(state_), state_);
 }
 
 void tasklet::run_remote() {
