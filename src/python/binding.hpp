@@ -226,8 +226,8 @@ inline void flush_released() noexcept {
 
 // run(timeout, soft=True) whose time is up: the next switch interrupts (watchdog.cpp). Set in
 // this thread, or by the watchdog thread with the GIL held.
-__attribute__((tls_model("initial-exec"))) extern constinit thread_local bool
-    soft_interrupt_pending;
+__attribute__((
+    tls_model("initial-exec"))) extern constinit thread_local bool soft_interrupt_pending;
 // Interrupts the running tasklet for such a run(), if it may be now (it goes on when inserted
 // again; raises what is thrown into it meanwhile).
 void soft_interrupt_now();

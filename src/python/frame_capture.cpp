@@ -253,7 +253,8 @@ int link_to(const call_site_info& site, PyObject* const* stack, PyObject* callee
     if (!runs_code_of(python_method(cls, "__init__"), next) || self == nullptr ||
         Py_TYPE(self) != cls)
         return 0;
-    PyObject* keeps = PyObject_CallOneArg(helpers.keeps_self, reinterpret_cast<PyObject*>(next->f_code));
+    PyObject* keeps =
+        PyObject_CallOneArg(helpers.keeps_self, reinterpret_cast<PyObject*>(next->f_code));
     if (keeps == nullptr) return -1;
     int kept = PyObject_IsTrue(keeps);
     Py_DECREF(keeps);
@@ -280,8 +281,7 @@ int link_of(_PyInterpreterFrame* f, _PyInterpreterFrame* next, const capture_hel
 // One frame's record, or a refusal (*refused set), or nullptr with an exception. *link says how
 // it reaches the next frame.
 PyObject* capture_one(_PyInterpreterFrame* f, _PyInterpreterFrame* next,
-                      const capture_helpers& helpers, resume_op* op, bool* refused,
-                      c_link* link) {
+                      const capture_helpers& helpers, resume_op* op, bool* refused, c_link* link) {
     PyCodeObject* code = f->f_code;
     int nlocals = code->co_nlocalsplus;
     int index = static_cast<int>(f->prev_instr - _PyCode_CODE(code));
@@ -463,8 +463,8 @@ PyObject* generator_info(PyObject* object, PyObject* by_value) {
                          frame->f_globals, gen->gi_name, gen->gi_qualname, record, exc);
 }
 
-int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers,
-                  bool switched_out, PyObject* func, bool resumed_frames) {
+int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers, bool switched_out,
+                  PyObject* func, bool resumed_frames) {
     if (innermost == nullptr) return 0;
     int depth = 0;
     // A switched-out tasklet's innermost frame waits in the stackless operation it called, or in
@@ -508,7 +508,8 @@ int c_state_depth(_PyInterpreterFrame* innermost, const capture_helpers& helpers
 
 PyObject* frame_object_of(_PyInterpreterFrame* frame) {
     if (frame == nullptr) Py_RETURN_NONE;
-    if (frame->frame_obj != nullptr) return Py_NewRef(reinterpret_cast<PyObject*>(frame->frame_obj));
+    if (frame->frame_obj != nullptr)
+        return Py_NewRef(reinterpret_cast<PyObject*>(frame->frame_obj));
     // CPython makes a frame's object only for the thread's current frame (PyEval_GetFrame; the
     // function it uses is not exported): this one is made current for that moment.
     _PyCFrame* cframe = PyThreadState_Get()->cframe;
@@ -522,8 +523,8 @@ PyObject* frame_object_of(_PyInterpreterFrame* frame) {
     return Py_NewRef(reinterpret_cast<PyObject*>(f));
 }
 
-int droppable_frames(_PyInterpreterFrame* innermost, const capture_helpers& helpers,
-                     PyObject* func, std::vector<int>& tops) {
+int droppable_frames(_PyInterpreterFrame* innermost, const capture_helpers& helpers, PyObject* func,
+                     std::vector<int>& tops) {
     tops.clear();
     int top = waiting_stack_top(innermost, helpers);
     if (top < 0) return top == -2 ? -1 : 0;

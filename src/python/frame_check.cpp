@@ -310,9 +310,10 @@ int check_record(PyObject* record, PyObject* slot_kinds, checked_record& out, re
     }
     long expected_alt = -1;
     if (!resume_point_allowed(table, mode, static_cast<int>(resume), &expected_alt)) {
-        return corrupt(code, mode == resume_mode::after_call       ? "it resumes where no call returns"
-                             : mode == resume_mode::at_instruction ? "it resumes inside an instruction"
-                                                                   : "bad resume point for a generator");
+        return corrupt(code, mode == resume_mode::after_call ? "it resumes where no call returns"
+                             : mode == resume_mode::at_instruction
+                                 ? "it resumes inside an instruction"
+                                 : "bad resume point for a generator");
     }
     if (!PyUnicode_Check(kinds) || !PyUnicode_IS_ASCII(kinds)) {
         PyErr_SetString(PyExc_TypeError, "stackless: bad slot kinds");
@@ -432,7 +433,8 @@ PyObject* new_frame_object(PyObject* code, PyObject* globals, int lasti, int lin
     PyFrameObject* f = PyFrame_New(PyThreadState_Get(), c, globals, nullptr);
     if (f == nullptr) return nullptr;
     // A frame that never runs: its place, line and caller are what they were, as a traceback's.
-    if (lasti >= 0 && lasti / 2 < code_units(c)) f->f_frame->prev_instr = _PyCode_CODE(c) + lasti / 2;
+    if (lasti >= 0 && lasti / 2 < code_units(c))
+        f->f_frame->prev_instr = _PyCode_CODE(c) + lasti / 2;
     f->f_lineno = lineno > 0 ? lineno : 0;
     if (back != nullptr && PyFrame_Check(back))
         f->f_back = reinterpret_cast<PyFrameObject*>(Py_NewRef(back));
@@ -446,8 +448,9 @@ int set_frame_back(PyObject* frame, PyObject* back) {
     }
     auto* f = reinterpret_cast<PyFrameObject*>(frame);
     if (f->f_frame->owner != FRAME_OWNED_BY_FRAME_OBJECT || f->f_back != nullptr) {
-        PyErr_SetString(PyExc_ValueError, "stackless: only a frame that never ran, without a "
-                                          "caller yet, can be given one");
+        PyErr_SetString(PyExc_ValueError,
+                        "stackless: only a frame that never ran, without a "
+                        "caller yet, can be given one");
         return -1;
     }
     f->f_back = reinterpret_cast<PyFrameObject*>(Py_NewRef(back));

@@ -126,7 +126,7 @@ PyObject* run_generator(PyGenObject* gen, PyObject* value, bool push, bool* retu
     gen->gi_exc_state.previous_item = nullptr;
     frame->previous = nullptr;
     if (result != nullptr && gen->gi_frame_state == FRAME_SUSPENDED) return result;  // yielded
-    if (result == nullptr && PyErr_ExceptionMatches(PyExc_StopIteration)) {  // PEP 479
+    if (result == nullptr && PyErr_ExceptionMatches(PyExc_StopIteration)) {          // PEP 479
         const char* what = PyCoro_CheckExact(gen)       ? "coroutine raised StopIteration"
                            : PyAsyncGen_CheckExact(gen) ? "async generator raised StopIteration"
                                                         : "generator raised StopIteration";
@@ -402,8 +402,8 @@ PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFram
 
 namespace stackless::python {
 
-void drop_frames(_PyInterpreterFrame* innermost, const std::vector<int>& tops,
-                 _PyStackChunk* chunk, _PyStackChunk* root_chunk) {
+void drop_frames(_PyInterpreterFrame* innermost, const std::vector<int>& tops, _PyStackChunk* chunk,
+                 _PyStackChunk* root_chunk) {
     std::size_t i = 0;
     for (_PyInterpreterFrame* f = innermost; f != nullptr; ++i) {
         _PyInterpreterFrame* outer = f->previous;

@@ -56,7 +56,8 @@ std::vector<void*>& spare_states() {
 }
 
 int find_module(dl_phdr_info* info, std::size_t, void* out) {
-    if (info->dlpi_name == nullptr || std::strstr(info->dlpi_name, "/greenlet/_greenlet") == nullptr)
+    if (info->dlpi_name == nullptr ||
+        std::strstr(info->dlpi_name, "/greenlet/_greenlet") == nullptr)
         return 0;
     for (int i = 0; i < info->dlpi_phnum; ++i) {
         if (info->dlpi_phdr[i].p_type != PT_TLS) continue;
@@ -132,7 +133,8 @@ __attribute__((noinline, cold)) void** setup_slot() noexcept {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
         PyObject* modules = PyImport_GetModuleDict();
-        PyObject* mod = modules != nullptr ? PyDict_GetItemString(modules, greenlet_module) : nullptr;
+        PyObject* mod =
+            modules != nullptr ? PyDict_GetItemString(modules, greenlet_module) : nullptr;
         if (mod != nullptr)
             check_layout();
         else
@@ -157,7 +159,8 @@ int install_greenlet_support() {
     PyObject* meta_path = PySys_GetObject("meta_path");  // (borrowed)
     if (meta_path == nullptr || !PyList_Check(meta_path)) return 0;
     PyObject* types = PyImport_ImportModule("types");
-    PyObject* ns_type = types != nullptr ? PyObject_GetAttrString(types, "SimpleNamespace") : nullptr;
+    PyObject* ns_type =
+        types != nullptr ? PyObject_GetAttrString(types, "SimpleNamespace") : nullptr;
     PyObject* find_spec = PyCFunction_New(&watch_find_spec_def, nullptr);
     PyObject* finder = nullptr;
     if (ns_type != nullptr && find_spec != nullptr) {

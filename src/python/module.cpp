@@ -179,8 +179,10 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
                 return nullptr;
             }
         if (nargs + nkw > 1) {
-            PyErr_Format(PyExc_TypeError, "argument for %s() given by name ('retval') and "
-                         "position (1)", name);
+            PyErr_Format(PyExc_TypeError,
+                         "argument for %s() given by name ('retval') and "
+                         "position (1)",
+                         name);
             return nullptr;
         }
         given = args[0];
@@ -345,9 +347,8 @@ PyObject* mod_get_thread_info(PyObject*, PyObject* const* args, Py_ssize_t nargs
     bool ok = true;
     if (flags & (1ul << 30)) {
         ok = append(PyLong_FromUnsignedLongLong(d != nullptr ? d->cstack_serial : 0)) &&
-             append(PyLong_FromUnsignedLong(current != nullptr && !current->is_main
-                                                ? current->cstack_serial
-                                                : 0)) &&
+             append(PyLong_FromUnsignedLong(
+                 current != nullptr && !current->is_main ? current->cstack_serial : 0)) &&
              append(Py_NewRef(Py_None));
     }
     if (ok && (flags & (1ul << 31))) {
@@ -548,8 +549,8 @@ PyGetSetDef module_getset[] = {
     {"debug", get_debug, nullptr, "whether this is a debug build", nullptr},
     {"pickle_with_tracing_state", get_pickle_with_tracing_state, set_pickle_with_tracing_state,
      "whether pickled tasklets keep their trace and profile functions", nullptr},
-    {"uncollectables", get_uncollectables, nullptr,
-     "tasklets that could not be killed and freed", nullptr},
+    {"uncollectables", get_uncollectables, nullptr, "tasklets that could not be killed and freed",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr},
 };
 
@@ -611,12 +612,10 @@ PyMethodDef module_methods[] = {
      "unpickling: a generator's frame"},
     {"_code_nlocalsplus", mod_code_nlocalsplus, METH_O, "unpickling: a code's frame size"},
     {"_new_frame", mod_new_frame, METH_VARARGS, "unpickling: a frame object for a traceback"},
-    {"_set_frame_back", mod_set_frame_back, METH_VARARGS,
-     "unpickling: a traceback frame's caller"},
+    {"_set_frame_back", mod_set_frame_back, METH_VARARGS, "unpickling: a traceback frame's caller"},
     {"_channel_restore", mod_channel_restore, METH_VARARGS, "unpickling: a channel's state"},
     {"_agen_hooks", mod_agen_hooks, METH_O, "pickling: an async generator's hooks"},
-    {"_agen_set_hooks", mod_agen_set_hooks, METH_VARARGS,
-     "unpickling: an async generator's hooks"},
+    {"_agen_set_hooks", mod_agen_set_hooks, METH_VARARGS, "unpickling: an async generator's hooks"},
     {"_coro_set_origin", mod_coro_set_origin, METH_VARARGS, "unpickling: a coroutine's origin"},
     {"_asend_info", mod_asend_info, METH_O, "pickling: an async_generator_asend's state"},
     {"_asend_new", mod_asend_new, METH_VARARGS, "unpickling: an async_generator_asend"},

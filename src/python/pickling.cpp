@@ -119,10 +119,10 @@ PyMethodDef after_collection_def = {"_after_collection", after_collection, METH_
 int install_collector_callback(PyObject* module) {
     PyObject* gc = PyImport_ImportModule("gc");
     PyObject* callbacks = gc != nullptr ? PyObject_GetAttrString(gc, "callbacks") : nullptr;
-    PyObject* callback = callbacks != nullptr ? PyCFunction_New(&after_collection_def, module)
-                                              : nullptr;
-    int r = callback != nullptr && PyList_Check(callbacks) ? PyList_Append(callbacks, callback)
-                                                           : -1;
+    PyObject* callback =
+        callbacks != nullptr ? PyCFunction_New(&after_collection_def, module) : nullptr;
+    int r =
+        callback != nullptr && PyList_Check(callbacks) ? PyList_Append(callbacks, callback) : -1;
     Py_XDECREF(callback);
     Py_XDECREF(callbacks);
     Py_XDECREF(gc);
@@ -310,7 +310,8 @@ PyObject* mod_tasklet_restore_invalid(PyObject*, PyObject* args) {
     if (check_tasklet_arg(o) < 0) return nullptr;
     for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(records); ++i) {
         PyObject* r = PyTuple_GET_ITEM(records, i);
-        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 5 || !PyCode_Check(PyTuple_GET_ITEM(r, 0))) {
+        if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 5 ||
+            !PyCode_Check(PyTuple_GET_ITEM(r, 0))) {
             PyErr_SetString(PyExc_ValueError, "stackless: corrupt pickle: bad frame record");
             return nullptr;
         }
@@ -366,9 +367,8 @@ PyObject* mod_tasklet_frames(PyObject*, PyObject* args) {
     // The frames are read in place while Python code runs (the analysis, by_value): no tasklet
     // may switch meanwhile, or the frames could change under our feet.
     ++switch_trap_level_slow();
-    PyObject* frames =
-        capture_frames(t->saved.current_frame,
-                       {site, by_value, &classify, keeps_self, t->interrupted});
+    PyObject* frames = capture_frames(t->saved.current_frame,
+                                      {site, by_value, &classify, keeps_self, t->interrupted});
     --switch_trap_level_slow();
     return frames;
 }
@@ -466,8 +466,8 @@ int nesting_level(py_tasklet* t) {
     try {
         auto st = t->core.status();
         if (!t->python_started || t->python_finished || (!st.started && !t->is_main)) return 0;
-        innermost = st.current ? PyThreadState_Get()->cframe->current_frame
-                               : t->saved.current_frame;
+        innermost =
+            st.current ? PyThreadState_Get()->cframe->current_frame : t->saved.current_frame;
     } catch (abi::__forced_unwind&) {
         throw;
     } catch (...) {
@@ -526,8 +526,8 @@ int drop_paused_frames(py_tasklet* t) {
     if (innermost == nullptr) return 1;
     std::vector<int> tops;
     ++switch_trap_level_slow();
-    int droppable =
-        droppable_frames(innermost, {call_site, nullptr, &classify, keeps_self, false}, t->func, tops);
+    int droppable = droppable_frames(innermost, {call_site, nullptr, &classify, keeps_self, false},
+                                     t->func, tops);
     --switch_trap_level_slow();
     if (droppable <= 0) return droppable < 0 ? -1 : 1;
     try {
@@ -586,8 +586,8 @@ PyObject* mod_generator_set_frame(PyObject*, PyObject* args) {
 PyObject* mod_new_frame(PyObject*, PyObject* args) {
     PyObject *code, *globals, *back = Py_None;
     int lasti = -1, lineno = 0;
-    if (!PyArg_ParseTuple(args, "O!O!|iiO:_new_frame", &PyCode_Type, &code, &PyDict_Type,
-                          &globals, &lasti, &lineno, &back))
+    if (!PyArg_ParseTuple(args, "O!O!|iiO:_new_frame", &PyCode_Type, &code, &PyDict_Type, &globals,
+                          &lasti, &lineno, &back))
         return nullptr;
     return new_frame_object(code, globals, lasti, lineno, back != Py_None ? back : nullptr);
 }

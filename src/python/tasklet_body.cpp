@@ -317,8 +317,8 @@ bool only_tasklet_exits() {
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
     bool only_exits = false;
-    if (value != nullptr && PyObject_TypeCheck(value, reinterpret_cast<PyTypeObject*>(
-                                                          PyExc_BaseExceptionGroup))) {
+    if (value != nullptr &&
+        PyObject_TypeCheck(value, reinterpret_cast<PyTypeObject*>(PyExc_BaseExceptionGroup))) {
         PyObject* split = PyObject_CallMethod(value, "split", "O", TaskletExit);
         // (match, rest): nothing is left once the TaskletExits are taken out.
         only_exits = split != nullptr && PyTuple_Check(split) && PyTuple_GET_SIZE(split) == 2 &&

@@ -42,7 +42,6 @@ inline bool is_running(py_tasklet* self) {
     return stackless::tasklet::current_payload() == self;
 }
 
-
 // --- thread_registry.cpp
 // Every Python thread that used stackless, by thread ident (guarded by the GIL).
 std::unordered_map<unsigned long, thread_data*>& all_threads();

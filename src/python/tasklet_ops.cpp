@@ -55,8 +55,8 @@ PyObject* take_tempval(py_tasklet* caller) {
 // trap is asked.
 int check_switch_target(py_tasklet* self, const char* what) {
     try {
-        auto st = self->thread == this_thread ? self->core.status()
-                                              : self->core.status_from_any_thread();
+        auto st =
+            self->thread == this_thread ? self->core.status() : self->core.status_from_any_thread();
         if (st.blocked) {
             PyErr_Format(PyExc_RuntimeError, "tasklet.%s: you cannot %s a blocked tasklet", what,
                          what);
@@ -363,8 +363,7 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
     if (target == from) Py_RETURN_NONE;
     // A tasklet whose thread has ended moves if it never ran (Stackless: a fresh one may be
     // rebound); the core checks that, and that its old scheduler is gone if it is not ours.
-    if (from != nullptr && from->ended && from != this_thread &&
-        self->core.owner_runcount() >= 0) {
+    if (from != nullptr && from->ended && from != this_thread && self->core.owner_runcount() >= 0) {
         PyErr_SetString(PyExc_RuntimeError,
                         "bind_thread: the tasklet's thread is ending; try again once it ended");
         return nullptr;

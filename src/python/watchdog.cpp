@@ -40,8 +40,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <condition_variable>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -81,7 +81,7 @@ struct watched_run {
     bool soft = false;
     PyThreadState* tstate = nullptr;  // of its thread (valid while the run is in progress)
     bool* expired = nullptr;  // its thread's soft_interrupt_pending (touched only with the GIL)
-    PyObject** opcode_frame = nullptr;  // its thread's timed_run's (touched only with the GIL)
+    PyObject** opcode_frame = nullptr;       // its thread's timed_run's (touched only with the GIL)
     std::atomic<std::uint64_t> switches{0};  // counted by its thread
     // `switches` when the trace function was set: a tasklet that switched since (the trace
     // function travels with it) has had a new budget and is not interrupted.
@@ -216,8 +216,8 @@ void arm(PyThreadState* tstate, std::uint64_t generation, PyObject** opcode_fram
     }
     forget_opcode_frame(opcode_frame);  // (a frame flagged for an earlier slice)
     if (frame != nullptr) {
-        if (PyObject_SetAttrString(reinterpret_cast<PyObject*>(frame), "f_trace_opcodes",
-                                   Py_True) < 0)
+        if (PyObject_SetAttrString(reinterpret_cast<PyObject*>(frame), "f_trace_opcodes", Py_True) <
+            0)
             PyErr_Clear();
         Py_XSETREF(*opcode_frame, reinterpret_cast<PyObject*>(frame));
     }

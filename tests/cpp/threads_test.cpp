@@ -185,7 +185,7 @@ TEST(Threads, RemoteOperationsChangeTheQueueOfTheTaskletsOwnThread) {
         stackless::run();
     });
     {
-        std::lock_guard held(lock);  // this thread's turn
+        std::lock_guard held(lock);                    // this thread's turn
         EXPECT_THROW(a.insert(), wrong_thread_error);  // the same-thread operations refuse
         EXPECT_THROW(blocked.run_remote(), tasklet_state_error);
         EXPECT_THROW(blocked.remove_remote(), tasklet_state_error);
@@ -208,7 +208,7 @@ TEST(Threads, RemoteOperationsChangeTheQueueOfTheTaskletsOwnThread) {
         std::lock_guard held(lock);
         EXPECT_FALSE(blocked.status_from_any_thread().alive);
         EXPECT_TRUE(c.status_from_any_thread().alive);  // removed before it ran
-        c.kill_remote();  // never started: it just ends
+        c.kill_remote();                                // never started: it just ends
         stop = true;
         cv.notify_all();
     }
