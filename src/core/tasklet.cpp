@@ -113,18 +113,17 @@ void tasklet::setup_erased(const std::type_info& type, void* args) {
     insert();
 }
 
-tasklet& tasklet::insert() {
-    tasklet_state* t = checked();
-    scheduler& s = owner_of(t);
+namespace {
+
+// What insert() does in the scheduler `s` of `t` (its own, or another thread's under the
+// binding's lock).
+void put_in_run_queue(scheduler& s, tasklet_state* t) {
     if (t->where == place::channel)
         throw tasklet_state_error("tasklet.insert: you cannot run a blocked tasklet");
     if (!t->alive())
         throw tasklet_state_error("tasklet.insert: you cannot run an unbound (dead) tasklet");
     if (t->where == place::none) s.ring_insert_end(t);
-    return *this;
 }
-
-namespace {
 
 // What remove() does in the scheduler `s` of `t` (its own, or another thread's under the
 // binding's lock).
@@ -138,6 +137,12 @@ void take_out_of_run_queue(scheduler& s, tasklet_state* t) {
 }
 
 }  // namespace
+
+tasklet& tasklet::insert() {
+    tasklet_state* t = checked();
+    put_in_run_queue(owner_of(t), t);
+    return *this;
+}
 
 tasklet& tasklet::remove() {
     tasklet_state* t = checked();
@@ -261,13 +266,8 @@ scheduler& remote_owner_of(tasklet_state* t) {
 }  // namespace
 
 void tasklet::insert_remote() {
-    tasklet_state* t = state_;
-    scheduler& s = remote_owner_of(t);
-    if (t->where == place::channel)
-        throw tasklet_state_error("tasklet.insert: you cannot run a blocked tasklet");
-    if (!t->alive())
-        throw tasklet_state_error("tasklet.insert: you cannot run an unbound (dead) tasklet");
-    if (t->where == place::none) s.ring_insert_end(t);
+    scheduler& s = remote_owner_of(state_);
+    put_in_run_queue(s, state_);
     s.wake_up();
 }
 
