@@ -99,8 +99,8 @@ def _pops_pushes(instr, jump):
     return 1 - effect, 1
 
 
-def _pushed(instr, stack, jump):
-    """The kinds `instr` pushes, given the kinds `stack` before it."""
+def _pushed(instr, jump):
+    """The kinds `instr` pushes."""
     name = instr.opname
     if name in ("GET_ITER", "GET_YIELD_FROM_ITER"):
         return "i"
@@ -130,7 +130,7 @@ def _after(instr, stack, jump):
         return None
     if name == "CHECK_EG_MATCH":  # [exception, type] -> [rest (None or an exception), match]
         return stack[:len(stack) - 2] + "xo"
-    return stack[:len(stack) - pops] + _pushed(instr, stack, jump)
+    return stack[:len(stack) - pops] + _pushed(instr, jump)
 
 
 def _merge_kind(x, y):
@@ -254,7 +254,7 @@ def _meet(a, b):
     return "!"
 
 
-def _required_kinds(instructions, at, handlers, produced):
+def _required_kinds(instructions, handlers, produced):
     """{offset: kinds the values on the stack before that instruction must have for what takes
     them later without looking}; "o" where nothing does."""
     required = {offset: ["o"] * len(stack) for offset, stack in produced.items()}
@@ -340,7 +340,7 @@ def slot_kinds(code):
     at = {i.offset: n for n, i in enumerate(instructions)}
     handlers = _handlers(code)
     produced = _produced_kinds(instructions, at, handlers)
-    required = _required_kinds(instructions, at, handlers, produced)
+    required = _required_kinds(instructions, handlers, produced)
     result = {}
     for offset, stack in produced.items():
         need = required[offset]
@@ -354,8 +354,6 @@ def slot_kinds(code):
         if instr.opname in _CALLS_INTO_PYTHON:
             alt = instr.argval // 2 if instr.opname in ("FOR_ITER", "SEND") else -1
             calls[after] = alt
-        elif instr.opname == "PRECALL" and n + 1 < len(instructions):
-            pass  # the CALL after it says where the call returns
         elif instr.opname == "YIELD_VALUE":
             yields.add(after)
         elif instr.opname == "RETURN_GENERATOR":
