@@ -266,9 +266,22 @@ bool thread_info(unsigned long ident, py_tasklet** main, py_tasklet** current, i
 // Watches for greenlet's import (a finder first in sys.meta_path). -1 with an exception on
 // failure.
 int install_greenlet_support();
-// Switch hooks: the tasklet's greenlet state goes out and in with it.
-void greenlet_switched_out(py_tasklet* t) noexcept;
-void greenlet_switched_in(py_tasklet* t) noexcept;
+// Switch hooks: the tasklet's greenlet state goes out and in with it. Inline, so that a process
+// that never imports greenlet pays two loads per switch, not two calls.
+extern bool greenlet_imported;
+__attribute__((tls_model("initial-exec"))) extern constinit thread_local void** greenlet_state_slot;
+void switch_greenlet_state_out(py_tasklet* t) noexcept;
+void switch_greenlet_state_in(py_tasklet* t) noexcept;
+inline void greenlet_switched_out(py_tasklet* t) noexcept {
+    if (greenlet_state_slot == nullptr && !greenlet_imported) [[likely]]
+        return;
+    switch_greenlet_state_out(t);
+}
+inline void greenlet_switched_in(py_tasklet* t) noexcept {
+    if (greenlet_state_slot == nullptr) [[likely]]
+        return;
+    switch_greenlet_state_in(t);
+}
 // The tasklet ends (its Python code has returned): a greenlet state it made that holds no
 // greenlet any more serves tasklets that start later.
 void recycle_greenlet_state(py_tasklet* t) noexcept;

@@ -32,6 +32,12 @@ extern "C" void* __tls_get_addr(void*);  // glibc's (x86-64 ABI): the TLS block 
 
 namespace stackless::python {
 
+// greenlet._greenlet has been imported (set under the GIL by the import watcher or at import of
+// stackless), and this thread's greenlet state pointer, once found.
+bool greenlet_imported = false;
+__attribute__((tls_model("initial-exec"))) constinit thread_local void** greenlet_state_slot =
+    nullptr;
+
 namespace {
 
 constexpr const char* greenlet_module = "greenlet._greenlet";
@@ -39,14 +45,9 @@ constexpr std::size_t tls_block_size = 16;
 constexpr std::size_t state_offset = 8;  // the ThreadState pointer; the guard byte is at 0
 void* const fresh_state = reinterpret_cast<void*>(1);  // greenlet makes a state on first use
 
-// greenlet._greenlet has been imported (set under the GIL by the import watcher or at import of
-// stackless); whether its TLS block matched (0 unknown, 1 yes, -1 no: leave greenlet alone).
-bool greenlet_imported = false;
+// Whether greenlet's TLS block matched (0 unknown, 1 yes, -1 no: leave greenlet alone).
 int layout_ok = 0;
 std::size_t tls_module_id = 0;
-
-// This thread's greenlet state pointer, once found.
-__attribute__((tls_model("initial-exec"))) constinit thread_local void** state_slot = nullptr;
 
 // Greenlet states of ended tasklets that hold no greenlet but their main one (see
 // recycle_greenlet_state), for tasklets that start later. GIL-guarded.
@@ -143,9 +144,9 @@ __attribute__((noinline, cold)) void** setup_slot() noexcept {
         if (layout_ok == 0) return nullptr;
     }
     if (layout_ok < 0) return nullptr;
-    state_slot = find_slot();
-    if (state_slot == nullptr) layout_ok = -1;
-    return state_slot;
+    greenlet_state_slot = find_slot();
+    if (greenlet_state_slot == nullptr) layout_ok = -1;
+    return greenlet_state_slot;
 }
 
 }  // namespace
@@ -178,8 +179,8 @@ int install_greenlet_support() {
     return r;
 }
 
-void greenlet_switched_out(py_tasklet* t) noexcept {
-    void** slot = state_slot;
+void switch_greenlet_state_out(py_tasklet* t) noexcept {
+    void** slot = greenlet_state_slot;
     if (slot == nullptr) [[likely]] {
         if (!greenlet_imported) [[likely]]
             return;
@@ -205,8 +206,8 @@ void greenlet_state_dropped(py_tasklet* t) noexcept {
     t->greenlet_state = nullptr;
 }
 
-void greenlet_switched_in(py_tasklet* t) noexcept {
-    void** slot = state_slot;
+void switch_greenlet_state_in(py_tasklet* t) noexcept {
+    void** slot = greenlet_state_slot;
     if (slot == nullptr) [[likely]]
         return;
     void* state = t->greenlet_state;
@@ -225,7 +226,7 @@ void greenlet_switched_in(py_tasklet* t) noexcept {
 }
 
 void recycle_greenlet_state(py_tasklet* t) noexcept {
-    void** slot = state_slot;
+    void** slot = greenlet_state_slot;
     if (slot == nullptr || *slot == nullptr || *slot == fresh_state) return;
     // The state may serve another tasklet if it holds no greenlet but its main one, the current
     // one, which nothing else refers to: the state's two references and ours (a greenlet begun
