@@ -258,14 +258,24 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
     stack_slot* running_slot = prev->slot;
     stack_slot* home = next->slot;
     if (home == nullptr) {
-        // First run: give it a slot, saving a suspended tasklet's stack if none is free.
+        // First run (or the first since its stack was dropped): give it a slot.
+        fcontext_t* save_to = &prev->ctx;
         stack_slot* s = pool_.take_free();
+        if (s == nullptr && running_slot != nullptr && (prev == dying_ || try_discard(prev))) {
+            // The running tasklet has ended, or goes on without its stack (tasklet_hooks::
+            // discard_stack): its slot, whose memory is in cache, is free as soon as we leave
+            // it. So with more tasklets than slots, tasklets that can do without their stacks
+            // take turns on one stack, as Stackless's soft switching does, and nothing is copied.
+            s = running_slot;
+            save_to = &abandoned_ctx_;
+        }
         if (s == nullptr) {
+            // Save a suspended tasklet's stack.
             // Save the stack of a tasklet that waits (blocked or paused); if every slot holds
             // a runnable one, they take turns, so another slot beats copying at every turn.
-            s = pool_.pick_victim(running_slot, true);
+            s = pool_.pick_idle(running_slot);
             if (s == nullptr) s = pool_.map_extra();
-            if (s == nullptr) s = pool_.pick_victim(running_slot, false);
+            if (s == nullptr) s = pool_.pick_overflow(running_slot);
             if (s->owner != nullptr) evict(s->owner);
         }
         s->owner = next;
@@ -277,13 +287,13 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
         }
         sanitizer::unpoison(s->base, size);
         next->ctx = ctx::make_fcontext(s->top, size, &scheduler::tasklet_entry);
-        jump(prev, next->ctx, true, s->base, size);
+        jump(save_to, next->ctx, true, s->base, size);
     } else if (home != running_slot) {
         if (home->owner != nullptr) evict(home->owner);
         stack_pool::restore(next);
         ++stats_.stacks_restored;
         stats_.saved_stack_bytes -= home->top - static_cast<unsigned char*>(next->ctx);
-        jump(prev, next->ctx, false, home->base, size);
+        jump(&prev->ctx, next->ctx, false, home->base, size);
     } else {
         // Its home is the slot we are running on: copy it in from the helper's own stack.
         helper_target_ = next;
@@ -296,7 +306,7 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
             helper_ctx_ = ctx::make_fcontext(helper_stack_ + helper_stack_size_, helper_stack_size_,
                                              &scheduler::helper_entry);
         }
-        jump(prev, helper_ctx_, fresh, helper_stack_, helper_stack_size_);
+        jump(&prev->ctx, helper_ctx_, fresh, helper_stack_, helper_stack_size_);
     }
 }
 
@@ -310,24 +320,27 @@ void scheduler::make_runnable(tasklet_state* next) noexcept {
     ring_insert_end(next);
 }
 
-void scheduler::evict(tasklet_state* occupant) {
-    stack_slot* s = occupant->slot;
+bool scheduler::try_discard(tasklet_state* t) noexcept {
     // Its binding may go on without this stack (tasklet_hooks::discard_stack); not while the
     // C++ runtime is handling an exception on it.
-    if (occupant->hooks != nullptr && occupant->hooks->discard_stack != nullptr &&
-        occupant->eh.caught == nullptr && occupant->eh.uncaught == 0 &&
-        occupant->hooks->discard_stack(occupant->payload)) {
-        // Still started (alive, killed at thread exit like the others), but without a home
-        // slot: its next run starts its function afresh on a new stack, as a first run does.
-        s->owner = nullptr;
-        occupant->slot = nullptr;
-        occupant->resident = false;
-        occupant->ctx = nullptr;
-        occupant->function_takes_pending = true;
-        stack_pool::drop_saved(occupant);
-        ++stats_.stacks_discarded;
-        return;
-    }
+    if (t->hooks == nullptr || t->hooks->discard_stack == nullptr || t->eh.caught != nullptr ||
+        t->eh.uncaught != 0 || !t->hooks->discard_stack(t->payload))
+        return false;
+    // Still started (alive, killed at thread exit like the others), but without a home slot:
+    // its next run starts its function afresh on a new stack, as a first run does.
+    if (t->slot->owner == t) t->slot->owner = nullptr;
+    t->slot = nullptr;
+    t->resident = false;
+    t->ctx = nullptr;
+    t->function_takes_pending = true;
+    stack_pool::drop_saved(t);
+    ++stats_.stacks_discarded;
+    return true;
+}
+
+void scheduler::evict(tasklet_state* occupant) {
+    stack_slot* s = occupant->slot;
+    if (try_discard(occupant)) return;
     auto used = static_cast<std::size_t>(s->top - static_cast<unsigned char*>(occupant->ctx));
     try {
         stack_pool::save(occupant);

@@ -182,7 +182,8 @@ class scheduler {
     inline void transfer(tasklet_state* prev, tasklet_state* next);
     void make_runnable(tasklet_state* next) noexcept;
     void transfer_slow(tasklet_state* prev, tasklet_state* next);
-    inline void jump(tasklet_state* prev, fcontext_t to, bool fresh, const void* stack_bottom,
+    // Switches to `to`; the context left is stored in *save_to.
+    inline void jump(fcontext_t* save_to, fcontext_t to, bool fresh, const void* stack_bottom,
                      std::size_t stack_size);
     static boost::context::detail::transfer_t resume_by_return(
         boost::context::detail::transfer_t t);
@@ -193,6 +194,7 @@ class scheduler {
     void release_dying() noexcept;
     void make_resident_from_helper(tasklet_state* next);
     void evict(tasklet_state* occupant);
+    bool try_discard(tasklet_state* t) noexcept;
     [[noreturn]] void end_running(std::exception_ptr escaped);
 
   public:
@@ -238,6 +240,8 @@ class scheduler {
     unsigned char* helper_stack_ = nullptr;
     std::size_t helper_stack_size_ = 64 * 1024;
     fcontext_t helper_ctx_ = nullptr;
+    // Where the context of a stack left for good is stored (nobody reads it).
+    fcontext_t abandoned_ctx_ = nullptr;
     tasklet_state* helper_target_ = nullptr;
     bool is_watchdog(const tasklet_state* t) const noexcept;
 
@@ -312,13 +316,13 @@ STACKLESS_ALWAYS_INLINE void scheduler::transfer(tasklet_state* prev, tasklet_st
         // The bounds only matter to the sanitizer annotations (dead code otherwise).
         const void* bottom = next->is_main ? main_stack_bottom_ : next->slot->base;
         std::size_t size = next->is_main ? main_stack_size_ : pool_.stack_size();
-        jump(prev, next->ctx, false, bottom, size);
+        jump(&prev->ctx, next->ctx, false, bottom, size);
     } else {
         transfer_slow(prev, next);
     }
 }
 
-STACKLESS_ALWAYS_INLINE void scheduler::jump(tasklet_state* prev, fcontext_t to, bool fresh,
+STACKLESS_ALWAYS_INLINE void scheduler::jump(fcontext_t* save_to, fcontext_t to, bool fresh,
                                              const void* stack_bottom, std::size_t stack_size) {
     namespace ctx = boost::context::detail;
     void* fake_stack = nullptr;
@@ -329,8 +333,8 @@ STACKLESS_ALWAYS_INLINE void scheduler::jump(tasklet_state* prev, fcontext_t to,
     // instead calls resume_by_return on the target's stack, and its `ret` enters the target,
     // consuming the predictor entry that our call pushed. A fresh context has no frame to return
     // into, so it is entered with jump_fcontext.
-    ctx::transfer_t t = fresh ? ctx::jump_fcontext(to, &prev->ctx)
-                              : ctx::ontop_fcontext(to, &prev->ctx, &resume_by_return);
+    ctx::transfer_t t = fresh ? ctx::jump_fcontext(to, save_to)
+                              : ctx::ontop_fcontext(to, save_to, &resume_by_return);
     const void* from_bottom = nullptr;
     std::size_t from_size = 0;
     sanitizer::finish_switch(fake_stack, &from_bottom, &from_size);

@@ -79,14 +79,25 @@ stack_slot* stack_pool::take_free() {
     return nullptr;
 }
 
-stack_slot* stack_pool::pick_victim(const stack_slot* avoid, bool idle_only) noexcept {
-    for (std::size_t tries = 0; tries < slots_.size(); ++tries) {
-        stack_slot* s = slots_[hand_];
-        hand_ = (hand_ + 1) % slots_.size();
-        if (s != avoid && s->owner != nullptr && (!idle_only || s->owner->where != place::ring))
-            return s;
+stack_slot* stack_pool::pick_idle(const stack_slot* avoid) noexcept {
+    const std::size_t n = slots_.size();
+    for (std::size_t tries = 0; tries < idle_probes && tries < n; ++tries) {
+        stack_slot* s = slots_[idle_hand_];
+        idle_hand_ = idle_hand_ + 1 == n ? 0 : idle_hand_ + 1;
+        if (s != avoid && s->owner != nullptr && s->owner->where != place::ring) return s;
     }
     return nullptr;
+}
+
+stack_slot* stack_pool::pick_overflow(const stack_slot* avoid) noexcept {
+    // There are at least two slots (the constructor's minimum), so one of two consecutive ones
+    // in the window is not `avoid`. One without an owner is free for the taking as it is.
+    const std::size_t window = slots_.size() < overflow_window ? slots_.size() : overflow_window;
+    for (;;) {
+        stack_slot* s = slots_[overflow_hand_ % window];
+        ++overflow_hand_;
+        if (s != avoid) return s;
+    }
 }
 
 stack_slot* stack_pool::map_extra() {

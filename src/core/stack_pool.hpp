@@ -39,10 +39,18 @@ class stack_pool {
             free_.push_back(slot);
         }
     }
-    // An owned slot other than `avoid`, chosen round-robin, whose owner is to be saved; with
-    // `idle_only`, only one whose owner is not in the run queue (it will not run soon), or
-    // nullptr if every owner is runnable.
-    stack_slot* pick_victim(const stack_slot* avoid, bool idle_only) noexcept;
+    // A slot other than `avoid` whose owner waits (is not in the run queue, so will not run
+    // soon), to be saved; nullptr if none was found. Looks at a few slots round-robin, not at
+    // all of them: with thousands of slots all holding runnable tasklets, a full scan per new
+    // tasklet made starting k tasklets cost O(k x slots).
+    stack_slot* pick_idle(const stack_slot* avoid) noexcept;
+    // A slot other than `avoid` to be saved when every slot is taken and no more may be mapped:
+    // from a small window of slots, round-robin. Once tasklets outnumber the slots, a switch
+    // copies a stack out and one in whatever the slot; copying through a few slots keeps their
+    // memory in cache, where cycling through thousands missed it at every switch.
+    stack_slot* pick_overflow(const stack_slot* avoid) noexcept;
+    static constexpr std::size_t idle_probes = 8;
+    static constexpr std::size_t overflow_window = 16;
     // A new slot beyond the initial count, or nullptr at the maximum.
     stack_slot* map_extra();
 
@@ -63,7 +71,8 @@ class stack_pool {
     std::size_t page_;
     std::vector<stack_slot*> slots_;
     std::vector<stack_slot*> free_;
-    std::size_t hand_ = 0;
+    std::size_t idle_hand_ = 0;
+    std::size_t overflow_hand_ = 0;
 };
 
 }  // namespace stackless::detail

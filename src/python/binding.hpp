@@ -131,6 +131,10 @@ struct py_tasklet {
     // Its C stack was dropped while it was blocked: its frames go on in place when it runs
     // (tasklet_hooks::discard_stack).
     bool stack_discarded;
+    // While its frames go on in place after a dropped stack: the frame resume_in_place entered
+    // last, the one entry frame of its chain that no C function called (so that its stack may
+    // be dropped again: can_resume_in_place). nullptr otherwise.
+    struct _PyInterpreterFrame* in_place_frame;
     // In a blocking operation called from Python, and what that returns when the tasklet goes
     // on (for discard_stack).
     bool in_blocking_call;

@@ -357,13 +357,15 @@ int prepare_iteration_analysis(PyObject* code, PyObject* slot_kinds) {
     return code_cache(reinterpret_cast<PyCodeObject*>(code), slot_kinds) != nullptr ? 0 : -1;
 }
 
-bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint, PyObject* func) {
+bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint, PyObject* func,
+                         const _PyInterpreterFrame* in_place_frame) {
     if (innermost == nullptr) return true;  // the operation was the tasklet's function itself
     int top, consumed, resume;
     if (!blocked_at(innermost, hint, &top, &consumed, &resume)) return false;
     _PyInterpreterFrame* f = innermost;
     for (; f->previous != nullptr; f = f->previous) {
-        if (f->is_entry || f->owner != FRAME_OWNED_BY_THREAD) return false;  // C or a generator
+        if (f->owner != FRAME_OWNED_BY_THREAD) return false;  // a generator's
+        if (f->is_entry && f != in_place_frame) return false;  // called from C
         if (f->f_code->co_flags & (CO_GENERATOR | code_flags_not_resumable)) return false;
     }
     // The outermost frame: the tasklet's own call of its function (a plain Python function).
@@ -373,7 +375,8 @@ bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint,
 }
 
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFrame* innermost,
-                          const stack_hint& hint, PyObject* value) {
+                          const stack_hint& hint, PyObject* value,
+                          _PyInterpreterFrame** in_place_frame) {
     if (innermost == nullptr) return value;
     // The innermost frame: what its evaluation loop does once the operation returns. A call's
     // callable and arguments leave the stack, and the result takes their place; FOR_ITER
@@ -383,17 +386,20 @@ PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFram
     for (int i = top - consumed; i < top; ++i) Py_CLEAR(innermost->localsplus[i]);
     innermost->stacktop = top - consumed;
     innermost->prev_instr = _PyCode_CODE(innermost->f_code) + resume - 1;
-    std::vector<_PyInterpreterFrame*> chain;
-    for (_PyInterpreterFrame* f = innermost; f != nullptr; f = f->previous) chain.push_back(f);
+    int depth = 0;
+    for (_PyInterpreterFrame* f = innermost->previous; f != nullptr; f = f->previous) ++depth;
     // The callers called inline: their stacktop and prev_instr are what RETURN_VALUE expects.
-    for (std::size_t i = 0; i < chain.size(); ++i) {
-        _PyInterpreterFrame* frame = chain[i];
-        _PyInterpreterFrame* caller = i + 1 < chain.size() ? chain[i + 1] : nullptr;
+    // Each runs as an entry frame once its callee returned (the callee's `previous` is read
+    // before it runs: entering the loop rewrites it).
+    for (_PyInterpreterFrame* frame = innermost; frame != nullptr; --depth) {
+        _PyInterpreterFrame* caller = frame->previous;
         bool raising = value == nullptr;
         if (!raising) frame->localsplus[frame->stacktop++] = value;
-        value =
-            run_to_end(ts, root, frame, caller, static_cast<int>(chain.size() - 1 - i), raising);
+        *in_place_frame = frame;
+        value = run_to_end(ts, root, frame, caller, depth, raising);
+        frame = caller;
     }
+    *in_place_frame = nullptr;
     root->current_frame = nullptr;
     return value;
 }

@@ -189,11 +189,10 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     }
     py_tasklet* self = current_object();
     if (self == nullptr) return nullptr;
-    // A tasklet paused by schedule_remove() may become garbage: let the collector see its stack.
-    // (One that stays in the run queue never is.)
-    if (remove) {
-        note_blocking_call(args, nargs + nkw, resume_op::tempval);
-    }
+    // Where the frame's value stack ends: a tasklet paused by schedule_remove() may become
+    // garbage (the collector then sees its stack), and either may go on without its C stack
+    // (discard_stack).
+    note_blocking_call(args, nargs + nkw, resume_op::tempval);
     if (switch_trap_level() > 0) [[unlikely]] {
         bool alone = stackless::getruncount() <= 1;
         if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;
@@ -206,7 +205,7 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
         else
             stackless::schedule();
     });
-    if (remove) self->in_blocking_call = false;
+    self->in_blocking_call = false;
     if (!ok) return nullptr;
     PyObject* result = self->tempval;
     self->tempval = nullptr;

@@ -89,9 +89,12 @@ bool is_blocking_operation(PyObject* func) {
 bool discard_stack(void* payload) noexcept {
     auto* t = static_cast<py_tasklet*>(payload);
     if (!softswitch_enabled) return false;  // hard switching: every tasklet keeps its stack
+    // An unpickled tasklet's frames wait for each other on its C stack (run_restored); one whose
+    // frames go on in place after a drop can drop its stack again.
+    if (t->restored_body && t->in_place_frame == nullptr) return false;
     if (!t->in_blocking_call || !t->python_started || t->python_finished || t->is_main ||
-        t->restored_body || t->stack_discarded || t->func == nullptr || t->kwargs != nullptr ||
-        t->args == nullptr || holds_greenlet_state(t))
+        t->stack_discarded || t->func == nullptr || t->kwargs != nullptr || t->args == nullptr ||
+        holds_greenlet_state(t))
         return false;
     // Tracing changes what the evaluation loop keeps on the C stack; a generator's exception
     // state would be in the chain.
@@ -106,7 +109,7 @@ bool discard_stack(void* payload) noexcept {
         // A bound method's call passes its arguments through a small array on the C stack.
         if (PyMethod_Check(func) && PyTuple_GET_SIZE(t->args) <= 4)
             func = PyMethod_GET_FUNCTION(func);
-        if (!can_resume_in_place(innermost, t->hint, func)) return false;
+        if (!can_resume_in_place(innermost, t->hint, func, t->in_place_frame)) return false;
     }
     t->stack_discarded = true;
     return true;
@@ -225,7 +228,8 @@ void resume_without_stack(py_tasklet* self) {
         value = resume_value(self, self->blocked_op);
     }
     flush_released();
-    PyObject* result = resume_in_place(ts, &root, self->saved.current_frame, self->hint, value);
+    PyObject* result = resume_in_place(ts, &root, self->saved.current_frame, self->hint, value,
+                                       &self->in_place_frame);
     finish_body(self, ts, result);
 }
 
