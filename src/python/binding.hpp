@@ -112,6 +112,7 @@ struct py_tasklet {
     _PyErr_StackItem exc_base;
     _PyStackChunk* root_chunk;
     stack_hint hint;     // its innermost frame's value stack at its last blocking call
+    resume_point resume_at;  // where its frames go on after its C stack was dropped
     restore_plan* plan;  // unpickled frames it resumes when it first runs (owned)
     // The channel an unpickled tasklet was queued on, until it runs: what its pending call held
     // (the channel may be referenced by nothing else; then both are garbage together).

@@ -358,10 +358,9 @@ int prepare_iteration_analysis(PyObject* code, PyObject* slot_kinds) {
 }
 
 bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint, PyObject* func,
-                         const _PyInterpreterFrame* in_place_frame) {
+                         const _PyInterpreterFrame* in_place_frame, resume_point* where) {
     if (innermost == nullptr) return true;  // the operation was the tasklet's function itself
-    int top, consumed, resume;
-    if (!blocked_at(innermost, hint, &top, &consumed, &resume)) return false;
+    if (!blocked_at(innermost, hint, &where->top, &where->consumed, &where->resume)) return false;
     _PyInterpreterFrame* f = innermost;
     for (; f->previous != nullptr; f = f->previous) {
         if (f->owner != FRAME_OWNED_BY_THREAD) return false;  // a generator's
@@ -375,17 +374,16 @@ bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint,
 }
 
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFrame* innermost,
-                          const stack_hint& hint, PyObject* value,
+                          const resume_point& where, PyObject* value,
                           _PyInterpreterFrame** in_place_frame) {
     if (innermost == nullptr) return value;
     // The innermost frame: what its evaluation loop does once the operation returns. A call's
     // callable and arguments leave the stack, and the result takes their place; FOR_ITER
     // pushes the value above its iterator. It goes on after the instruction.
-    int top = 0, consumed = 0, resume = 0;
-    blocked_at(innermost, hint, &top, &consumed, &resume);  // checked by can_resume_in_place
-    for (int i = top - consumed; i < top; ++i) Py_CLEAR(innermost->localsplus[i]);
-    innermost->stacktop = top - consumed;
-    innermost->prev_instr = _PyCode_CODE(innermost->f_code) + resume - 1;
+    const int base = where.top - where.consumed;
+    for (int i = base; i < where.top; ++i) Py_CLEAR(innermost->localsplus[i]);
+    innermost->stacktop = base;
+    innermost->prev_instr = _PyCode_CODE(innermost->f_code) + where.resume - 1;
     int depth = 0;
     for (_PyInterpreterFrame* f = innermost->previous; f != nullptr; f = f->previous) ++depth;
     // The callers called inline: their stacktop and prev_instr are what RETURN_VALUE expects.

@@ -149,13 +149,14 @@ int waiting_stack_top(struct _PyInterpreterFrame* innermost, const capture_helpe
 // it wait for it as callers do, so dropping the stack again loses nothing). Reads frames only:
 // safe during a switch.
 bool can_resume_in_place(struct _PyInterpreterFrame* innermost, const struct stack_hint& hint,
-                         PyObject* func, const struct _PyInterpreterFrame* in_place_frame);
+                         PyObject* func, const struct _PyInterpreterFrame* in_place_frame,
+                         struct resume_point* where);
 // Resumes them (innermost first) as resume_frames does, the innermost with `value` (owned;
 // nullptr: raise the current exception there); pops each frame as it ends, and keeps
 // *in_place_frame on the frame it runs. Returns the outermost frame's result, or `value` itself
 // if there are no frames.
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, struct _PyInterpreterFrame* innermost,
-                          const struct stack_hint& hint, PyObject* value,
+                          const struct resume_point& where, PyObject* value,
                           struct _PyInterpreterFrame** in_place_frame);
 
 // Makes sure the bytecode analysis of `code` is cached on it (a Python call the first time), so

@@ -14,6 +14,15 @@ struct stack_hint {
     int depth = 0;                // entries of localsplus in use
 };
 
+// How the innermost frame of a tasklet blocked in a stackless operation goes on once the
+// operation returns (found by can_resume_in_place, used by resume_in_place): the entries of
+// localsplus in use, how many of them the operation consumes, the instruction it resumes at.
+struct resume_point {
+    int top = 0;
+    int consumed = 0;
+    int resume = 0;
+};
+
 // Records the hint for the running frame of `ts`, for a vectorcall-style call with `args` and
 // `n` arguments (positional and keyword). Leaves `hint` invalid if `args` is not on that stack.
 void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,

@@ -109,7 +109,8 @@ bool discard_stack(void* payload) noexcept {
         // A bound method's call passes its arguments through a small array on the C stack.
         if (PyMethod_Check(func) && PyTuple_GET_SIZE(t->args) <= 4)
             func = PyMethod_GET_FUNCTION(func);
-        if (!can_resume_in_place(innermost, t->hint, func, t->in_place_frame)) return false;
+        if (!can_resume_in_place(innermost, t->hint, func, t->in_place_frame, &t->resume_at))
+            return false;
     }
     t->stack_discarded = true;
     return true;
@@ -228,8 +229,8 @@ void resume_without_stack(py_tasklet* self) {
         value = resume_value(self, self->blocked_op);
     }
     flush_released();
-    PyObject* result = resume_in_place(ts, &root, self->saved.current_frame, self->hint, value,
-                                       &self->in_place_frame);
+    PyObject* result = resume_in_place(ts, &root, self->saved.current_frame, self->resume_at,
+                                       value, &self->in_place_frame);
     finish_body(self, ts, result);
 }
 
