@@ -270,7 +270,13 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
             save_to = &abandoned_ctx_;
         }
         if (s == nullptr) {
-            // Save a suspended tasklet's stack.
+            // A suspended tasklet that can go on without its stack gives up its slot: no copy,
+            // and no slot mapped for a tasklet that needs one only for a moment (a main tasklet
+            // that hands over to tasklets whose stacks were dropped does so at every turn).
+            s = pool_.probe(running_slot, discard_probes,
+                            [this](stack_slot* slot) { return try_discard(slot->owner); });
+        }
+        if (s == nullptr) {
             // Save the stack of a tasklet that waits (blocked or paused); if every slot holds
             // a runnable one, they take turns, so another slot beats copying at every turn.
             s = pool_.pick_idle(running_slot);

@@ -195,6 +195,7 @@ class scheduler {
     void make_resident_from_helper(tasklet_state* next);
     void evict(tasklet_state* occupant);
     bool try_discard(tasklet_state* t) noexcept;
+    static constexpr std::size_t discard_probes = 4;
     [[noreturn]] void end_running(std::exception_ptr escaped);
 
   public:

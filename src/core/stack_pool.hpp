@@ -49,6 +49,18 @@ class stack_pool {
     // copies a stack out and one in whatever the slot; copying through a few slots keeps their
     // memory in cache, where cycling through thousands missed it at every switch.
     stack_slot* pick_overflow(const stack_slot* avoid) noexcept;
+    // The next few owned slots other than `avoid`, round-robin, for a caller that looks for an
+    // owner it can drop without copying (scheduler::try_discard).
+    template <class F>
+    stack_slot* probe(const stack_slot* avoid, std::size_t probes, F&& take) {
+        const std::size_t n = slots_.size();
+        for (std::size_t tries = 0; tries < probes && tries < n; ++tries) {
+            stack_slot* s = slots_[probe_hand_];
+            probe_hand_ = probe_hand_ + 1 == n ? 0 : probe_hand_ + 1;
+            if (s != avoid && s->owner != nullptr && take(s)) return s;
+        }
+        return nullptr;
+    }
     static constexpr std::size_t idle_probes = 8;
     static constexpr std::size_t overflow_window = 16;
     // A new slot beyond the initial count, or nullptr at the maximum.
@@ -73,6 +85,7 @@ class stack_pool {
     std::vector<stack_slot*> free_;
     std::size_t idle_hand_ = 0;
     std::size_t overflow_hand_ = 0;
+    std::size_t probe_hand_ = 0;
 };
 
 }  // namespace stackless::detail

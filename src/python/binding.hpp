@@ -112,7 +112,7 @@ struct py_tasklet {
     _PyErr_StackItem exc_base;
     _PyStackChunk* root_chunk;
     stack_hint hint;     // its innermost frame's value stack at its last blocking call
-    resume_point resume_at;  // where its frames go on after its C stack was dropped
+    in_place_state in_place;  // its frames going on without the C stack they had
     restore_plan* plan;  // unpickled frames it resumes when it first runs (owned)
     // The channel an unpickled tasklet was queued on, until it runs: what its pending call held
     // (the channel may be referenced by nothing else; then both are garbage together).
@@ -132,10 +132,6 @@ struct py_tasklet {
     // Its C stack was dropped while it was blocked: its frames go on in place when it runs
     // (tasklet_hooks::discard_stack).
     bool stack_discarded;
-    // While its frames go on in place after a dropped stack: the frame resume_in_place entered
-    // last, the one entry frame of its chain that no C function called (so that its stack may
-    // be dropped again: can_resume_in_place). nullptr otherwise.
-    struct _PyInterpreterFrame* in_place_frame;
     // In a blocking operation called from Python, and what that returns when the tasklet goes
     // on (for discard_stack).
     bool in_blocking_call;

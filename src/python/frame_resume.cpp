@@ -358,28 +358,41 @@ int prepare_iteration_analysis(PyObject* code, PyObject* slot_kinds) {
 }
 
 bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint, PyObject* func,
-                         const _PyInterpreterFrame* in_place_frame, resume_point* where) {
+                         in_place_state& state) {
     if (innermost == nullptr) return true;  // the operation was the tasklet's function itself
-    if (!blocked_at(innermost, hint, &where->top, &where->consumed, &where->resume)) return false;
+    if (hint.frame != innermost || hint.instr != innermost->prev_instr) return false;
+    if (innermost == state.running && innermost == state.accepted_frame &&
+        hint.instr == state.accepted_instr)
+        // A loop that blocks at the same call again, in the frame its frames went on from last
+        // time: that frame has not returned since (the resume would have gone on to its caller)
+        // and so neither have its callers: they are the frames accepted last time.
+        return true;
+    resume_point where;
+    if (!blocked_at(innermost, hint, &where.top, &where.consumed, &where.resume)) return false;
     _PyInterpreterFrame* f = innermost;
     for (; f->previous != nullptr; f = f->previous) {
         if (f->owner != FRAME_OWNED_BY_THREAD) return false;  // a generator's
-        if (f->is_entry && f != in_place_frame) return false;  // called from C
+        if (f->is_entry && f != state.running) return false;  // called from C
         if (f->f_code->co_flags & (CO_GENERATOR | code_flags_not_resumable)) return false;
     }
     // The outermost frame: the tasklet's own call of its function (a plain Python function).
-    return f->is_entry && f->owner == FRAME_OWNED_BY_THREAD && PyFunction_Check(func) &&
-           PyFunction_GET_CODE(func) == reinterpret_cast<PyObject*>(f->f_code) &&
-           !(f->f_code->co_flags & (CO_GENERATOR | code_flags_not_resumable));
+    if (!(f->is_entry && f->owner == FRAME_OWNED_BY_THREAD && PyFunction_Check(func) &&
+          PyFunction_GET_CODE(func) == reinterpret_cast<PyObject*>(f->f_code) &&
+          !(f->f_code->co_flags & (CO_GENERATOR | code_flags_not_resumable))))
+        return false;
+    state.resume_at = where;
+    state.accepted_frame = innermost;
+    state.accepted_instr = hint.instr;
+    return true;
 }
 
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFrame* innermost,
-                          const resume_point& where, PyObject* value,
-                          _PyInterpreterFrame** in_place_frame) {
+                          in_place_state& state, PyObject* value) {
     if (innermost == nullptr) return value;
     // The innermost frame: what its evaluation loop does once the operation returns. A call's
     // callable and arguments leave the stack, and the result takes their place; FOR_ITER
     // pushes the value above its iterator. It goes on after the instruction.
+    const resume_point& where = state.resume_at;
     const int base = where.top - where.consumed;
     for (int i = base; i < where.top; ++i) Py_CLEAR(innermost->localsplus[i]);
     innermost->stacktop = base;
@@ -393,11 +406,11 @@ PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFram
         _PyInterpreterFrame* caller = frame->previous;
         bool raising = value == nullptr;
         if (!raising) frame->localsplus[frame->stacktop++] = value;
-        *in_place_frame = frame;
+        state.running = frame;
         value = run_to_end(ts, root, frame, caller, depth, raising);
         frame = caller;
     }
-    *in_place_frame = nullptr;
+    state.running = nullptr;
     root->current_frame = nullptr;
     return value;
 }

@@ -23,6 +23,17 @@ struct resume_point {
     int resume = 0;
 };
 
+// A tasklet's frames going on in place after its C stack was dropped (frame_resume.cpp).
+struct in_place_state {
+    // While they go on: the frame resume_in_place entered last, the one entry frame of the
+    // chain that no C function called (so the stack may be dropped again). nullptr otherwise.
+    struct _PyInterpreterFrame* running = nullptr;
+    resume_point resume_at;  // where the innermost frame goes on
+    // The innermost frame and instruction can_resume_in_place last accepted.
+    const void* accepted_frame = nullptr;
+    const void* accepted_instr = nullptr;
+};
+
 // Records the hint for the running frame of `ts`, for a vectorcall-style call with `args` and
 // `n` arguments (positional and keyword). Leaves `hint` invalid if `args` is not on that stack.
 void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,

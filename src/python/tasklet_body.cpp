@@ -91,7 +91,7 @@ bool discard_stack(void* payload) noexcept {
     if (!softswitch_enabled) return false;  // hard switching: every tasklet keeps its stack
     // An unpickled tasklet's frames wait for each other on its C stack (run_restored); one whose
     // frames go on in place after a drop can drop its stack again.
-    if (t->restored_body && t->in_place_frame == nullptr) return false;
+    if (t->restored_body && t->in_place.running == nullptr) return false;
     if (!t->in_blocking_call || !t->python_started || t->python_finished || t->is_main ||
         t->stack_discarded || t->func == nullptr || t->kwargs != nullptr || t->args == nullptr ||
         holds_greenlet_state(t))
@@ -109,8 +109,7 @@ bool discard_stack(void* payload) noexcept {
         // A bound method's call passes its arguments through a small array on the C stack.
         if (PyMethod_Check(func) && PyTuple_GET_SIZE(t->args) <= 4)
             func = PyMethod_GET_FUNCTION(func);
-        if (!can_resume_in_place(innermost, t->hint, func, t->in_place_frame, &t->resume_at))
-            return false;
+        if (!can_resume_in_place(innermost, t->hint, func, t->in_place)) return false;
     }
     t->stack_discarded = true;
     return true;
@@ -229,8 +228,8 @@ void resume_without_stack(py_tasklet* self) {
         value = resume_value(self, self->blocked_op);
     }
     flush_released();
-    PyObject* result = resume_in_place(ts, &root, self->saved.current_frame, self->resume_at,
-                                       value, &self->in_place_frame);
+    PyObject* result =
+        resume_in_place(ts, &root, self->saved.current_frame, self->in_place, value);
     finish_body(self, ts, result);
 }
 
