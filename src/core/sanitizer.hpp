@@ -45,6 +45,17 @@ __attribute__((noinline)) inline void unpoison_for_valgrind(void* p, std::size_t
 #endif
 }
 
+// Asked once: a fresh stack is unpoisoned at every soft switch (scheduler::transfer_slow), and
+// the request's instructions cost a few nanoseconds there even outside valgrind.
+#if STACKLESS_VALGRIND
+inline bool ask_valgrind() noexcept {
+    return RUNNING_ON_VALGRIND != 0;
+}
+inline const bool running_on_valgrind = ask_valgrind();
+#else
+inline constexpr bool running_on_valgrind = false;
+#endif
+
 // Copies stack bytes without instrumentation: another tasklet's frames carry poisoned redzones.
 #if STACKLESS_ASAN
 __attribute__((no_sanitize("address"))) inline void copy_stack(void* dst, const void* src,
@@ -68,7 +79,7 @@ inline void copy_stack(void* dst, const void* src, std::size_t n) noexcept {
     std::memcpy(dst, src, n);
 }
 inline void unpoison(void* p, std::size_t n) noexcept {
-    unpoison_for_valgrind(p, n);
+    if (running_on_valgrind) unpoison_for_valgrind(p, n);
 }
 inline void start_switch(void**, const void*, std::size_t) noexcept {}
 inline void finish_switch(void*, const void**, std::size_t*) noexcept {}

@@ -134,6 +134,7 @@ void stack_pool::restore(tasklet_state* t) noexcept {
 }
 
 void stack_pool::drop_saved(tasklet_state* t) noexcept {
+    if (t->saved == nullptr) return;  // (the common case of a dropped stack: nothing saved)
     std::free(t->saved);
     t->saved = nullptr;
     t->saved_size = 0;
