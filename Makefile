@@ -49,6 +49,7 @@ valgrind: build
 bench: build
 	@BUILD_DIR=$(abspath $(BUILD)) bench/run_native.sh
 	@./stackless bench/python/bench.py
+	@./stackless bench/python/scale.py
 	@./stackless bench/python/floor.py
 
 format:
