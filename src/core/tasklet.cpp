@@ -355,7 +355,7 @@ std::exception_ptr take_pending_exception() noexcept {
     scheduler* s = scheduler::get_if_exists();
     if (s == nullptr) return {};
     tasklet_state* t = s->running();
-    if (!t->function_takes_pending) return {};
+    if (!t->function_takes_pending || !t->pending) return {};
     return std::exchange(t->pending, nullptr);
 }
 

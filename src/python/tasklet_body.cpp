@@ -149,7 +149,8 @@ void raise_python(const std::exception_ptr& pending) noexcept;
 // A tasklet's function begins on a new C stack: it gets its thread's next C-stack serial number
 // (get_thread_info's flag 1 << 30, as Stackless numbers its C stacks).
 void note_new_cstack(py_tasklet* self) noexcept {
-    self->cstack_serial = static_cast<std::uint32_t>(++this_thread_data().cstack_serial);
+    // (A tasklet runs on a thread that has its data: this_thread is set.)
+    self->cstack_serial = static_cast<std::uint32_t>(++this_thread->cstack_serial);
 }
 
 void run_body(py_tasklet* self) {
