@@ -1,6 +1,8 @@
 // The four workloads of ANCHORS.md on Boost.Fiber 1.74: default round-robin scheduler,
 // unbuffered_channel<int>, this_fiber::yield(), and 16 KiB pooled stacks for every fiber.
+#include <cmath>
 #include <memory>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -87,8 +89,87 @@ double memory() {
     return (after - before) / bench::memory_tasklets;
 }
 
+// What the fibers of the scale workloads share with the main fiber (which joins them all).
+bool stop = false;
+long started = 0, yields = 0, received = 0, misordered = 0;
+
+bench::wake_figures wake_k(int k) {
+    channel ch;
+    // As in memory(): the scheduler, the stack pool and the touched array of handles exist
+    // before the baseline.
+    boost::this_fiber::yield();
+    stacks();
+    std::vector<fibers::fiber> all(k);
+
+    const double before = bench::resident_bytes();
+    for (fibers::fiber& f : all) {
+        f = launch([&] {
+            ++started;  // no other fiber runs between this and blocking in pop()
+            int v;
+            for (int expected = 0; ch.pop(v) == fibers::channel_op_status::success; ++expected) {
+                if (v != expected) ++misordered;
+                ++received;
+            }
+        });
+    }
+    while (started < k) boost::this_fiber::yield();
+    const double after = bench::resident_bytes();
+    bench::phase("wake: created, all blocked");
+
+    // push() wakes the first waiting consumer and suspends until it has taken the value; the
+    // consumer makes main ready and runs on until it blocks in pop() again (at the end of the
+    // queue), so each push returns with every consumer blocked.
+    const int rounds = bench::scale_rounds(k);
+    const double ns = bench::time_rounds(
+        bench::scale_figure("wake", k), rounds,
+        [&](int r) {
+            for (int t = 0; t < k; ++t) ch.push(r);
+        },
+        [] { return received; });
+    const int rounds_run = 1 + (std::isnan(ns) ? 0 : bench::scale_runs * rounds);
+    if (received != long(rounds_run) * k || misordered != 0)
+        throw std::runtime_error("wake: a fiber missed a value or got one twice");
+
+    ch.close();  // wakes every consumer
+    for (fibers::fiber& f : all) f.join();
+    bench::phase("wake: ended");
+    return {ns, (after - before) / k};
+}
+
+double schedule_k(int k) {
+    stop = false;
+    started = yields = 0;
+    std::vector<fibers::fiber> all;
+    all.reserve(k);
+    for (int t = 0; t < k; ++t) {
+        all.push_back(launch([] {
+            ++started;
+            while (!stop) {
+                boost::this_fiber::yield();
+                ++yields;
+            }
+        }));
+    }
+    while (started < k) boost::this_fiber::yield();
+    bench::phase("schedule: created, all started");
+
+    const double ns = bench::time_rounds(
+        bench::scale_figure("schedule", k), bench::scale_rounds(k),
+        [](int) {
+            boost::this_fiber::yield();
+            ++yields;
+        },
+        [] { return yields; });
+
+    stop = true;
+    for (fibers::fiber& f : all) f.join();
+    bench::phase("schedule: ended");
+    return ns;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    return bench::run_main(argc, argv, {"boost_fiber", pingpong, schedule, spawn_run, memory});
+    return bench::run_main(
+        argc, argv, {"boost_fiber", pingpong, schedule, spawn_run, memory, wake_k, schedule_k});
 }

@@ -4,9 +4,17 @@
 # already be built in $BUILD_DIR/bench. It is a report: it exits 0 even when a goal is missed.
 #
 #   BUILD_DIR=/work/main/build/release bench/run_native.sh
+#   SCALE_KS="10 100" BUILD_DIR=... bench/run_native.sh   (the scale part at these k only)
 #
 # Output: the programs' lines `cpp <system> <figure> <value>`, then
 # `cpp ours/boost_fiber <figure> <ratio>` and `cpp goal <figure> <ratio> <= <limit> met|MISSED`.
+# Then the scale part (workloads defined at the top of bench/harness.hpp): for each k of SCALE_KS
+# (default 10 100 1000 10000 100000 1000000) each program's `--scale k` lines, then
+# `cpp goal schedule_k<k>_ns <ours> <= <limit> met|MISSED` with limit 0.5 x the lower of Boost's
+# and Go's figures at that k, the same for wake_k<k>_ns, and `cpp goal bytes_k1000000 <ours> <=
+# 1073.7 met|MISSED` (1 GiB per million tasklets). A side-by-side table of the scale figures and
+# the time the scale part took go to stderr. The scale part takes about 3 minutes on this
+# project's 2-core machine; at k = 1,000,000 Boost needs about 12 GB of memory and Go about 3 GB.
 set -uo pipefail
 
 BUILD_DIR=${BUILD_DIR:-/work/main/build/release}
@@ -69,4 +77,70 @@ awk '
         }
     }
 ' "$results"
+
+# The scale part: one fresh process per program and k (so that no k's pools and heap hide in
+# another's baseline); the order of the systems rotates with k, so that slow drifts of a shared
+# machine hit them alike.
+read -r -a ks <<<"${SCALE_KS:-10 100 1000 10000 100000 1000000}"
+scale_results=$(mktemp)
+trap 'rm -f "$results" "$scale_results"' EXIT
+scale_start=$SECONDS
+for i in "${!ks[@]}"; do
+    k=${ks[i]}
+    for j in "${!programs[@]}"; do
+        program=${programs[(i + j) % ${#programs[@]}]}
+        "$program" --scale "$k" | tee -a "$scale_results"
+        status=${PIPESTATUS[0]}
+        if ((status > 128)); then
+            why="killed by signal $((status - 128))"
+            ((status == 137)) && why+=" (SIGKILL: out of memory?)"
+            note "$(basename "$program") --scale $k was $why; its figures at this k are missing"
+        elif ((status != 0)); then
+            note "$(basename "$program") --scale $k exited with status $status"
+        fi
+    done
+done
+note "the scale part took $((SECONDS - scale_start)) s"
+
+awk -v ks="${ks[*]}" '
+    { value[$2 " " $3] = $4 }
+    function shown(sys, f) { return (sys " " f) in value ? value[sys " " f] : "-" }
+    # Goal: ours <= 0.5 x the lower of the other systems at that k (those that were measured).
+    function versus_others(f,    best, limit, s, n, other) {
+        n = split("boost_fiber go", other, " ")
+        best = ""
+        for (s = 1; s <= n; s++)
+            if ((other[s] " " f) in value && (best == "" || value[other[s] " " f] + 0 < best + 0))
+                best = value[other[s] " " f]
+        if (best == "") print "run_native: no figure of Boost or Go for " f > "/dev/stderr"
+        limit = best == "" ? "n/a" : sprintf("%.1f", 0.5 * best)
+        goal(f, limit)
+    }
+    # The printed (rounded) values are the ones compared, so each line agrees with itself.
+    function goal(f, limit,    verdict) {
+        verdict = ("ours " f) in value && limit != "n/a" && value["ours " f] + 0 <= limit + 0
+        print "cpp goal " f " " shown("ours", f) " <= " limit " " (verdict ? "met" : "MISSED")
+    }
+    END {
+        n = split(ks, k, " ")
+        printf "%-8s %27s %27s %27s\n", "", "schedule ns/switch", "wake ns/wake", \
+               "bytes/blocked tasklet" > "/dev/stderr"
+        printf "%-8s", "k" > "/dev/stderr"
+        for (c = 0; c < 3; c++) printf " %8s %9s %8s", "ours", "boost", "go" > "/dev/stderr"
+        printf "\n" > "/dev/stderr"
+        for (i = 1; i <= n; i++) {
+            printf "%-8s", k[i] > "/dev/stderr"
+            split("schedule_k" k[i] "_ns wake_k" k[i] "_ns bytes_k" k[i], f, " ")
+            for (c = 1; c <= 3; c++)
+                printf " %8s %9s %8s", shown("ours", f[c]), shown("boost_fiber", f[c]),
+                       shown("go", f[c]) > "/dev/stderr"
+            printf "\n" > "/dev/stderr"
+        }
+        for (i = 1; i <= n; i++) {
+            versus_others("schedule_k" k[i] "_ns")
+            versus_others("wake_k" k[i] "_ns")
+        }
+        for (i = 1; i <= n; i++) if (k[i] == 1000000) goal("bytes_k1000000", "1073.7")
+    }
+' "$scale_results"
 exit 0
