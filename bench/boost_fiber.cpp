@@ -126,7 +126,7 @@ bench::wake_figures wake_k(int k) {
             for (int t = 0; t < k; ++t) ch.push(r);
         },
         [] { return received; });
-    const int rounds_run = 1 + (std::isnan(ns) ? 0 : bench::scale_runs * rounds);
+    const int rounds_run = 2 + (std::isnan(ns) ? 0 : bench::scale_runs * rounds);
     if (received != long(rounds_run) * k || misordered != 0)
         throw std::runtime_error("wake: a fiber missed a value or got one twice");
 

@@ -93,16 +93,19 @@ inline void phase(std::string_view what) {
     std::fprintf(stderr, "%8.3f s %.*s\n", t.count(), static_cast<int>(what.size()), what.data());
 }
 
-// The timed part of a scale workload: round(0) untimed, then `scale_runs` timed runs of
-// `rounds` rounds each (round(1), round(2), ...). `count()` tells how many operations (yields,
+// The timed part of a scale workload: round(0) and round(1) untimed, then `scale_runs` timed
+// runs of `rounds` rounds each (round(2), round(3), ...). `count()` tells how many operations (yields,
 // wakes) have been made so far. Returns the median over the runs of ns per operation counted;
 // NaN, with a note on stderr, if by the untimed round's duration the runs would exceed
 // scale_budget_seconds (and then they do not run). With BENCH_VERBOSE set, every run is also
 // shown on stderr.
 template <class F, class C>
 double time_rounds(const std::string& figure, int rounds, F round, C count) {
-    const double untimed = elapsed_ns([&] { round(0); });
-    phase(figure + ": untimed round");
+    // Two untimed rounds: the first pays for first starts (pages, pools), so the budget is
+    // judged from the second.
+    round(0);
+    const double untimed = elapsed_ns([&] { round(1); });
+    phase(figure + ": untimed rounds");
     if (untimed * rounds * scale_runs > scale_budget_seconds * 1e9) {
         std::fprintf(stderr,
                      "%.*s %s: not measured: the untimed round took %.1f s, so %d timed runs of "
@@ -112,7 +115,7 @@ double time_rounds(const std::string& figure, int rounds, F round, C count) {
         return std::nan("");
     }
     std::array<double, scale_runs> ns{};
-    int next = 1;
+    int next = 2;
     for (double& x : ns) {
         const long before = count();
         const double elapsed = elapsed_ns([&] {

@@ -2,6 +2,7 @@
 // Channels are handles: the tasklets capture them by value, so no tasklet refers to a local of
 // main (or to another tasklet's stack).
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 
 #include <stackless/stackless.hpp>
@@ -83,16 +84,22 @@ bench::wake_figures wake_k(int k) {
     bench::phase("wake: created, all blocked");
     if (ch.balance() != -k) throw std::runtime_error("wake: not every tasklet is blocked");
 
-    // With the default preference each send switches to its receiver, which runs until it
-    // blocks again (at the end of the channel's queue) and then leaves the next turn to main.
+    // Preference 1, as the Python figure and Go's channels do: the sender keeps running and
+    // each woken receiver joins the run queue; main then lets them run until all block again.
+    // (With the default preference, each send switches to its receiver and back: two switches
+    // per wake, as Boost.Fiber's push makes. docs/scaling.md has both figures.)
+    ch.set_preference(std::getenv("BENCH_WAKE_PREFERENCE") != nullptr
+                          ? std::atoi(std::getenv("BENCH_WAKE_PREFERENCE"))
+                          : 1);
     const int rounds = bench::scale_rounds(k);
     const double ns = bench::time_rounds(
         bench::scale_figure("wake", k), rounds,
         [&](int r) {
             for (int t = 0; t < k; ++t) ch.send(r);
+            stackless::run();
         },
         [] { return received; });
-    const int rounds_run = 1 + (std::isnan(ns) ? 0 : bench::scale_runs * rounds);
+    const int rounds_run = 2 + (std::isnan(ns) ? 0 : bench::scale_runs * rounds);
     if (received != long(rounds_run) * k || misordered != 0 || ch.balance() != -k)
         throw std::runtime_error("wake: a tasklet missed a value or got one twice");
 

@@ -80,7 +80,7 @@ stack_slot* stack_pool::take_free() {
 }
 
 stack_slot* stack_pool::pick_idle(const stack_slot* avoid) noexcept {
-    const std::size_t n = slots_.size();
+    const std::size_t n = slots_.size() < overflow_window ? slots_.size() : overflow_window;
     for (std::size_t tries = 0; tries < idle_probes && tries < n; ++tries) {
         stack_slot* s = slots_[idle_hand_];
         idle_hand_ = idle_hand_ + 1 == n ? 0 : idle_hand_ + 1;
