@@ -94,9 +94,9 @@ inline void phase(std::string_view what) {
 }
 
 // The timed part of a scale workload: round(0) and round(1) untimed, then `scale_runs` timed
-// runs of `rounds` rounds each (round(2), round(3), ...). `count()` tells how many operations (yields,
-// wakes) have been made so far. Returns the median over the runs of ns per operation counted;
-// NaN, with a note on stderr, if by the untimed round's duration the runs would exceed
+// runs of `rounds` rounds each (round(2), round(3), ...). `count()` tells how many operations
+// (yields, wakes) have been made so far. Returns the median over the runs of ns per operation
+// counted; NaN, with a note on stderr, if by the untimed round's duration the runs would exceed
 // scale_budget_seconds (and then they do not run). With BENCH_VERBOSE set, every run is also
 // shown on stderr.
 template <class F, class C>

@@ -111,9 +111,9 @@ struct py_tasklet {
     interp_state saved;     // its interpreter state while switched out
     _PyErr_StackItem exc_base;
     _PyStackChunk* root_chunk;
-    stack_hint hint;     // its innermost frame's value stack at its last blocking call
+    stack_hint hint;          // its innermost frame's value stack at its last blocking call
     in_place_state in_place;  // its frames going on without the C stack they had
-    restore_plan* plan;  // unpickled frames it resumes when it first runs (owned)
+    restore_plan* plan;       // unpickled frames it resumes when it first runs (owned)
     // The channel an unpickled tasklet was queued on, until it runs: what its pending call held
     // (the channel may be referenced by nothing else; then both are garbage together).
     PyObject* waiting_on;

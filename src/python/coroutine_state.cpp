@@ -78,8 +78,8 @@ int check_layouts() {
         // (Its hooks marked initialised: making the awaitables must call no firstiter hook.)
         as_agen(ag)->ag_hooks_inited = 1;
         asend_obj = PyObject_CallMethod(ag, "asend", "i", 7);
-        athrow_obj = asend_obj != nullptr ? PyObject_CallMethod(ag, "athrow", "O", PyExc_KeyError)
-                                          : nullptr;
+        athrow_obj =
+            asend_obj != nullptr ? PyObject_CallMethod(ag, "athrow", "O", PyExc_KeyError) : nullptr;
         ok = athrow_obj != nullptr;
     }
     if (ok) {
@@ -167,7 +167,8 @@ PyObject* mod_agen_set_hooks(PyObject*, PyObject* args) {
         Py_CLEAR(g->ag_origin_or_finalizer);
     } else if (m == "keep") {
         g->ag_hooks_inited = 1;
-        Py_XSETREF(g->ag_origin_or_finalizer, finalizer != Py_None ? Py_NewRef(finalizer) : nullptr);
+        Py_XSETREF(g->ag_origin_or_finalizer,
+                   finalizer != Py_None ? Py_NewRef(finalizer) : nullptr);
     } else if (m == "now") {
         g->ag_hooks_inited = 1;
         PyThreadState* ts = PyThreadState_Get();
@@ -263,7 +264,8 @@ PyObject* mod_athrow_new(PyObject*, PyObject* args) {
     }
     PyObject* empty = has_args ? nullptr : PyTuple_New(0);
     if (!has_args && empty == nullptr) return nullptr;
-    PyObject* o = call_without_hooks(ag, has_args ? "athrow" : "aclose", has_args ? throw_args : empty);
+    PyObject* o =
+        call_without_hooks(ag, has_args ? "athrow" : "aclose", has_args ? throw_args : empty);
     Py_XDECREF(empty);
     if (o == nullptr) return nullptr;
     if (!Py_IS_TYPE(o, &_PyAsyncGenAThrow_Type)) {

@@ -102,7 +102,7 @@ struct restore_plan {
     PyObject* source = nullptr;     // the pickled frames, to pickle the tasklet again unchanged
     // Why the frames cannot resume (a str: they had C state when pickled); nullptr if they can.
     PyObject* invalid = nullptr;
-    std::size_t chunk_bytes = 0;    // frame memory the frames need
+    std::size_t chunk_bytes = 0;  // frame memory the frames need
     ~restore_plan();
 };
 

@@ -14,8 +14,7 @@ PyObject* original_dumps = nullptr;  // _pickle.dumps
 PyObject* by_value_dumps = nullptr;  // _stackless_pickle._dumps_by_value
 PyObject* pickling_error = nullptr;  // pickle.PicklingError
 
-PyObject* mod_pickle_dumps(PyObject*, PyObject* const* args, Py_ssize_t nargsf,
-                           PyObject* kwnames) {
+PyObject* mod_pickle_dumps(PyObject*, PyObject* const* args, Py_ssize_t nargsf, PyObject* kwnames) {
     PyObject* r = PyObject_Vectorcall(original_dumps, args, nargsf, kwnames);
     if (r != nullptr) return r;
     // "Can't pickle <function ...>: it's not found as ..." (PicklingError) or "Can't pickle
@@ -54,8 +53,8 @@ int install_pickle_dumps(PyObject* helper_module) {
     pickling_error = PyObject_GetAttrString(pickle, "PicklingError");
     by_value_dumps = PyObject_GetAttrString(helper_module, "_dumps_by_value");
     PyObject* module_name = PyUnicode_FromString("pickle");
-    PyObject* dumps = module_name != nullptr ? PyCFunction_NewEx(&dumps_def, nullptr, module_name)
-                                             : nullptr;
+    PyObject* dumps =
+        module_name != nullptr ? PyCFunction_NewEx(&dumps_def, nullptr, module_name) : nullptr;
     Py_XDECREF(module_name);
     int r = original_dumps != nullptr && pickling_error != nullptr && by_value_dumps != nullptr &&
                     dumps != nullptr
