@@ -117,7 +117,6 @@ struct py_tasklet {
     // The channel an unpickled tasklet was queued on, until it runs: what its pending call held
     // (the channel may be referenced by nothing else; then both are garbage together).
     PyObject* waiting_on;
-    unsigned long thread_ident;
     void* thread;          // the binding's data of its thread, to check the thread without a call
     bool self_ref;         // holds a reference to itself while scheduled
     bool python_started;   // its interpreter state lives in `saved` or in the thread state

@@ -357,18 +357,18 @@ int prepare_iteration_analysis(PyObject* code, PyObject* slot_kinds) {
     return code_cache(reinterpret_cast<PyCodeObject*>(code), slot_kinds) != nullptr ? 0 : -1;
 }
 
-bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint, PyObject* func,
+bool can_resume_in_place(_PyInterpreterFrame* innermost, stack_hint& hint, PyObject* func,
                          in_place_state& state) {
     if (innermost == nullptr) return true;  // the operation was the tasklet's function itself
     if (hint.frame != innermost || hint.instr != innermost->prev_instr) return false;
-    if (innermost == state.running && innermost == state.accepted_frame &&
-        hint.instr == state.accepted_instr)
+    if (innermost == state.running && hint.accepted)
         // A loop that blocks at the same call again, in the frame its frames went on from last
         // time: that frame has not returned since (the resume would have gone on to its caller)
-        // and so neither have its callers: they are the frames accepted last time.
+        // and so neither have its callers: they are the frames accepted last time, and
+        // state.resume and consumed still hold.
         return true;
-    resume_point where;
-    if (!blocked_at(innermost, hint, &where.top, &where.consumed, &where.resume)) return false;
+    int top, consumed, resume;
+    if (!blocked_at(innermost, hint, &top, &consumed, &resume)) return false;
     _PyInterpreterFrame* f = innermost;
     for (; f->previous != nullptr; f = f->previous) {
         if (f->owner != FRAME_OWNED_BY_THREAD) return false;  // a generator's
@@ -380,23 +380,24 @@ bool can_resume_in_place(_PyInterpreterFrame* innermost, const stack_hint& hint,
           PyFunction_GET_CODE(func) == reinterpret_cast<PyObject*>(f->f_code) &&
           !(f->f_code->co_flags & (CO_GENERATOR | code_flags_not_resumable))))
         return false;
-    state.resume_at = where;
-    state.accepted_frame = innermost;
-    state.accepted_instr = hint.instr;
+    state.resume = resume;
+    state.consumed = consumed;
+    hint.accepted = true;
     return true;
 }
 
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFrame* innermost,
-                          in_place_state& state, PyObject* value) {
+                          const stack_hint& hint, in_place_state& state, PyObject* value) {
     if (innermost == nullptr) return value;
     // The innermost frame: what its evaluation loop does once the operation returns. A call's
     // callable and arguments leave the stack, and the result takes their place; FOR_ITER
     // pushes the value above its iterator. It goes on after the instruction.
-    const resume_point& where = state.resume_at;
-    const int base = where.top - where.consumed;
-    for (int i = base; i < where.top; ++i) Py_CLEAR(innermost->localsplus[i]);
+    // (The entries in use: as blocked_at found them for can_resume_in_place.)
+    const int top = hint.depth >= 0 ? hint.depth : iteration_top(innermost);
+    const int base = top - state.consumed;
+    for (int i = base; i < top; ++i) Py_CLEAR(innermost->localsplus[i]);
     innermost->stacktop = base;
-    innermost->prev_instr = _PyCode_CODE(innermost->f_code) + where.resume - 1;
+    innermost->prev_instr = _PyCode_CODE(innermost->f_code) + state.resume - 1;
     int depth = 0;
     for (_PyInterpreterFrame* f = innermost->previous; f != nullptr; f = f->previous) ++depth;
     // The callers called inline: their stacktop and prev_instr are what RETURN_VALUE expects.

@@ -147,15 +147,17 @@ int waiting_stack_top(struct _PyInterpreterFrame* innermost, const capture_helpe
 // the tasklet's own call of its function. One more entry frame is allowed: state.running,
 // entered by resume_in_place when the frames went on after an earlier drop (the frames outside
 // it wait for it as callers do, so dropping the stack again loses nothing). Reads frames only:
-// safe during a switch. On success, state.resume_at says where the innermost frame goes on.
-bool can_resume_in_place(struct _PyInterpreterFrame* innermost, const struct stack_hint& hint,
+// safe during a switch. On success, state says where the innermost frame goes on, and the hint
+// is marked accepted.
+bool can_resume_in_place(struct _PyInterpreterFrame* innermost, struct stack_hint& hint,
                          PyObject* func, struct in_place_state& state);
 // Resumes them (innermost first) as resume_frames does, the innermost with `value` (owned;
 // nullptr: raise the current exception there); pops each frame as it ends, and keeps
 // state.running on the frame it runs. Returns the outermost frame's result, or `value` itself
 // if there are no frames.
 PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, struct _PyInterpreterFrame* innermost,
-                          struct in_place_state& state, PyObject* value);
+                          const struct stack_hint& hint, struct in_place_state& state,
+                          PyObject* value);
 
 // Makes sure the bytecode analysis of `code` is cached on it (a Python call the first time), so
 // that a tasklet blocked iterating over a channel in that code can drop its stack (the hook

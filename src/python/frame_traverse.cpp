@@ -105,8 +105,12 @@ int learn_call_site_depths(PyObject* call_site_analysis) {
 
 void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
                        stack_hint& hint) noexcept {
+    const void* was_frame = hint.frame;
+    const void* was_instr = hint.instr;
+    const bool was_accepted = hint.accepted;
     _PyInterpreterFrame* frame = ts->cframe->current_frame;
     hint.frame = nullptr;
+    hint.accepted = false;
     if (frame == nullptr) return;
     PyCodeObject* code = frame->f_code;
     PyObject** stack = frame->localsplus + code->co_nlocalsplus;
@@ -116,14 +120,21 @@ void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
     hint.frame = frame;
     hint.instr = frame->prev_instr;
     hint.depth = static_cast<int>(top - frame->localsplus);
+    // (The same frame and instruction: the same depth, and what was accepted there holds.)
+    hint.accepted = was_accepted && hint.frame == was_frame && hint.instr == was_instr;
 }
 
 PyObject* record_iteration_hint(PyThreadState* ts, stack_hint& hint) noexcept {
+    const void* was_frame = hint.frame;
+    const void* was_instr = hint.instr;
+    const bool was_accepted = hint.accepted;
     _PyInterpreterFrame* frame = ts->cframe->current_frame;
     hint.frame = frame;
+    hint.accepted = false;
     if (frame == nullptr) return nullptr;
     hint.instr = frame->prev_instr;
     hint.depth = -1;
+    hint.accepted = was_accepted && frame == was_frame && hint.instr == was_instr;
     return reinterpret_cast<PyObject*>(frame->f_code);
 }
 

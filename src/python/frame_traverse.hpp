@@ -12,26 +12,22 @@ struct stack_hint {
     const void* frame = nullptr;
     const void* instr = nullptr;  // the frame's instruction at the time (the hint's validity)
     int depth = 0;                // entries of localsplus in use
+    // can_resume_in_place accepted the frames blocked at this frame and instruction, and the
+    // hint was recorded at the same place since (the recording functions reset it otherwise).
+    bool accepted = false;
 };
 
-// How the innermost frame of a tasklet blocked in a stackless operation goes on once the
-// operation returns (found by can_resume_in_place, used by resume_in_place): the entries of
-// localsplus in use, how many of them the operation consumes, the instruction it resumes at.
-struct resume_point {
-    int top = 0;
-    int consumed = 0;
-    int resume = 0;
-};
-
-// A tasklet's frames going on in place after its C stack was dropped (frame_resume.cpp).
+// A tasklet's frames going on in place after its C stack was dropped (frame_resume.cpp). Part of
+// every tasklet object: kept to 16 bytes.
 struct in_place_state {
     // While they go on: the frame resume_in_place entered last, the one entry frame of the
     // chain that no C function called (so the stack may be dropped again). nullptr otherwise.
     struct _PyInterpreterFrame* running = nullptr;
-    resume_point resume_at;  // where the innermost frame goes on
-    // The innermost frame and instruction can_resume_in_place last accepted.
-    const void* accepted_frame = nullptr;
-    const void* accepted_instr = nullptr;
+    // Where the innermost frame goes on once the operation returns (can_resume_in_place finds
+    // it, resume_in_place uses it; the entries of localsplus in use come from the hint): the
+    // instruction it resumes at, and how many entries of its value stack the operation consumes.
+    int resume = 0;
+    int consumed = 0;
 };
 
 // Records the hint for the running frame of `ts`, for a vectorcall-style call with `args` and

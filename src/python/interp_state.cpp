@@ -37,7 +37,6 @@ void save_interp_state(PyThreadState* ts, interp_state& into) noexcept {
     into.tracing = ts->tracing;
     into.datastack_chunk = ts->datastack_chunk;
     into.datastack_top = ts->datastack_top;
-    into.datastack_limit = ts->datastack_limit;
     into.exc_info = ts->exc_info;
     into.context = ts->context;  // the reference moves with it
     ts->context = nullptr;
@@ -71,7 +70,12 @@ void install_interp_state(PyThreadState* ts, _PyCFrame* cframe, int recursion_de
     ts->trash_delete_nesting = from.trash_delete_nesting;
     ts->datastack_chunk = from.datastack_chunk;
     ts->datastack_top = from.datastack_top;
-    ts->datastack_limit = from.datastack_limit;
+    // (Not saved: every chunk ends where its size says, as _PyThreadState_PushFrame makes it.)
+    ts->datastack_limit = from.datastack_chunk == nullptr
+                              ? nullptr
+                              : reinterpret_cast<PyObject**>(
+                                    reinterpret_cast<char*>(from.datastack_chunk) +
+                                    from.datastack_chunk->size);
     ts->exc_info = from.exc_info;
     Py_XSETREF(ts->context, from.context);
     from.context = nullptr;

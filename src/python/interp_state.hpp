@@ -18,7 +18,6 @@ struct interp_state {
     int tracing = 0;  // > 0 inside a trace or profile function
     _PyStackChunk* datastack_chunk = nullptr;
     PyObject** datastack_top = nullptr;
-    PyObject** datastack_limit = nullptr;
     _PyErr_StackItem* exc_info = nullptr;  // top of the tasklet's exception stack
     PyObject* context = nullptr;           // owned
     // Trace and profile functions are per tasklet, as in Stackless (sys.settrace in a tasklet

@@ -120,7 +120,7 @@ PyObject* get_is_main(PyObject* o, void*) {
 PyObject* get_thread_id(PyObject* o, void*) {
     py_tasklet* t = as_tasklet(o);
     if (of_ended_thread(t)) return PyLong_FromLong(-1);  // as Stackless reports
-    return PyLong_FromUnsignedLong(t->thread_ident);
+    return PyLong_FromUnsignedLong(static_cast<const thread_data*>(t->thread)->ident);
 }
 // Stackless's nesting level: how many C-level calls of the interpreter in the tasklet hold state
 // that a pickle cannot rebuild (calls through C functions other than those pickling resumes:

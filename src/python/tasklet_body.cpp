@@ -229,7 +229,8 @@ void resume_without_stack(py_tasklet* self) {
         value = resume_value(self, self->blocked_op);
     }
     flush_released();
-    PyObject* result = resume_in_place(ts, &root, self->saved.current_frame, self->in_place, value);
+    PyObject* result =
+        resume_in_place(ts, &root, self->saved.current_frame, self->hint, self->in_place, value);
     finish_body(self, ts, result);
 }
 

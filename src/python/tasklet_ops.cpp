@@ -376,7 +376,6 @@ PyObject* tasklet_bind_thread(PyObject* o, PyObject* args) {
         return raise_from_cxx();
     }
     self->tstate = target->main_object->tstate;
-    self->thread_ident = target->ident;
     self->thread = target;
     ++target->objects;
     release_thread_data(from);

@@ -29,7 +29,6 @@ PyObject* tasklet_new(PyTypeObject* type, PyObject*, PyObject*) {
         return raise_from_cxx();
     }
     t->tstate = PyThreadState_Get();
-    t->thread_ident = this_thread->ident;
     t->thread = this_thread;
     ++this_thread->objects;
     t->core.set_hooks(&tasklet_switch_hooks, t);

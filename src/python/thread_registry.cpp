@@ -67,7 +67,6 @@ py_tasklet* thread_main() {
         return nullptr;
     }
     t->tstate = PyThreadState_Get();
-    t->thread_ident = PyThread_get_thread_ident();
     t->thread = &d;
     ++d.objects;
     t->python_started = true;
