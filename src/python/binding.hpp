@@ -91,6 +91,10 @@ struct thread_data {
     // What get_thread_info(id, 1 << 30) reports as Stackless does (module.cpp): the C stacks its
     // tasklets have begun so far (Stackless's serial).
     std::uint64_t cstack_serial = 0;
+    // schedule() records its call site (note_blocking_call) once a tasklet switched out by it
+    // could not drop its stack for want of one: until stacks run short, a thread's schedule()
+    // calls do not pay for it.
+    bool schedule_hints = false;
     // Tasklet objects whose `thread` points here (the main one included). The data is freed
     // once its thread has ended and the last of them is gone, so that a pointer comparison with
     // `this_thread` never meets a freed (and possibly reused) address.

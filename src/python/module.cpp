@@ -191,8 +191,13 @@ PyObject* schedule_impl(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnam
     if (self == nullptr) return nullptr;
     // Where the frame's value stack ends: a tasklet paused by schedule_remove() may become
     // garbage (the collector then sees its stack), and either may go on without its C stack
-    // (discard_stack).
-    note_blocking_call(args, nargs + nkw, resume_op::tempval);
+    // (discard_stack), schedule() once this thread's stacks ran short (schedule_hints).
+    if (remove || this_thread->schedule_hints) {
+        note_blocking_call(args, nargs + nkw, resume_op::tempval);
+    } else {
+        self->in_blocking_call = true;  // (an older hint of this call site is as good)
+        self->blocked_op = resume_op::tempval;
+    }
     if (switch_trap_level() > 0) [[unlikely]] {
         bool alone = stackless::getruncount() <= 1;
         if (!(alone && (!remove || self->is_main)) && refuse_if_trapped() < 0) return nullptr;

@@ -109,7 +109,11 @@ bool discard_stack(void* payload) noexcept {
         // A bound method's call passes its arguments through a small array on the C stack.
         if (PyMethod_Check(func) && PyTuple_GET_SIZE(t->args) <= 4)
             func = PyMethod_GET_FUNCTION(func);
-        if (!can_resume_in_place(innermost, t->hint, func, t->in_place)) return false;
+        if (!can_resume_in_place(innermost, t->hint, func, t->in_place)) {
+            // Stacks run short here: schedule() records its call sites from now on.
+            if (t->blocked_op == resume_op::tempval) this_thread->schedule_hints = true;
+            return false;
+        }
     }
     t->stack_discarded = true;
     return true;
