@@ -54,6 +54,11 @@ struct scheduler_config {
     // More slots are mapped, up to this many, when every slot holds a runnable tasklet: copying
     // the stacks of tasklets that take turns would cost more than the slots' resident pages.
     std::size_t max_stack_slots = 4096;
+    // For tasklets that can go on without their stacks (a binding's tasklet_hooks::
+    // discard_stack): runnable ones keep their stacks while no more than this many slots are
+    // mapped; beyond, they take turns on few slots (soft switching, docs/scaling.md). Waiting
+    // ones drop their stacks as soon as all stack_slots are taken. Clamped to max_stack_slots.
+    std::size_t runnable_slots = 4096;
 };
 // Must be called on a thread before its scheduler exists (before any other call above on that
 // thread); raises stackless::error otherwise.

@@ -60,15 +60,15 @@ scheduler& scheduler::create_for_thread() {
 void scheduler::configure(const scheduler_config& config) {
     if (current_scheduler != nullptr)
         throw error("stackless::configure: this thread's scheduler already exists");
-    stack_pool check(config.stack_size, config.stack_slots,
-                     config.max_stack_slots);  // validates the values
+    stack_pool check(config.stack_size, config.stack_slots, config.max_stack_slots,
+                     config.runnable_slots);  // validates the values
     tls_config = config;
 }
 
 scheduler::scheduler(const scheduler_config& config)
     : eh_globals_(eh::thread_globals()),
       thread_id_(next_thread_id.fetch_add(1, std::memory_order_relaxed)),
-      pool_(config.stack_size, config.stack_slots, config.max_stack_slots) {
+      pool_(config.stack_size, config.stack_slots, config.max_stack_slots, config.runnable_slots) {
     main_ = new_state();
     main_->is_main = true;
     main_->state = life::started;
@@ -260,30 +260,7 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
     if (home == nullptr) {
         // First run (or the first since its stack was dropped): give it a slot.
         fcontext_t* save_to = &prev->ctx;
-        stack_slot* s = pool_.take_free();
-        if (s == nullptr && running_slot != nullptr && (prev == dying_ || try_discard(prev))) {
-            // The running tasklet has ended, or goes on without its stack (tasklet_hooks::
-            // discard_stack): its slot, whose memory is in cache, is free as soon as we leave
-            // it. So with more tasklets than slots, tasklets that can do without their stacks
-            // take turns on one stack, as Stackless's soft switching does, and nothing is copied.
-            s = running_slot;
-            save_to = &abandoned_ctx_;
-        }
-        if (s == nullptr) {
-            // A suspended tasklet that can go on without its stack gives up its slot: no copy,
-            // and no slot mapped for a tasklet that needs one only for a moment (a main tasklet
-            // that hands over to tasklets whose stacks were dropped does so at every turn).
-            s = pool_.probe(running_slot, discard_probes,
-                            [this](stack_slot* slot) { return try_discard(slot->owner); });
-        }
-        if (s == nullptr) {
-            // Save the stack of a tasklet that waits (blocked or paused); if every slot holds
-            // a runnable one, they take turns, so another slot beats copying at every turn.
-            s = pool_.pick_idle(running_slot);
-            if (s == nullptr) s = pool_.map_extra();
-            if (s == nullptr) s = pool_.pick_overflow(running_slot);
-            if (s->owner != nullptr) evict(s->owner);
-        }
+        stack_slot* s = slot_for_fresh_stack(prev, &save_to);
         s->owner = next;
         next->slot = s;
         next->resident = true;
@@ -314,6 +291,45 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
         }
         jump(&prev->ctx, helper_ctx_, fresh, helper_stack_, helper_stack_size_);
     }
+}
+
+stack_slot* scheduler::slot_for_fresh_stack(tasklet_state* prev, fcontext_t** save_to) {
+    stack_slot* running_slot = prev->slot;
+    // The running tasklet's own slot, when it has ended or goes on without its stack
+    // (tasklet_hooks::discard_stack): its memory is in cache, and it is free as soon as we leave
+    // it. So with more tasklets than slots, tasklets that can do without their stacks take
+    // turns on one stack, as Stackless's soft switching does, and nothing is copied.
+    auto own_slot = [&] {
+        *save_to = &abandoned_ctx_;
+        return running_slot;
+    };
+    if (stack_slot* s = pool_.take_free()) return s;
+    const bool prev_waits = prev->where != place::ring;
+    if (running_slot != nullptr && (prev == dying_ || (prev_waits && try_discard(prev))))
+        return own_slot();
+    // Tasklets that wait (blocked or paused) give up their slots first: a suspended one that
+    // can go on without its stack, found by a short probe (a main tasklet that hands over to
+    // tasklets whose stacks were dropped needs a slot at every turn), or else one whose stack
+    // is saved.
+    auto drop_waiting = [this](stack_slot* slot) {
+        return slot->owner->where != place::ring && try_discard(slot->owner);
+    };
+    if (stack_slot* s = pool_.probe(running_slot, discard_probes, drop_waiting)) return s;
+    if (stack_slot* s = pool_.pick_idle(running_slot)) {
+        evict(s->owner);
+        return s;
+    }
+    // Every slot holds a runnable tasklet: they take turns, so another slot beats copying or
+    // restarting them at every turn, up to runnable_slots; beyond, runnable tasklets that can
+    // go on without their stacks do.
+    if (stack_slot* s = pool_.map_for_runnable()) return s;
+    if (running_slot != nullptr && !prev_waits && try_discard(prev)) return own_slot();
+    auto drop_any = [this](stack_slot* slot) { return try_discard(slot->owner); };
+    if (stack_slot* s = pool_.probe(running_slot, discard_probes, drop_any)) return s;
+    if (stack_slot* s = pool_.map_extra()) return s;
+    stack_slot* s = pool_.pick_overflow(running_slot);
+    if (s->owner != nullptr) evict(s->owner);
+    return s;
 }
 
 ctx::transfer_t scheduler::resume_by_return(ctx::transfer_t t) {

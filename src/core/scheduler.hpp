@@ -195,6 +195,9 @@ class scheduler {
     void make_resident_from_helper(tasklet_state* next);
     void evict(tasklet_state* occupant);
     bool try_discard(tasklet_state* t) noexcept;
+    // A slot for a tasklet that needs a fresh stack, switched to from `prev` (docs/design.md
+    // gives the order); *save_to is redirected when it is prev's own, left for good.
+    stack_slot* slot_for_fresh_stack(tasklet_state* prev, fcontext_t** save_to);
     static constexpr std::size_t discard_probes = 4;
     [[noreturn]] void end_running(std::exception_ptr escaped);
 

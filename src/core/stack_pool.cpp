@@ -21,9 +21,11 @@ struct mapped_slot : stack_slot {
 
 }  // namespace
 
-stack_pool::stack_pool(std::size_t stack_size, std::size_t slot_count, std::size_t max_slots)
+stack_pool::stack_pool(std::size_t stack_size, std::size_t slot_count, std::size_t max_slots,
+                       std::size_t runnable_slots)
     : slot_limit_(slot_count),
       slot_max_(max_slots),
+      runnable_max_(runnable_slots < max_slots ? runnable_slots : max_slots),
       page_(static_cast<std::size_t>(sysconf(_SC_PAGESIZE))) {
     if (slot_count < 2) throw error("stack_slots must be at least 2");
     if (max_slots < slot_count) throw error("max_stack_slots must be at least stack_slots");

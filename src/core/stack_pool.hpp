@@ -21,7 +21,8 @@ struct stack_slot {
 
 class stack_pool {
   public:
-    stack_pool(std::size_t stack_size, std::size_t slot_count, std::size_t max_slots);
+    stack_pool(std::size_t stack_size, std::size_t slot_count, std::size_t max_slots,
+               std::size_t runnable_slots);
     ~stack_pool();
     stack_pool(const stack_pool&) = delete;
     stack_pool& operator=(const stack_pool&) = delete;
@@ -65,6 +66,8 @@ class stack_pool {
     static constexpr std::size_t overflow_window = 16;
     // A new slot beyond the initial count, or nullptr at the maximum.
     stack_slot* map_extra();
+    // The same, but only while fewer than runnable_slots are mapped.
+    stack_slot* map_for_runnable() { return slots_.size() < runnable_max_ ? map_extra() : nullptr; }
 
     // Copies the owner's used stack [ctx, top) to the heap and frees the slot. The buffer is
     // kept across restores and reused when large enough.
@@ -80,6 +83,7 @@ class stack_pool {
     std::size_t stack_size_;
     std::size_t slot_limit_;
     std::size_t slot_max_;
+    std::size_t runnable_max_;
     std::size_t page_;
     std::vector<stack_slot*> slots_;
     std::vector<stack_slot*> free_;

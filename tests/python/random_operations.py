@@ -1,7 +1,7 @@
 """Random sequences of tasklet and channel operations, from a seed (argv[1]): tasklets that send,
 receive, schedule, kill, insert, switch, close channels and change their preference while main
 runs (with and without a watchdog timeout), kills, throws into, removes, drops, pickles and
-unpickles them. With 700 tasklets (one seed in three), more block than there are stack slots,
+unpickles them. With 1,500 tasklets (one seed in three), more block than there are stack slots,
 so some drop their C stacks. Run by test_stress.py in subprocesses: the process must end
 normally whatever the sequence, printing "ok SEED"."""
 import random, sys, gc, pickle, stackless
@@ -47,7 +47,7 @@ def body(ident, steps):
     finally:
         pass
 
-for i in range(rng.randrange(5, 40) if seed % 3 else 700):
+for i in range(rng.randrange(5, 40) if seed % 3 else 1500):
     tasklets.append(stackless.tasklet(body)(i, rng.randrange(1, 80)))
 
 for _ in range(200):

@@ -441,7 +441,7 @@ def test_threads_waiting_for_another_thread_sleep_rather_than_wake_each_other():
 
 
 def test_tasklets_whose_stacks_were_dropped_are_woken_by_another_thread():
-    # More blocked tasklets than stack slots (256): most drop their C stacks (docs/
+    # More blocked tasklets than stack slots (1,024): most drop their C stacks (docs/
     # soft-switching.md) and resume their frames in place when another thread wakes them. (In a
     # thread of its own: its scheduler's stack pool goes with it.)
     ch = stackless.channel()
@@ -453,19 +453,19 @@ def test_tasklets_whose_stacks_were_dropped_are_woken_by_another_thread():
         got.append(deeper(i))
 
     def receiving_thread():
-        mine = [stackless.tasklet(receiver)(i) for i in range(600)]
+        mine = [stackless.tasklet(receiver)(i) for i in range(1500)]
         stackless.run()
         dropped.append(stackless._stats()["stacks_discarded"])
         while any(t.alive for t in mine):
             stackless.run(threadblock=True)
 
     th = in_thread(receiving_thread)
-    wait_for_balance(ch, -600)
-    for i in range(600):
+    wait_for_balance(ch, -1500)
+    for i in range(1500):
         ch.send(i * 10)
     th.join(60)
     assert not th.is_alive()
-    assert sorted(got) == [(i * 10, i) for i in range(600)]
+    assert sorted(got) == [(i * 10, i) for i in range(1500)]
     assert dropped[0] > 0
 
 

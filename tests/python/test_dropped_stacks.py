@@ -1,5 +1,5 @@
 """Blocked tasklets whose C stacks are dropped instead of saved (tasklet_hooks::discard_stack):
-when more tasklets block than there are stack slots (256 in a Python thread), a tasklet blocked
+when more tasklets block than there are stack slots (1,024 in a Python thread), a tasklet blocked
 in a channel operation or schedule_remove() called from plain Python frames goes on from its
 frames alone. These tests block enough of them for that to happen, and check that every one
 resumes with the right value, exception, finally block and traceback."""
@@ -11,7 +11,8 @@ import traceback
 import pytest
 import stackless
 
-COUNT = 700  # well above the 256 stack slots of a Python thread
+SLOTS = 1024  # stack slots of a Python thread
+COUNT = 1500  # well above them
 
 
 def stats():
@@ -38,7 +39,7 @@ def test_blocked_receivers_lose_their_stacks_and_resume_with_their_values():
         stackless.tasklet(nested)(ch, i, out)
     stackless.run()
     assert ch.balance == -COUNT
-    assert stats()["stacks_discarded"] - before >= COUNT - 256
+    assert stats()["stacks_discarded"] - before >= COUNT - SLOTS
     for i in range(COUNT):
         ch.send(1000)
     stackless.run()
@@ -177,7 +178,7 @@ def test_tasklets_iterating_over_a_channel_drop_their_stacks_and_go_on():
     tasklets = [stackless.tasklet(iterating)(ch, i, out) for i in range(COUNT)]
     stackless.run()
     assert ch.balance == -COUNT
-    assert stats()["stacks_discarded"] - before >= COUNT - 256
+    assert stats()["stacks_discarded"] - before >= COUNT - SLOTS
     for round_ in ("a", "stop"):
         for _ in range(COUNT):
             ch.send(round_)
