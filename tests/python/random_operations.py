@@ -1,7 +1,8 @@
 """Random sequences of tasklet and channel operations, from a seed (argv[1]): tasklets that send,
 receive, schedule, kill, insert, switch, close channels and change their preference while main
 runs (with and without a watchdog timeout), kills, throws into, removes, drops, pickles and
-unpickles them. With 1,500 tasklets (one seed in three), more block than there are stack slots,
+unpickles them. With 1,500 tasklets (one seed in three), more block than there are stack slots
+(256) and more run than runnable ones keep their stacks for (1,024),
 so some drop their C stacks. Run by test_stress.py in subprocesses: the process must end
 normally whatever the sequence, printing "ok SEED"."""
 import random, sys, gc, pickle, stackless

@@ -441,7 +441,7 @@ def test_threads_waiting_for_another_thread_sleep_rather_than_wake_each_other():
 
 
 def test_tasklets_whose_stacks_were_dropped_are_woken_by_another_thread():
-    # More blocked tasklets than stack slots (1,024): most drop their C stacks (docs/
+    # More blocked tasklets than stack slots (256): most drop their C stacks (docs/
     # soft-switching.md) and resume their frames in place when another thread wakes them. (In a
     # thread of its own: its scheduler's stack pool goes with it.)
     ch = stackless.channel()

@@ -1,5 +1,5 @@
 """Blocked tasklets whose C stacks are dropped instead of saved (tasklet_hooks::discard_stack):
-when more tasklets block than there are stack slots (1,024 in a Python thread), a tasklet blocked
+when more tasklets block than there are stack slots (256 in a Python thread), a tasklet blocked
 in a channel operation or schedule_remove() called from plain Python frames goes on from its
 frames alone. These tests block enough of them for that to happen, and check that every one
 resumes with the right value, exception, finally block and traceback."""
@@ -11,8 +11,8 @@ import traceback
 import pytest
 import stackless
 
-SLOTS = 1024  # stack slots of a Python thread
-COUNT = 1500  # well above them
+SLOTS = 256  # stack slots of a Python thread (blocked tasklets drop their stacks beyond)
+COUNT = 700  # well above them
 
 
 def stats():
