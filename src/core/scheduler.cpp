@@ -319,12 +319,16 @@ stack_slot* scheduler::slot_for_fresh_stack(tasklet_state* prev, fcontext_t** sa
         evict(s->owner);
         return s;
     }
-    // Every slot holds a runnable tasklet: they take turns, so another slot beats copying or
-    // restarting them at every turn, up to runnable_slots; beyond, runnable tasklets that can
-    // go on without their stacks do.
+    // Every slot holds a runnable tasklet. Tasklets that take turns are better off keeping
+    // their stacks (another slot beats restarting them at every turn), up to runnable_slots;
+    // beyond, runnable tasklets that can go on without their stacks do. But a main tasklet,
+    // which never drops its stack, handing over to tasklets that did (it wakes them) takes a
+    // slot from one of them rather than one more slot at every turn.
+    auto drop_any = [this](stack_slot* slot) { return try_discard(slot->owner); };
+    if (prev->is_main)
+        if (stack_slot* s = pool_.probe(running_slot, discard_probes, drop_any)) return s;
     if (stack_slot* s = pool_.map_for_runnable()) return s;
     if (running_slot != nullptr && !prev_waits && try_discard(prev)) return own_slot();
-    auto drop_any = [this](stack_slot* slot) { return try_discard(slot->owner); };
     if (stack_slot* s = pool_.probe(running_slot, discard_probes, drop_any)) return s;
     if (stack_slot* s = pool_.map_extra()) return s;
     stack_slot* s = pool_.pick_overflow(running_slot);
