@@ -107,6 +107,29 @@ TEST(Stacks, ThousandTaskletsOnFourSlotsKeepTheirLocals) {
     });
 }
 
+// More runnable tasklets than max_stack_slots (24: more than the overflow window of 16 slots
+// that stacks are then copied through): every tasklet's frames come back intact at every turn.
+TEST(Stacks, RunnableTaskletsBeyondTheSlotMaximumKeepTheirLocals) {
+    in_fresh_thread(scheduler_config{64 * 1024, 4, 24}, [] {
+        constexpr int count = 3000, yields = 4;
+        std::vector<int> failures(count, -1);
+        for (int id = 0; id < count; ++id)
+            spawn([&failures](int me) { failures[me] = dive(me, 0, 2 + me % 12, nullptr, yields); },
+                  id);
+        stackless::run();
+        for (int id = 0; id < count; ++id) ASSERT_EQ(failures[id], 0) << "tasklet " << id;
+        scheduler_stats s = stats();
+        EXPECT_EQ(s.slots_mapped, 24u);  // all runnable: slots were added up to the maximum
+        // (all but the tasklets that found a slot at their turn were copied out at every yield)
+        EXPECT_GE(s.stacks_saved, std::uint64_t((count - 24) * yields));
+        EXPECT_EQ(s.stacks_restored, s.stacks_saved);
+        EXPECT_EQ(s.saved_stack_bytes, 0u);
+        EXPECT_EQ(s.stacks_discarded, 0u);
+        EXPECT_EQ(s.live_tasklets, 0u);
+        expect_idle_scheduler();
+    });
+}
+
 TEST(Stacks, LargeStackContentsSurviveSaving) {
     in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [] {
         constexpr int count = 40, yields = 5;
