@@ -1,10 +1,11 @@
 // What AddressSanitizer and valgrind need to be told about our stacks. Empty in normal builds.
 //
 // ASan keeps shadow state per stack address; since a slot's bytes are swapped between tasklets,
-// the shadow of restored frames is stale, so restored regions are unpoisoned (ASan then checks
-// heap accesses fully and stack frames only for what their prologues re-poison). Stack switches
-// are announced with the fiber-switch API so that ASan knows the current stack's bounds when an
-// exception unwinds it.
+// the shadow of restored frames is stale, and so is the shadow below them (a previous occupant's
+// deeper frames, which never returned): a slot is unpoisoned whole when a stack is restored into
+// it (ASan then checks heap accesses fully and stack frames only for what their prologues
+// re-poison). Stack switches are announced with the fiber-switch API so that ASan knows the
+// current stack's bounds when an exception unwinds it.
 #pragma once
 
 #include <cstddef>
