@@ -58,6 +58,11 @@ __attribute__((no_sanitize("address"))) inline void copy_stack(void* dst, const 
 inline void unpoison(void* p, std::size_t n) noexcept {
     ASAN_UNPOISON_MEMORY_REGION(p, n);
 }
+// ASan's shadow only (valgrind is not told anything): for the stack we are running on, and for
+// the part of a slot below a restored stack.
+inline void unpoison_shadow(void* p, std::size_t n) noexcept {
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+}
 inline void start_switch(void** fake, const void* bottom, std::size_t size) noexcept {
     __sanitizer_start_switch_fiber(fake, bottom, size);
 }
@@ -71,6 +76,7 @@ inline void copy_stack(void* dst, const void* src, std::size_t n) noexcept {
 inline void unpoison(void* p, std::size_t n) noexcept {
     unpoison_for_valgrind(p, n);
 }
+inline void unpoison_shadow(void*, std::size_t) noexcept {}
 inline void start_switch(void**, const void*, std::size_t) noexcept {}
 inline void finish_switch(void*, const void**, std::size_t*) noexcept {}
 #endif

@@ -285,7 +285,14 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
             next->state = life::started;
             ++stats_.live_tasklets;
         }
-        sanitizer::unpoison(s->base, size);
+        if (s != running_slot) {
+            sanitizer::unpoison(s->base, size);
+        } else {
+            // We still run on it (our frames go when we leave): valgrind must not be told that
+            // they are undefined (its stack-pointer tracking covers the switch within a stack),
+            // while ASan's redzones of the frames we leave behind must go (see restore).
+            sanitizer::unpoison_shadow(s->base, size);
+        }
         next->ctx = ctx::make_fcontext(s->top, size, &scheduler::tasklet_entry);
         jump(save_to, next->ctx, true, s->base, size);
     } else if (home != running_slot) {

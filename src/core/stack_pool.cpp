@@ -126,11 +126,12 @@ void stack_pool::save(tasklet_state* t) {
 void stack_pool::restore(tasklet_state* t) noexcept {
     stack_slot* s = t->slot;
     unsigned char* sp = s->top - t->saved_size;
-    // The whole slot, not only the restored part: below the restored frames, the shadow left by
-    // a previous occupant's deeper frames (which never returned) is stale too, and the ASan
-    // runtime's own uninstrumented frames there read it (__asan_handle_no_return's sigaltstack
-    // call, when the restored tasklet throws, reported a stack-buffer-overflow).
-    sanitizer::unpoison(s->base, static_cast<std::size_t>(s->top - s->base));
+    sanitizer::unpoison(sp, t->saved_size);
+    // For ASan, below the restored frames too: the shadow left there by a previous occupant's
+    // deeper frames (which never returned) is stale, and the ASan runtime's own uninstrumented
+    // frames read it (__asan_handle_no_return's sigaltstack call, when the restored tasklet
+    // throws, reported a stack-buffer-overflow).
+    sanitizer::unpoison_shadow(s->base, static_cast<std::size_t>(sp - s->base));
     sanitizer::copy_stack(sp, t->saved, t->saved_size);
     t->saved_size = 0;  // the buffer stays for the next save
     t->resident = true;

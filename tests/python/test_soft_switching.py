@@ -26,6 +26,9 @@ import stackless
 
 SLOTS = 256  # stack slots of a Python thread (before more are mapped for runnable tasklets)
 PAGE = os.sysconf("SC_PAGE_SIZE")
+# STACKLESS_TEST_QUICK=1 (scripts/valgrind.sh): the largest scenarios smaller, still well above
+# the slots
+QUICK = os.environ.get("STACKLESS_TEST_QUICK") == "1"
 
 
 def stats():
@@ -1183,8 +1186,9 @@ def test_tasklets_whose_frames_went_on_in_place_are_pickled_killed_and_collected
 # --- preemption ------------------------------------------------------------------------------
 
 def pre_iterations(i, k):
-    # every 50th tasklet computes for a while in its first round: it is interrupted
-    return 300_000 if i % 50 == 0 and k == 0 else 200
+    # every 50th tasklet computes for a while in its first round: it is interrupted (under
+    # valgrind, QUICK, everything takes 50 times longer)
+    return (6_000 if QUICK else 300_000) if i % 50 == 0 and k == 0 else 200
 
 
 def pre_leaf(i, k, acc):
@@ -1540,7 +1544,7 @@ def test_exception_state_survives_drops():
 
 # --- 100,000 tasklets ------------------------------------------------------------------------
 
-HUNDRED_K = 100_000
+HUNDRED_K = 5_000 if QUICK else 100_000
 
 
 def hk_step(value):
@@ -1652,7 +1656,7 @@ def lk_scenario(count):
 
 @in_fresh_thread
 def test_soft_switching_tasklets_do_not_leak():
-    count, reps = 5000, 20
+    count, reps = (1000, 3) if QUICK else (5000, 20)
     for _ in range(2):
         lk_scenario(count)
     gc.collect()
