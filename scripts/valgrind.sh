@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$here/build/release}
 vg=(valgrind -q --error-exitcode=9)
-"${vg[@]}" "$build/tests/cpp/stackless_tests" --gtest_filter='Stacks.*:Channel.*:Lifetime.*' \
+"${vg[@]}" "$build/tests/cpp/stackless_tests" --gtest_filter='Stacks.*:SoftSwitch.*:Channel.*:Lifetime.*' \
     --gtest_brief=1
 export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
