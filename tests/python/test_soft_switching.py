@@ -388,6 +388,31 @@ def test_unreachable_tasklets_dropped_several_times_are_collected_and_unwound():
     assert out == []
 
 
+@in_fresh_thread
+def test_soft_switching_turned_off_while_tasklets_are_without_their_stacks(hard_switching):
+    # Dropped with soft switching on; woken and blocking again with it off (their stacks are
+    # then saved); on again for the last round.
+    stackless.enable_softswitch(True)
+    ch, out, fin = stackless.channel(), [], []
+    ts = [stackless.tasklet(chain_body)(ch, i, out, fin) for i in range(CHAIN_COUNT)]
+    before = stats()
+    stackless.run()
+    dropped = stats_delta(before)["stacks_discarded"]
+    assert dropped >= CHAIN_COUNT - SLOTS
+    passes = 2 * CHAIN_ROUNDS
+    for p in range(passes):
+        stackless.enable_softswitch(p != passes // 2)
+        mid = stats()
+        for k in range(CHAIN_COUNT):
+            ch.send(p * M + k)
+        if p == passes // 2:
+            assert stats_delta(mid)["stacks_discarded"] == 0
+            assert stats_delta(mid)["stacks_saved"] > 0
+    assert out == [chain_expected(i) for i in range(CHAIN_COUNT)]
+    assert set(collections.Counter(fin).values()) == {1}
+    assert not any(t.alive for t in ts)
+
+
 # --- exceptions and kills --------------------------------------------------------------------
 
 EX_COUNT, EX_WARMUPS = 800, 3
@@ -598,6 +623,75 @@ def test_kills_of_tasklets_dropped_several_times(pending):
     if not pending:
         # an immediate kill runs the victim at once: its unwinding comes in kill order
         assert [x for x in log if x[0] == "finally"] == [("finally", i) for i in range(KILL_COUNT)]
+
+
+def bm_leaf(i, remove):
+    return stackless.schedule_remove(i) if remove else stackless.schedule(i)
+
+
+def bm_body(i, remove, out):
+    try:
+        got = bm_mid(i, remove)
+        out.append((i, "returned", got))
+    except KeyError as e:
+        out.append((i, "exploded", e.args, tb_names(e)[-1]))
+
+
+def bm_mid(i, remove):
+    return bm_leaf(i, remove)
+
+
+@pytest.mark.parametrize("remove", [False, True])
+@in_fresh_thread
+def test_a_bomb_in_the_tempval_of_a_soft_switched_tasklet_explodes_in_its_frame(remove):
+    count = 800
+    out = []
+    ts = [stackless.tasklet(bm_body)(i, remove, out) for i in range(count)]
+    before = stats()
+    if remove:
+        stackless.run()  # each pauses in schedule_remove
+    else:
+        stackless.schedule()  # each waits in schedule(), main takes its turn
+    assert stats_delta(before)["stacks_discarded"] >= count - SLOTS - 2
+    for i, t in enumerate(ts):
+        if i % 2:
+            t.tempval = stackless.bomb(KeyError, KeyError(i), None)
+        if remove:
+            t.insert()
+    stackless.run()
+    assert out == [(i, "exploded", (i,), "bm_leaf") if i % 2 else (i, "returned", i)
+                   for i in range(count)]
+
+
+def fb_leaf(ch):
+    return ch.receive()
+
+
+def fb_body(ch, i, out):
+    try:
+        fb_leaf(ch)  # killed here
+    finally:
+        # blocks again while TaskletExit is on its way: dropped here, too
+        out.append((i, "finally got", fb_leaf(ch)))
+
+
+@in_fresh_thread
+def test_a_killed_tasklet_blocks_in_its_finally_block_without_its_stack():
+    count = 800
+    ch, out = stackless.channel(), []
+    ts = [stackless.tasklet(fb_body)(ch, i, out) for i in range(count)]
+    stackless.run()
+    before = stats()
+    for t in ts:
+        t.kill(pending=True)
+    stackless.run()  # each unwinds into its finally block and blocks there
+    assert ch.balance == -count
+    assert all(t.alive and t.blocked for t in ts)
+    for i in range(count):
+        ch.send(("value", i))  # the finally block ends, TaskletExit goes on: the tasklet ends
+    assert stats_delta(before)["stacks_discarded"] >= count - SLOTS
+    assert out == [(i, "finally got", ("value", i)) for i in range(count)]
+    assert not any(t.alive for t in ts)
 
 
 # --- pickling --------------------------------------------------------------------------------
