@@ -1279,34 +1279,40 @@ def test_tasklets_whose_frames_went_on_in_place_are_pickled_killed_and_collected
 
 # --- preemption ------------------------------------------------------------------------------
 
-def pre_iterations(i, k):
-    # every 50th tasklet computes for a while in its first round: it is interrupted (under
-    # valgrind, QUICK, everything takes 50 times longer)
-    return (6_000 if QUICK else 300_000) if i % 50 == 0 and k == 0 else 200
+PRE_LONG = 250 if QUICK else 50  # (under valgrind, each long one waits for a slow interrupt)
 
 
-def pre_leaf(i, k, acc):
-    for n in range(pre_iterations(i, k)):
-        acc = (acc * 31 + n + k) % 1_000_003
+def pre_leaf(i, k, acc, state):
+    if i % PRE_LONG == 0 and k == 0:
+        # every PRE_LONG-th tasklet computes, in its first round, until a timed run() has
+        # returned since it started: until it (or another) was interrupted
+        seen, n = state["interrupts"], 0
+        while state["interrupts"] == seen:
+            acc = (acc * 31 + n + k) % 1_000_003
+            n += 1
+        state["iterations"][i] = n
+    else:
+        for n in range(200):
+            acc = (acc * 31 + n + k) % 1_000_003
     stackless.schedule()
     return acc
 
 
-def pre_mid(i, k, acc):
-    return pre_leaf(i, k, acc)
+def pre_mid(i, k, acc, state):
+    return pre_leaf(i, k, acc, state)
 
 
-def pre_body(i, rounds, results):
+def pre_body(i, rounds, state):
     acc = i
     for k in range(rounds):
-        acc = pre_mid(i, k, acc)
-    results[i] = acc
+        acc = pre_mid(i, k, acc, state)
+    state["results"][i] = acc
 
 
-def pre_expected(i, rounds):
+def pre_expected(i, rounds, iterations):
     acc = i
     for k in range(rounds):
-        for n in range(pre_iterations(i, k)):
+        for n in range(iterations if i % PRE_LONG == 0 and k == 0 else 200):
             acc = (acc * 31 + n + k) % 1_000_003
     return acc
 
@@ -1317,18 +1323,18 @@ def test_run_with_a_timeout_interrupts_tasklets_among_soft_switched_ones():
     # soft-switch. (A budget above half a millisecond: with smaller ones every tasklet is traced
     # to be interrupted, and the tasklets then take slots of their own, up to 4,096, instead.)
     count, rounds = 1000, 8
-    results = {}
-    ts = [stackless.tasklet(pre_body)(i, rounds, results) for i in range(count)]
+    state = {"interrupts": 0, "iterations": {}, "results": {}}
+    ts = [stackless.tasklet(pre_body)(i, rounds, state) for i in range(count)]
     before = stats()
-    interrupted = 0
     while stackless.getruncount() > 1 or any(t.alive and not t.scheduled for t in ts):
         t = stackless.run(100_000)
         if t is not None:
-            interrupted += 1
+            state["interrupts"] += 1
             t.insert()
     delta = stats_delta(before)
-    assert results == {i: pre_expected(i, rounds) for i in range(count)}
-    assert interrupted > 0
+    assert state["results"] == {
+        i: pre_expected(i, rounds, state["iterations"].get(i)) for i in range(count)}
+    assert state["interrupts"] >= count // PRE_LONG  # one at least while each long one computed
     assert delta["stacks_discarded"] >= (rounds - 1) * (count - SLOTS)
 
 
