@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$here/build/release}
 vg=(valgrind -q --error-exitcode=9)
-"${vg[@]}" "$build/tests/cpp/stackless_tests" --gtest_filter='Stacks.*:Channel.*:Lifetime.*' \
+"${vg[@]}" "$build/tests/cpp/stackless_tests" --gtest_filter='Stacks.*:SoftSwitch.*:Channel.*:Lifetime.*' \
     --gtest_brief=1
 export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
@@ -20,6 +20,10 @@ export PYTHONMALLOC=malloc PYTHONPATH="$build/python"
 # Tasklets that drop their C stacks and resume their frames in place.
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
     "$here/tests/python/test_dropped_stacks.py"
+# Soft switching at scale (the next tasklet starts on the stack the running one leaves), its
+# largest scenarios reduced (STACKLESS_TEST_QUICK).
+STACKLESS_TEST_QUICK=1 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+    "$here/tests/python/test_soft_switching.py"
 # Preemption (the watchdog thread, pending calls, the interrupting trace function): two of its
 # tests (the others loop for minutes under valgrind).
 "${vg[@]}" /usr/bin/python3 -m pytest -q -p no:cacheprovider "$here/tests/python/test_watchdog.py" \

@@ -1,10 +1,11 @@
 // What AddressSanitizer and valgrind need to be told about our stacks. Empty in normal builds.
 //
 // ASan keeps shadow state per stack address; since a slot's bytes are swapped between tasklets,
-// the shadow of restored frames is stale, so restored regions are unpoisoned (ASan then checks
-// heap accesses fully and stack frames only for what their prologues re-poison). Stack switches
-// are announced with the fiber-switch API so that ASan knows the current stack's bounds when an
-// exception unwinds it.
+// the shadow of restored frames is stale, and so is the shadow below them (a previous occupant's
+// deeper frames, which never returned): a slot is unpoisoned whole when a stack is restored into
+// it (ASan then checks heap accesses fully and stack frames only for what their prologues
+// re-poison). Stack switches are announced with the fiber-switch API so that ASan knows the
+// current stack's bounds when an exception unwinds it.
 #pragma once
 
 #include <cstddef>
@@ -68,6 +69,11 @@ __attribute__((no_sanitize("address"))) inline void copy_stack(void* dst, const 
 inline void unpoison(void* p, std::size_t n) noexcept {
     ASAN_UNPOISON_MEMORY_REGION(p, n);
 }
+// ASan's shadow only (valgrind is not told anything): for the stack we are running on, and for
+// the part of a slot below a restored stack.
+inline void unpoison_shadow(void* p, std::size_t n) noexcept {
+    ASAN_UNPOISON_MEMORY_REGION(p, n);
+}
 inline void start_switch(void** fake, const void* bottom, std::size_t size) noexcept {
     __sanitizer_start_switch_fiber(fake, bottom, size);
 }
@@ -81,6 +87,7 @@ inline void copy_stack(void* dst, const void* src, std::size_t n) noexcept {
 inline void unpoison(void* p, std::size_t n) noexcept {
     if (running_on_valgrind) unpoison_for_valgrind(p, n);
 }
+inline void unpoison_shadow(void*, std::size_t) noexcept {}
 inline void start_switch(void**, const void*, std::size_t) noexcept {}
 inline void finish_switch(void*, const void**, std::size_t*) noexcept {}
 #endif

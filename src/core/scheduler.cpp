@@ -121,6 +121,7 @@ scheduler::~scheduler() {
     }
     if (helper_stack_ != nullptr) {
         sanitizer::unpoison(helper_stack_, helper_stack_size_);  // (see ~stack_pool)
+        sanitizer::deregister_stack(helper_stack_valgrind_id_);
         munmap(helper_stack_, helper_stack_size_);
     }
     if (current_scheduler == this) {
@@ -268,7 +269,14 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
             next->state = life::started;
             ++stats_.live_tasklets;
         }
-        sanitizer::unpoison(s->base, size);
+        if (s != running_slot) {
+            sanitizer::unpoison(s->base, size);
+        } else {
+            // We still run on it (our frames go when we leave): valgrind must not be told that
+            // they are undefined (its stack-pointer tracking covers the switch within a stack),
+            // while ASan's redzones of the frames we leave behind must go (see restore).
+            sanitizer::unpoison_shadow(s->base, size);
+        }
         next->ctx = ctx::make_fcontext(s->top, size, &scheduler::tasklet_entry);
         jump(save_to, next->ctx, true, s->base, size);
     } else if (home != running_slot) {
@@ -286,6 +294,11 @@ __attribute__((noinline)) void scheduler::transfer_slow(tasklet_state* prev, tas
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
             if (mem == MAP_FAILED) fatal("cannot map the stack-copy helper's stack");
             helper_stack_ = static_cast<unsigned char*>(mem);
+            // (valgrind tells a switch of stacks from a frame by the registered stacks: not
+            // registered, a switch between a slot and this stack, mapped near it, read as a
+            // large frame, and the memory in between was marked undefined or inaccessible)
+            helper_stack_valgrind_id_ =
+                sanitizer::register_stack(helper_stack_, helper_stack_ + helper_stack_size_);
             helper_ctx_ = ctx::make_fcontext(helper_stack_ + helper_stack_size_, helper_stack_size_,
                                              &scheduler::helper_entry);
         }

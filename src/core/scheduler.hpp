@@ -243,6 +243,7 @@ class scheduler {
     // A small stack of its own for copying a stack into the slot we are running on.
     unsigned char* helper_stack_ = nullptr;
     std::size_t helper_stack_size_ = 64 * 1024;
+    unsigned helper_stack_valgrind_id_ = 0;  // (sanitizer::register_stack)
     fcontext_t helper_ctx_ = nullptr;
     // Where the context of a stack left for good is stored (nobody reads it).
     fcontext_t abandoned_ctx_ = nullptr;

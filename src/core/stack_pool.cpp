@@ -129,6 +129,11 @@ void stack_pool::restore(tasklet_state* t) noexcept {
     stack_slot* s = t->slot;
     unsigned char* sp = s->top - t->saved_size;
     sanitizer::unpoison(sp, t->saved_size);
+    // For ASan, below the restored frames too: the shadow left there by a previous occupant's
+    // deeper frames (which never returned) is stale, and the ASan runtime's own uninstrumented
+    // frames read it (__asan_handle_no_return's sigaltstack call, when the restored tasklet
+    // throws, reported a stack-buffer-overflow).
+    sanitizer::unpoison_shadow(s->base, static_cast<std::size_t>(sp - s->base));
     sanitizer::copy_stack(sp, t->saved, t->saved_size);
     t->saved_size = 0;  // the buffer stays for the next save
     t->resident = true;

@@ -177,6 +177,11 @@ int raise_from_cxx_int() noexcept;
 
 // This thread's main tasklet object, created (with the thread's scheduler) on first use.
 py_tasklet* thread_main();
+// The stack configuration of this thread's scheduler (thread_main configures it), and the
+// private _configure_stacks() that changes it before that (-1 with an exception if too late or
+// out of range).
+stackless::scheduler_config this_thread_stack_config() noexcept;
+int configure_this_thread_stacks(std::size_t stack_slots, std::size_t runnable_slots);
 // The Python object of a core tasklet state (every tasklet of a Python thread has one).
 py_tasklet* object_of(const stackless::tasklet& t) noexcept;
 PyObject* new_ref_or_none(const stackless::tasklet& t) noexcept;

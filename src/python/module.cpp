@@ -425,6 +425,21 @@ PyObject* mod_switch_trap(PyObject*, PyObject* delta) {
     return PyLong_FromLong(old);
 }
 
+// _configure_stacks(stack_slots, runnable_slots): the stack slots of this thread's scheduler,
+// before it exists (tests and tuning; docs/scaling.md says what they do).
+PyObject* mod_configure_stacks(PyObject*, PyObject* args) {
+    Py_ssize_t slots, runnable;
+    if (!PyArg_ParseTuple(args, "nn:_configure_stacks", &slots, &runnable)) return nullptr;
+    if (slots < 0 || runnable < 0) {
+        PyErr_SetString(PyExc_ValueError, "stackless._configure_stacks: negative slot count");
+        return nullptr;
+    }
+    if (configure_this_thread_stacks(static_cast<std::size_t>(slots),
+                                     static_cast<std::size_t>(runnable)) < 0)
+        return nullptr;
+    Py_RETURN_NONE;
+}
+
 // The core's counters for this thread (tests and benchmarks): a dict.
 PyObject* mod_stats(PyObject*, PyObject*) {
     if (thread_main() == nullptr) return nullptr;
@@ -630,6 +645,9 @@ PyMethodDef module_methods[] = {
     {"_coro_wrapper_coroutine", mod_coro_wrapper_coroutine, METH_O,
      "pickling: the coroutine of a coroutine_wrapper"},
     {"_stats", mod_stats, METH_NOARGS, "the core scheduler's counters for this thread"},
+    {"_configure_stacks", mod_configure_stacks, METH_VARARGS,
+     "_configure_stacks(stack_slots, runnable_slots): this thread's stack slots, before it "
+     "uses tasklets"},
     {"_atexit", mod_atexit, METH_NOARGS, "kills the main thread's tasklets (interpreter exit)"},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -37,6 +37,37 @@ __attribute__((
     tls_model("initial-exec"))) constinit thread_local std::uint64_t retired_thread_state = 0;
 }  // namespace
 
+namespace {
+// What _configure_stacks() asked for this thread, before its scheduler existed.
+thread_local bool stack_config_given = false;
+thread_local stackless::scheduler_config given_stack_config;
+}  // namespace
+
+stackless::scheduler_config this_thread_stack_config() noexcept {
+    if (stack_config_given) return given_stack_config;
+    return {8 * 1024 * 1024, 256, 4096, 1024};
+}
+
+int configure_this_thread_stacks(std::size_t stack_slots, std::size_t runnable_slots) {
+    if (this_thread != nullptr && this_thread->main_object != nullptr) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "stackless._configure_stacks: this thread has used tasklets already");
+        return -1;
+    }
+    stackless::scheduler_config c = this_thread_stack_config();
+    if (stack_slots < 2 || runnable_slots < stack_slots || runnable_slots > c.max_stack_slots) {
+        PyErr_Format(PyExc_ValueError,
+                     "stackless._configure_stacks: need 2 <= stack_slots <= runnable_slots <= %zu",
+                     c.max_stack_slots);
+        return -1;
+    }
+    c.stack_slots = stack_slots;
+    c.runnable_slots = runnable_slots;
+    given_stack_config = c;
+    stack_config_given = true;
+    return 0;
+}
+
 py_tasklet* thread_main() {
     if (this_thread == nullptr && retired_thread_state != 0 &&
         PyThreadState_GetID(PyThreadState_Get()) == retired_thread_state) [[unlikely]] {
@@ -55,7 +86,7 @@ py_tasklet* thread_main() {
         // slots (soft switching), and blocked ones do so beyond 256. Measured on a quiet machine,
         // the schedule loop per switch: 53 ns hard and 76 soft with 1,000 tasklets, 80 and 82
         // with 2,000, 125 and 85 with 3,000 (docs/scaling.md).
-        stackless::configure({8 * 1024 * 1024, 256, 4096, 1024});
+        stackless::configure(this_thread_stack_config());
     } catch (const stackless::error&) {
         // This thread's scheduler exists already (C++ code used it first): keep its stacks.
     }

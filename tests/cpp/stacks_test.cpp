@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,62 @@ TEST(Stacks, ThousandTaskletsOnFourSlotsKeepTheirLocals) {
         EXPECT_LE(end.slots_mapped, 4u);
         EXPECT_GE(end.stacks_saved, std::uint64_t(2 * count));  // at least twice per tasklet
         EXPECT_EQ(end.stacks_restored, end.stacks_saved);       // every saved stack came back
+        expect_idle_scheduler();
+    });
+}
+
+// More runnable tasklets than max_stack_slots (24: more than the overflow window of 16 slots
+// that stacks are then copied through): every tasklet's frames come back intact at every turn.
+TEST(Stacks, RunnableTaskletsBeyondTheSlotMaximumKeepTheirLocals) {
+    in_fresh_thread(scheduler_config{64 * 1024, 4, 24}, [] {
+        constexpr int count = 3000, yields = 4;
+        std::vector<int> failures(count, -1);
+        for (int id = 0; id < count; ++id)
+            spawn([&failures](int me) { failures[me] = dive(me, 0, 2 + me % 12, nullptr, yields); },
+                  id);
+        stackless::run();
+        for (int id = 0; id < count; ++id) ASSERT_EQ(failures[id], 0) << "tasklet " << id;
+        scheduler_stats s = stats();
+        EXPECT_EQ(s.slots_mapped, 24u);  // all runnable: slots were added up to the maximum
+        // (all but the tasklets that found a slot at their turn were copied out at every yield)
+        EXPECT_GE(s.stacks_saved, std::uint64_t((count - 24) * yields));
+        EXPECT_EQ(s.stacks_restored, s.stacks_saved);
+        EXPECT_EQ(s.saved_stack_bytes, 0u);
+        EXPECT_EQ(s.stacks_discarded, 0u);
+        EXPECT_EQ(s.live_tasklets, 0u);
+        expect_idle_scheduler();
+    });
+}
+
+// Regression (ASan builds): a tasklet switched out where the next one was resident (the fast
+// path: its deepest frame is schedule()'s) had its stack restored into a slot where another
+// tasklet had been switched out in transfer_slow (a frame deeper), whose ASan redzones were left
+// poisoned below the restored frames; the exception the restored tasklet then raised had ASan's
+// __asan_handle_no_return call sigaltstack with a local there, reported as a stack-buffer-
+// overflow. stack_pool::restore now unpoisons the whole slot.
+TEST(Stacks, AnExceptionRaisedOnAStackRestoredAboveADeeperOnesFrames) {
+    in_fresh_thread(scheduler_config{64 * 1024, 2, 2}, [] {
+        std::vector<std::string> log;
+        auto body = [&log](std::string name) {
+            try {
+                schedule();
+                log.push_back(name + " returned");
+            } catch (const std::runtime_error& e) {
+                log.push_back(name + " caught " + e.what());
+            }
+        };
+        // T starts on slot 0 and switches to main, which is resident: the fast path.
+        tasklet t = spawn(body, std::string("T"));
+        schedule();
+        t.remove();
+        spawn(body, std::string("U1"));
+        spawn(body, std::string("U2"));
+        t.raise_exception(std::runtime_error("pending"), true);  // T is queued again, last
+        // U1 starts on slot 1; U2 needs a slot: T's stack is saved, U2 starts on slot 0 and
+        // switches to T in transfer_slow, leaving that frame below where T's frames come back.
+        stackless::run();
+        EXPECT_EQ(log, (std::vector<std::string>{"T caught pending", "U1 returned", "U2 returned"}));
+        EXPECT_GT(stats().stacks_restored, 0u);
         expect_idle_scheduler();
     });
 }
