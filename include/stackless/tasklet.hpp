@@ -36,13 +36,15 @@ struct tasklet_hooks {
     // A killed tasklet whose function returns normally is reported as an error, unless its
     // binding lets it catch tasklet_exit (Python code may catch TaskletExit and carry on).
     bool may_catch_exit = false;
-    // Asked when a suspended tasklet's stack would be copied to the heap to free its slot: true
-    // if the binding can go on without that stack, starting the tasklet's function afresh on a
-    // new stack when it next runs (the CPython binding resumes its Python frames, which live
-    // elsewhere). The stack is then dropped instead of saved, and an exception thrown into the
-    // tasklet before it runs again is left for the function (take_pending_exception). The
-    // tasklet stays started: it is killed at thread exit like the others. Called during a
-    // switch, on the tasklet's thread: it must not switch or run foreign code.
+    // Asked when another tasklet needs a stack and no slot is free, about the tasklet being
+    // switched out (its slot then goes to the next one: soft switching) or a suspended one
+    // (instead of copying its stack to the heap): true if the binding can go on without that
+    // stack, starting the tasklet's function afresh on a new stack when it next runs (the
+    // CPython binding resumes its Python frames, which live elsewhere). The stack is then
+    // dropped, and an exception thrown into the tasklet before it runs again is left for the
+    // function (take_pending_exception). The tasklet stays started: it is killed at thread exit
+    // like the others. Called during a switch, on the tasklet's thread: it must not switch or
+    // run foreign code.
     bool (*discard_stack)(void* payload) noexcept = nullptr;
 };
 
