@@ -157,21 +157,11 @@ def ours(family):
             tasklet(nothing)()
         stackless.run()
 
+    from workers import sleepsort as listing3
+
     def sleepsort():
         numbers = shuffled_numbers()
-
-        def counter(n, ch):
-            for i in range(n):
-                stackless.schedule()
-            ch.send(n)
-
-        ch = stackless.channel()
-        for each in numbers:
-            stackless.tasklet(counter)(each, ch)
-        stackless.run()
-        rlist = []
-        while ch.balance:
-            rlist.append(ch.receive())
+        rlist, ch = listing3(stackless, numbers)
         check(rlist == sorted(numbers), "sleepsort did not sort")
         return ch
 
@@ -497,26 +487,14 @@ WORKERS = {"ours": ours, "greenlet": greenlet_system, "gevent": gevent_system,
 # --- driver ----------------------------------------------------------------------------------
 
 
-def module_search_path(module):
-    """The sys.path entry that `module` was imported from."""
-    spec = module.__spec__
-    if spec.submodule_search_locations:  # a package: its parent directory
-        return os.path.dirname(os.path.dirname(spec.origin))
-    return os.path.dirname(spec.origin)
-
-
 def worker_command(system):
     """The command and environment that run a worker of `system`, or None if it cannot run."""
     env = dict(os.environ)
     if system == "ours":
-        try:
-            import stackless
-        except ImportError as e:
-            note("ours skipped: `import stackless` failed (%s); run this script with the "
-                 "launcher, /work/main/stackless bench/python/bench.py" % e)
+        from workers import environment_for_ours
+        env = environment_for_ours("bench.py", note)
+        if env is None:
             return None
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (module_search_path(stackless), env.get("PYTHONPATH")) if p)
         python = sys.executable
     else:
         python = PEER_PYTHON

@@ -306,22 +306,12 @@ def stackless_sleepsort(system):
     """bench.py's sleepsort (the article's Listing 3), timed the same way."""
     import stackless
 
+    from workers import sleepsort as listing3
+
     def sleepsort():
         numbers = list(range(SLEEPSORT_NUMBERS))
         random.Random(SLEEPSORT_SEED).shuffle(numbers)
-
-        def counter(n, ch):
-            for i in range(n):
-                stackless.schedule()
-            ch.send(n)
-
-        ch = stackless.channel()
-        for each in numbers:
-            stackless.tasklet(counter)(each, ch)
-        stackless.run()
-        rlist = []
-        while ch.balance:
-            rlist.append(ch.receive())
+        rlist, ch = listing3(stackless, numbers)
         check(rlist == sorted(numbers), "sleepsort did not sort")
         return ch
 
@@ -454,27 +444,13 @@ WORKERS = {
 # --- driver (run by the script's interpreter, CPython 3.11) ----------------------------------
 
 
-def module_search_path(module):
-    """The sys.path entry that `module` was imported from."""
-    spec = module.__spec__
-    if spec.submodule_search_locations:  # a package: its parent directory
-        return os.path.dirname(os.path.dirname(spec.origin))
-    return os.path.dirname(spec.origin)
-
-
 def worker_command(system):
     """The interpreter and environment that run a worker of `system`, or None."""
-    env = dict(os.environ)
     if system == "ours":
-        try:
-            import stackless
-        except ImportError as e:
-            note("ours skipped: `import stackless` failed (%s); run this script with the "
-                 "launcher, ./stackless bench/python/scale.py" % e)
-            return None
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (module_search_path(stackless), env.get("PYTHONPATH")) if p)
-        return [sys.executable], env
+        from workers import environment_for_ours
+        env = environment_for_ours("scale.py", note)
+        return None if env is None else ([sys.executable], env)
+    env = dict(os.environ)
     if system == "greenlet":
         python, probe = PEER_PYTHON, "import greenlet"
     else:
