@@ -82,21 +82,16 @@ stack_slot* stack_pool::take_free() {
 }
 
 stack_slot* stack_pool::pick_idle(const stack_slot* avoid) noexcept {
-    const std::size_t n = slots_.size() < overflow_window ? slots_.size() : overflow_window;
-    for (std::size_t tries = 0; tries < idle_probes && tries < n; ++tries) {
-        stack_slot* s = slots_[idle_hand_];
-        idle_hand_ = idle_hand_ + 1 == n ? 0 : idle_hand_ + 1;
-        if (s != avoid && s->owner != nullptr && s->owner->where != place::ring) return s;
-    }
-    return nullptr;
+    return probe_first(idle_hand_, window(), avoid, idle_probes,
+                       [](stack_slot* s) { return s->owner->where != place::ring; });
 }
 
 stack_slot* stack_pool::pick_overflow(const stack_slot* avoid) noexcept {
     // There are at least two slots (the constructor's minimum), so one of two consecutive ones
     // in the window is not `avoid`. One without an owner is free for the taking as it is.
-    const std::size_t window = slots_.size() < overflow_window ? slots_.size() : overflow_window;
+    const std::size_t n = window();
     for (;;) {
-        stack_slot* s = slots_[overflow_hand_ % window];
+        stack_slot* s = slots_[overflow_hand_ % n];
         ++overflow_hand_;
         if (s != avoid) return s;
     }

@@ -41,9 +41,10 @@ class stack_pool {
         }
     }
     // A slot other than `avoid` whose owner waits (is not in the run queue, so will not run
-    // soon), to be saved; nullptr if none was found. Looks at a few slots round-robin, not at
-    // all of them: with thousands of slots all holding runnable tasklets, a full scan per new
-    // tasklet made starting k tasklets cost O(k x slots).
+    // soon), to be saved; nullptr if none was found. Looks at a few slots of the window that
+    // pick_overflow copies through, round-robin, not at all of them: with thousands of slots all
+    // holding runnable tasklets, a full scan per new tasklet made starting k tasklets cost
+    // O(k x slots), and saving stacks through few slots keeps their memory in cache.
     stack_slot* pick_idle(const stack_slot* avoid) noexcept;
     // A slot other than `avoid` to be saved when every slot is taken and no more may be mapped:
     // from a small window of slots, round-robin. Once tasklets outnumber the slots, a switch
@@ -54,13 +55,7 @@ class stack_pool {
     // owner it can drop without copying (scheduler::try_discard).
     template <class F>
     stack_slot* probe(const stack_slot* avoid, std::size_t probes, F&& take) {
-        const std::size_t n = slots_.size();
-        for (std::size_t tries = 0; tries < probes && tries < n; ++tries) {
-            stack_slot* s = slots_[probe_hand_];
-            probe_hand_ = probe_hand_ + 1 == n ? 0 : probe_hand_ + 1;
-            if (s != avoid && s->owner != nullptr && take(s)) return s;
-        }
-        return nullptr;
+        return probe_first(probe_hand_, slots_.size(), avoid, probes, take);
     }
     static constexpr std::size_t idle_probes = 8;
     static constexpr std::size_t overflow_window = 16;
@@ -79,6 +74,21 @@ class stack_pool {
 
   private:
     stack_slot* map_slot();
+    std::size_t window() const noexcept {
+        return slots_.size() < overflow_window ? slots_.size() : overflow_window;
+    }
+    // The first of `probes` owned slots among the first `n`, from `hand` on (which moves on),
+    // other than `avoid`, that `take` accepts; nullptr if none.
+    template <class F>
+    stack_slot* probe_first(std::size_t& hand, std::size_t n, const stack_slot* avoid,
+                            std::size_t probes, F&& take) {
+        for (std::size_t tries = 0; tries < probes && tries < n; ++tries) {
+            if (hand >= n) hand = 0;
+            stack_slot* s = slots_[hand++];
+            if (s != avoid && s->owner != nullptr && take(s)) return s;
+        }
+        return nullptr;
+    }
 
     std::size_t stack_size_;
     std::size_t slot_limit_;
