@@ -177,10 +177,8 @@ int raise_from_cxx_int() noexcept;
 
 // This thread's main tasklet object, created (with the thread's scheduler) on first use.
 py_tasklet* thread_main();
-// The stack configuration of this thread's scheduler (thread_main configures it), and the
-// private _configure_stacks() that changes it before that (-1 with an exception if too late or
-// out of range).
-stackless::scheduler_config this_thread_stack_config() noexcept;
+// The private _configure_stacks(): the stack slots of this thread's scheduler, before
+// thread_main creates it (-1 with an exception if too late or out of range).
 int configure_this_thread_stacks(std::size_t stack_slots, std::size_t runnable_slots);
 // The Python object of a core tasklet state (every tasklet of a Python thread has one).
 py_tasklet* object_of(const stackless::tasklet& t) noexcept;

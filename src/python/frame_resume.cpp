@@ -330,22 +330,27 @@ int iteration_top(_PyInterpreterFrame* f) {
     return iterator != nullptr && PyIter_Check(iterator) ? top : -1;
 }
 
-// Where the innermost frame of a tasklet blocked in a stackless operation stands: the entries of
-// localsplus in use during the operation, how many of them the operation consumes, and where
-// the frame goes on. A call (its hint says where its arguments end) or a FOR_ITER (hint.depth
-// -1: the analysis says). False if neither.
+// The entries of localsplus in use while `f`, the frame the hint is for, is blocked in a stackless
+// operation: a call's hint says where its arguments end; for a FOR_ITER (hint.depth -1) the
+// analysis says (-1 if it cannot).
+int blocked_top(_PyInterpreterFrame* f, const stack_hint& hint) {
+    return hint.depth >= 0 ? hint.depth : iteration_top(f);
+}
+
+// Where the innermost frame of a tasklet blocked in a stackless operation stands (the hint is
+// for it): the entries of localsplus in use during the operation, how many of them the
+// operation consumes, and where the frame goes on. False if it is neither in a call nor in a
+// FOR_ITER.
 bool blocked_at(_PyInterpreterFrame* f, const stack_hint& hint, int* top, int* consumed,
                 int* resume) {
-    if (hint.frame != f || hint.instr != f->prev_instr) return false;
+    *top = blocked_top(f, hint);
     if (hint.depth < 0) {
-        *top = iteration_top(f);
         *consumed = 0;  // the iterator stays; the value goes on top of it
         *resume = static_cast<int>(f->prev_instr - _PyCode_CODE(f->f_code)) + 1;
         return *top > 0;
     }
     int oparg;
     if (!call_at(f, &oparg, resume)) return false;
-    *top = hint.depth;
     *consumed = oparg + 2;
     return *top - *consumed >= f->f_code->co_nlocalsplus;
 }
@@ -392,8 +397,7 @@ PyObject* resume_in_place(PyThreadState* ts, _PyCFrame* root, _PyInterpreterFram
     // The innermost frame: what its evaluation loop does once the operation returns. A call's
     // callable and arguments leave the stack, and the result takes their place; FOR_ITER
     // pushes the value above its iterator. It goes on after the instruction.
-    // (The entries in use: as blocked_at found them for can_resume_in_place.)
-    const int top = hint.depth >= 0 ? hint.depth : iteration_top(innermost);
+    const int top = blocked_top(innermost, hint);  // (as can_resume_in_place found it)
     const int base = top - state.consumed;
     for (int i = base; i < top; ++i) Py_CLEAR(innermost->localsplus[i]);
     innermost->stacktop = base;

@@ -103,39 +103,38 @@ int learn_call_site_depths(PyObject* call_site_analysis) {
     return status;
 }
 
+namespace {
+
+// Points the hint at `frame` (nullptr: no valid hint) and its current instruction, with `depth`.
+// What can_resume_in_place accepted holds only at the same frame and instruction (where the
+// depth is the same too).
+void place_hint(stack_hint& hint, _PyInterpreterFrame* frame, int depth) noexcept {
+    const void* instr = frame != nullptr ? frame->prev_instr : nullptr;
+    hint.accepted = hint.accepted && frame != nullptr && hint.frame == frame && hint.instr == instr;
+    hint.frame = frame;
+    hint.instr = instr;
+    hint.depth = depth;
+}
+
+}  // namespace
+
 void record_stack_hint(PyThreadState* ts, PyObject* const* args, Py_ssize_t n,
                        stack_hint& hint) noexcept {
-    const void* was_frame = hint.frame;
-    const void* was_instr = hint.instr;
-    const bool was_accepted = hint.accepted;
     _PyInterpreterFrame* frame = ts->cframe->current_frame;
-    hint.frame = nullptr;
-    hint.accepted = false;
-    if (frame == nullptr) return;
+    if (frame == nullptr) return place_hint(hint, nullptr, 0);
     PyCodeObject* code = frame->f_code;
     PyObject** stack = frame->localsplus + code->co_nlocalsplus;
     PyObject** end = stack + code->co_stacksize;
     PyObject* const* top = args + n;
-    if (args < stack || top > end) return;  // not called from this frame's evaluation
-    hint.frame = frame;
-    hint.instr = frame->prev_instr;
-    hint.depth = static_cast<int>(top - frame->localsplus);
-    // (The same frame and instruction: the same depth, and what was accepted there holds.)
-    hint.accepted = was_accepted && hint.frame == was_frame && hint.instr == was_instr;
+    if (args < stack || top > end)  // not called from this frame's evaluation
+        return place_hint(hint, nullptr, 0);
+    place_hint(hint, frame, static_cast<int>(top - frame->localsplus));
 }
 
 PyObject* record_iteration_hint(PyThreadState* ts, stack_hint& hint) noexcept {
-    const void* was_frame = hint.frame;
-    const void* was_instr = hint.instr;
-    const bool was_accepted = hint.accepted;
     _PyInterpreterFrame* frame = ts->cframe->current_frame;
-    hint.frame = frame;
-    hint.accepted = false;
-    if (frame == nullptr) return nullptr;
-    hint.instr = frame->prev_instr;
-    hint.depth = -1;
-    hint.accepted = was_accepted && frame == was_frame && hint.instr == was_instr;
-    return reinterpret_cast<PyObject*>(frame->f_code);
+    place_hint(hint, frame, -1);
+    return frame != nullptr ? reinterpret_cast<PyObject*>(frame->f_code) : nullptr;
 }
 
 int traverse_frames(_PyInterpreterFrame* frame, const stack_hint& hint, visitproc visit,

@@ -71,11 +71,11 @@ void install_interp_state(PyThreadState* ts, _PyCFrame* cframe, int recursion_de
     ts->datastack_chunk = from.datastack_chunk;
     ts->datastack_top = from.datastack_top;
     // (Not saved: every chunk ends where its size says, as _PyThreadState_PushFrame makes it.)
-    ts->datastack_limit = from.datastack_chunk == nullptr
-                              ? nullptr
-                              : reinterpret_cast<PyObject**>(
-                                    reinterpret_cast<char*>(from.datastack_chunk) +
-                                    from.datastack_chunk->size);
+    ts->datastack_limit =
+        from.datastack_chunk == nullptr
+            ? nullptr
+            : reinterpret_cast<PyObject**>(reinterpret_cast<char*>(from.datastack_chunk) +
+                                           from.datastack_chunk->size);
     ts->exc_info = from.exc_info;
     Py_XSETREF(ts->context, from.context);
     from.context = nullptr;

@@ -38,15 +38,16 @@ __attribute__((
 }  // namespace
 
 namespace {
-// What _configure_stacks() asked for this thread, before its scheduler existed.
-thread_local bool stack_config_given = false;
-thread_local stackless::scheduler_config given_stack_config;
+// The stacks of this thread's scheduler, until it exists (_configure_stacks may change them).
+// Python code recurses through C calls up to the recursion limit (1000 levels of up to a few
+// KiB each), so tasklets get stacks as large as a thread's; only the pages a tasklet touches
+// become resident. Runnable tasklets keep their stacks (a plain context switch) up to 1,024
+// slots; beyond, those that can drop their stacks take turns on few slots (soft switching), and
+// blocked ones do so beyond 256. Measured on a quiet machine, the schedule loop per switch:
+// 53 ns hard and 76 soft with 1,000 tasklets, 80 and 82 with 2,000, 125 and 85 with 3,000
+// (docs/scaling.md).
+thread_local stackless::scheduler_config stack_config{8 * 1024 * 1024, 256, 4096, 1024};
 }  // namespace
-
-stackless::scheduler_config this_thread_stack_config() noexcept {
-    if (stack_config_given) return given_stack_config;
-    return {8 * 1024 * 1024, 256, 4096, 1024};
-}
 
 int configure_this_thread_stacks(std::size_t stack_slots, std::size_t runnable_slots) {
     if (this_thread != nullptr && this_thread->main_object != nullptr) {
@@ -54,17 +55,15 @@ int configure_this_thread_stacks(std::size_t stack_slots, std::size_t runnable_s
                         "stackless._configure_stacks: this thread has used tasklets already");
         return -1;
     }
-    stackless::scheduler_config c = this_thread_stack_config();
-    if (stack_slots < 2 || runnable_slots < stack_slots || runnable_slots > c.max_stack_slots) {
+    if (stack_slots < 2 || runnable_slots < stack_slots ||
+        runnable_slots > stack_config.max_stack_slots) {
         PyErr_Format(PyExc_ValueError,
                      "stackless._configure_stacks: need 2 <= stack_slots <= runnable_slots <= %zu",
-                     c.max_stack_slots);
+                     stack_config.max_stack_slots);
         return -1;
     }
-    c.stack_slots = stack_slots;
-    c.runnable_slots = runnable_slots;
-    given_stack_config = c;
-    stack_config_given = true;
+    stack_config.stack_slots = stack_slots;
+    stack_config.runnable_slots = runnable_slots;
     return 0;
 }
 
@@ -79,14 +78,7 @@ py_tasklet* thread_main() {
     if (d.main_object != nullptr) [[likely]]
         return d.main_object;
     try {
-        // Python code recurses through C calls up to the recursion limit (1000 levels of up to
-        // a few KiB each), so tasklets get stacks as large as a thread's; only the pages a
-        // tasklet touches become resident. Runnable tasklets keep their stacks (a plain context
-        // switch) up to 1,024 slots; beyond, those that can drop their stacks take turns on few
-        // slots (soft switching), and blocked ones do so beyond 256. Measured on a quiet machine,
-        // the schedule loop per switch: 53 ns hard and 76 soft with 1,000 tasklets, 80 and 82
-        // with 2,000, 125 and 85 with 3,000 (docs/scaling.md).
-        stackless::configure(this_thread_stack_config());
+        stackless::configure(stack_config);
     } catch (const stackless::error&) {
         // This thread's scheduler exists already (C++ code used it first): keep its stacks.
     }
