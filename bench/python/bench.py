@@ -41,6 +41,8 @@ import subprocess
 import sys
 import time
 
+from workers import check, environment_for_ours, sleepsort_times  # (beside this script)
+
 PEER_PYTHON = "/usr/bin/python3"
 SYSTEMS = ["ours", "greenlet", "gevent", "asyncio"]
 
@@ -104,10 +106,6 @@ def shuffled_numbers():
     return numbers
 
 
-def check(condition, what):
-    if not condition:
-        raise RuntimeError("workload check failed: " + what)
-
 
 # --- ours ------------------------------------------------------------------------------------
 
@@ -156,14 +154,6 @@ def ours(family):
         for _ in range(SPAWN_TASKLETS):
             tasklet(nothing)()
         stackless.run()
-
-    from workers import sleepsort as listing3
-
-    def sleepsort():
-        numbers = shuffled_numbers()
-        rlist, ch = listing3(stackless, numbers)
-        check(rlist == sorted(numbers), "sleepsort did not sort")
-        return ch
 
     def pickling():
         import pickle
@@ -246,16 +236,7 @@ def ours(family):
                median_of_runs("schedule", schedule, 1e9 / (SCHEDULE_TASKLETS * SCHEDULE_YIELDS)))
         report("ours", "spawn_run_ns_per_tasklet",
                median_of_runs("spawn_run", spawn_run, 1e9 / SPAWN_TASKLETS))
-        # the listing only: its final cleanup run() is outside the time
-        times = []
-        for _ in range(MEASURED_RUNS + 1):
-            gc.collect()
-            start = time.perf_counter()
-            ch = sleepsort()
-            times.append((time.perf_counter() - start) * 1e3)
-            stackless.run()
-            check(ch.balance == 0 and stackless.getruncount() == 1, "sleepsort left tasklets")
-        values = sorted(times[1:])
+        values = sleepsort_times(stackless, shuffled_numbers(), MEASURED_RUNS)
         if os.environ.get("BENCH_VERBOSE"):
             print("sleepsort runs: " + " ".join("%.1f" % v for v in values), file=sys.stderr)
         report("ours", "sleepsort_1000_ms", values[MEASURED_RUNS // 2])
@@ -491,7 +472,6 @@ def worker_command(system):
     """The command and environment that run a worker of `system`, or None if it cannot run."""
     env = dict(os.environ)
     if system == "ours":
-        from workers import environment_for_ours
         env = environment_for_ours("bench.py", note)
         if env is None:
             return None

@@ -81,6 +81,8 @@ import subprocess
 import sys
 import time
 
+from workers import check, environment_for_ours, sleepsort_times  # (beside this script)
+
 PEER_PYTHON = "/usr/bin/python3"
 SYSTEMS = ["ours", "greenlet", "stackless37"]
 KS = [10, 100, 1000, 10000, 100000, 1000000]
@@ -122,9 +124,11 @@ def report(system, figure, value, digits=1):
     print("python %s %s %.*f" % (system, figure, digits, value), flush=True)
 
 
-def check(condition, what):
-    if not condition:
-        raise RuntimeError("workload check failed: " + what)
+def check_round(log, r, k):
+    """The logging round `r` of k tasklets: each logged r exactly once. Empties the log."""
+    check(len(log) == k and log.count(r) == k,
+          "round %d: %d log entries, %d of them %d (k = %d)" % (r, len(log), log.count(r), r, k))
+    del log[:]
 
 
 class Phases:
@@ -182,10 +186,7 @@ def stackless_schedule(system, k):
             schedule()
 
     def expect_round(r):
-        check(len(log) == k and log.count(r) == k,
-              "round %d: %d log entries, %d of them %d (k = %d)" % (r, len(log), log.count(r),
-                                                                   r, k))
-        del log[:]
+        check_round(log, r, k)
 
     phase = Phases("%s schedule_k%d" % (system, k))
     for _ in range(k):
@@ -243,10 +244,7 @@ def stackless_wake(system, k):
 
     def expect_round(r):
         check(ch.balance == -k, "round %d: balance %d, not -%d" % (r, ch.balance, k))
-        check(len(log) == k and log.count(r) == k,
-              "round %d: %d log entries, %d of them %d (k = %d)" % (r, len(log), log.count(r),
-                                                                   r, k))
-        del log[:]
+        check_round(log, r, k)
 
     stackless.getruncount()  # creates this thread's scheduler before the baseline
     gc.collect()
@@ -306,25 +304,9 @@ def stackless_sleepsort(system):
     """bench.py's sleepsort (the article's Listing 3), timed the same way."""
     import stackless
 
-    from workers import sleepsort as listing3
-
-    def sleepsort():
-        numbers = list(range(SLEEPSORT_NUMBERS))
-        random.Random(SLEEPSORT_SEED).shuffle(numbers)
-        rlist, ch = listing3(stackless, numbers)
-        check(rlist == sorted(numbers), "sleepsort did not sort")
-        return ch
-
-    # the listing only: its final cleanup run() is outside the time
-    times = []
-    for _ in range(MEASURED_RUNS + 1):
-        gc.collect()
-        start = time.perf_counter()
-        ch = sleepsort()
-        times.append((time.perf_counter() - start) * 1e3)
-        stackless.run()
-        check(ch.balance == 0 and stackless.getruncount() == 1, "sleepsort left tasklets")
-    values = sorted(times[1:])
+    numbers = list(range(SLEEPSORT_NUMBERS))
+    random.Random(SLEEPSORT_SEED).shuffle(numbers)
+    values = sleepsort_times(stackless, numbers, MEASURED_RUNS)
     verbose("sleepsort runs (ms): " + " ".join("%.1f" % v for v in values))
     report(system, "sleepsort_1000_ms", values[MEASURED_RUNS // 2])
 
@@ -381,10 +363,7 @@ def greenlet_schedule(system, k):
             switch()
 
     def expect_round(r):
-        check(len(log) == k and log.count(r) == k,
-              "round %d: %d log entries, %d of them %d (k = %d)" % (r, len(log), log.count(r),
-                                                                   r, k))
-        del log[:]
+        check_round(log, r, k)
 
     ring = [None] * k  # allocated before the baseline
     gc.collect()
@@ -447,7 +426,6 @@ WORKERS = {
 def worker_command(system):
     """The interpreter and environment that run a worker of `system`, or None."""
     if system == "ours":
-        from workers import environment_for_ours
         env = environment_for_ours("scale.py", note)
         return None if env is None else ([sys.executable], env)
     env = dict(os.environ)

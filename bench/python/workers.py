@@ -1,7 +1,15 @@
-"""What bench.py and scale.py share: the sleepsort workload and the environment of the worker
-process that measures our module. (scale.py's workers import it on Stackless 3.7 too: Python
-3.7 syntax.)"""
+"""What bench.py and scale.py share: the checks of their workloads, the sleepsort workload and
+how it is timed, and the environment of the worker process that measures our module.
+(scale.py's workers import it on Stackless 3.7 too: Python 3.7 syntax.)"""
+import gc
 import os
+import time
+
+
+def check(condition, what):
+    """A workload that did not do what it should gives no figure."""
+    if not condition:
+        raise RuntimeError("workload check failed: " + what)
 
 
 def sleepsort(stackless, numbers):
@@ -21,6 +29,21 @@ def sleepsort(stackless, numbers):
     while ch.balance:
         rlist.append(ch.receive())
     return rlist, ch
+
+
+def sleepsort_times(stackless, numbers, runs):
+    """Milliseconds of `runs` sleepsorts of `numbers` after a warm-up one, sorted. The listing
+    only: the run() that ends its tasklets afterwards is outside the time."""
+    times = []
+    for _ in range(runs + 1):
+        gc.collect()
+        start = time.perf_counter()
+        rlist, ch = sleepsort(stackless, numbers)
+        check(rlist == sorted(numbers), "sleepsort did not sort")
+        times.append((time.perf_counter() - start) * 1e3)
+        stackless.run()
+        check(ch.balance == 0 and stackless.getruncount() == 1, "sleepsort left tasklets")
+    return sorted(times[1:])
 
 
 def module_search_path(module):
