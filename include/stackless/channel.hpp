@@ -11,6 +11,7 @@
 // tasklet's stack.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <iterator>
@@ -22,6 +23,7 @@
 #include "stackless/errors.hpp"
 #include "stackless/tasklet.hpp"
 #include "stackless/threads.hpp"
+#include "stackless/time.hpp"
 
 namespace stackless {
 
@@ -93,6 +95,46 @@ class channel {
     }
 
   public:
+    // --- With a deadline (a time point, or a duration from now: see stackless/time.hpp).
+    // send_until: true once a receiver took the value; false if `until` passed first (the value
+    // is dropped then). receive_until: the value, or nothing if `until` passed first. A deadline
+    // that has passed never blocks: the operation completes only with a partner waiting now.
+    // Raise as send() and receive() do otherwise (channel_closed_error, a sent exception).
+    template <class U = T>
+    bool send_until(U&& value, deadline until) {
+        detail::channel_core* core = core_;
+        if (detail::tasklet_header* receiver = core->partner(+1)) {
+            receiver->value.template emplace<T>(std::forward<U>(value));
+            core->hand_over(+1);
+            return true;
+        }
+        detail::channel_core::current_value().template emplace<T>(std::forward<U>(value));
+        return core->wait_until(+1, until.ns()) != nullptr;
+    }
+    std::optional<T> receive_until(deadline until) {
+        detail::channel_core* core = core_;
+        if (detail::channel_core::has_partner_here(core, -1)) return receive_from(core);
+        detail::tempval* mine = core->wait_until(-1, until.ns());
+        if (mine == nullptr) return std::nullopt;
+        if (mine->holds_exception()) std::rethrow_exception(mine->take_exception());
+        return mine->template take<T>();
+    }
+    template <class U, class Rep, class Period>
+    bool send_for(U&& value, std::chrono::duration<Rep, Period> timeout) {
+        return send_until(std::forward<U>(value), deadline(timeout));
+    }
+    template <class Rep, class Period>
+    std::optional<T> receive_for(std::chrono::duration<Rep, Period> timeout) {
+        return receive_until(deadline(timeout));
+    }
+    // Never block: complete with a partner that waits now, or do nothing (try_send returns
+    // false; an rvalue argument may have been moved from).
+    template <class U = T>
+    bool try_send(U&& value) {
+        return send_until(std::forward<U>(value), deadline::passed());
+    }
+    std::optional<T> try_receive() { return receive_until(deadline::passed()); }
+
     // Sends an exception: the receiver raises it from receive().
     void send_exception(std::exception_ptr e) {
         detail::channel_core* core = core_;

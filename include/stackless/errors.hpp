@@ -3,6 +3,8 @@
 #pragma once
 
 #include <stdexcept>
+#include <string>
+#include <system_error>
 
 namespace stackless {
 
@@ -34,6 +36,32 @@ class tasklet_state_error : public error {
 class wrong_thread_error : public error {
   public:
     using error::error;
+};
+
+// A deadline passed before the operation could complete (operations that report a timeout by
+// their result, such as channel::receive_for, do not raise it).
+class timeout_error : public error {
+  public:
+    using error::error;
+};
+
+// A system call failed: carries errno (code()) and the operation that failed (operation()).
+class io_error : public error {
+  public:
+    io_error(int errno_value, const char* operation)
+        : error(std::string(operation) + ": " + std::generic_category().message(errno_value)),
+          code_(errno_value, std::generic_category()),
+          operation_(operation) {}
+    io_error(int errno_value, const char* operation, const std::string& detail)
+        : error(std::string(operation) + ": " + detail),
+          code_(errno_value, std::generic_category()),
+          operation_(operation) {}
+    const std::error_code& code() const noexcept { return code_; }
+    const char* operation() const noexcept { return operation_; }
+
+  private:
+    std::error_code code_;
+    const char* operation_;  // a string literal
 };
 
 // Thrown into a tasklet by tasklet::kill(). It deliberately does not derive from

@@ -170,6 +170,7 @@ STACKLESS_ALWAYS_INLINE tempval& channel_core::sleep_on(scheduler& s, tasklet_st
                                                         const char* deadlock) {
     tempval& mine = self->value;
     s.drain_remote_if_any();
+    s.reactor_tick();
     tasklet_state* next = s.head();
     if (next == nullptr) {
         try {
@@ -219,7 +220,7 @@ tempval& channel_core::wait(int dir) {
             }
             share();
         }
-        return wait_shared(dir);
+        return *wait_shared(dir, true);
     }
     if (const char* why = refusal(self, this)) [[unlikely]] {
         mine.reset();
@@ -229,7 +230,55 @@ tempval& channel_core::wait(int dir) {
     return sleep_on(s, self, "Deadlock: the last runnable tasklet cannot be blocked");
 }
 
-tempval& channel_core::wait_shared(int dir) {
+tempval* channel_core::wait_until(int dir, std::int64_t deadline_ns) {
+    scheduler& s = scheduler::get();
+    tasklet_state* self = s.running();
+    tempval& mine = self->value;
+    if (deadline_ns <= reactor::now_ns()) {
+        // Never blocks. (The typed layer found no partner of this thread waiting.)
+        if (waiters_of_ == &s || waiters_of_ == nullptr) {
+            if (closing_) {
+                mine.reset();
+                throw channel_closed_error("channel: send/receive operation on a closed channel");
+            }
+            mine.reset();
+            return nullptr;
+        }
+        if (!shared()) {
+            if (mode_ != sharing::share_on_contact) {
+                mine.reset();
+                throw wrong_thread_error(
+                    "channel: tasklets of another thread are waiting on this channel; make it "
+                    "with stackless::across_threads to use it from several threads");
+            }
+            share();
+        }
+        return wait_shared(dir, false);
+    }
+    reactor& loop = s.event_loop();
+    try {
+        loop.add_timer(self, deadline_ns);
+    } catch (...) {
+        mine.reset();
+        throw;
+    }
+    self->woke = wait_result::pending;
+    tempval* got;
+    try {
+        got = &wait(dir);
+    } catch (...) {
+        loop.cancel_timer(self);
+        throw;
+    }
+    if (self->woke == wait_result::timeout) {  // (the timer is gone: it fired)
+        got->reset();
+        return nullptr;
+    }
+    loop.cancel_timer(self);
+    return got;
+}
+
+tempval* channel_core::wait_shared(int dir, bool may_block) {
     scheduler& s = scheduler::get();
     tasklet_state* self = s.running();
     tempval& mine = self->value;
@@ -243,16 +292,24 @@ tempval& channel_core::wait_shared(int dir) {
         scheduler* owner = partner->sched.load(std::memory_order_acquire);
         if (owner != &s) {
             owner->push_remote(partner);  // (under the lock: its thread cannot end meanwhile)
-            return mine;
+            return &mine;
         }
         lock.unlock();
         s.take_from_transit(partner);
         if (schedule_all_ || preference_ == -dir) {
             hand_over_switching(s, self, partner, schedule_all_);
-            return mine;
+            return &mine;
         }
         s.ring_insert_end(partner);
-        return mine;
+        return &mine;
+    }
+    if (!may_block) {
+        const bool closed = closing_;
+        lock.unlock();
+        mine.reset();
+        if (closed)
+            throw channel_closed_error("channel: send/receive operation on a closed channel");
+        return nullptr;
     }
     if (const char* why = refusal(self, this)) {
         lock.unlock();
@@ -262,9 +319,9 @@ tempval& channel_core::wait_shared(int dir) {
     s.leave_ring(self);
     channel_access::append_shared(this, self, dir);
     lock.unlock();
-    return sleep_on(s, self,
-                    "Deadlock: the last runnable tasklet cannot be blocked, and no other thread "
-                    "can wake it");
+    return &sleep_on(s, self,
+                     "Deadlock: the last runnable tasklet cannot be blocked, and no other thread "
+                     "can wake it");
 }
 
 }  // namespace stackless::detail

@@ -95,9 +95,9 @@ scheduler::~scheduler() {
     // and leave it in this scheduler's inbox (its binding took what it had to off them before).
     drain_remote();
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
-        if (t->where != place::channel) continue;
+        if (t->where != place::channel && t->where != place::waiting) continue;
         t->hooks = nullptr;
-        take_off_channel(t);
+        unblock(t);
     }
     drain_remote();
     unregister_thread();
@@ -176,7 +176,8 @@ int scheduler::kill_survivors() noexcept {
 void scheduler::abandon_survivors() noexcept {
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
         if (t->is_main || t->state != life::started) continue;
-        if (t->where == place::channel || t->where == place::transit) take_off_channel(t);
+        if (t->where == place::channel || t->where == place::transit || t->where == place::waiting)
+            unblock(t);
         if (t->where == place::ring) ring_remove(t);
         if (t->slot != nullptr && t->slot->owner == t) {
             t->slot->owner = nullptr;
@@ -354,8 +355,8 @@ ctx::transfer_t scheduler::resume_by_return(ctx::transfer_t t) {
 }
 
 void scheduler::make_runnable(tasklet_state* next) noexcept {
-    if (next->where == place::channel || next->where == place::transit)
-        if (!take_off_channel(next)) return;  // completed by another thread: in the ring now
+    if (next->where != place::none)
+        if (!unblock(next)) return;  // completed by another thread: in the ring now
     ring_insert_end(next);
 }
 
@@ -509,6 +510,7 @@ void scheduler::end_running(std::exception_ptr escaped) {
 // Scheduling operations
 
 void scheduler::schedule_remove() {
+    reactor_tick();
     tasklet_state* self = running_;
     if (self->handles.load(std::memory_order_relaxed) == 0 && !self->is_main &&
         !is_watchdog(self)) {
@@ -546,9 +548,9 @@ void scheduler::run_watchdog(bool threadblock) {
     tasklet_state* self = running_;
     if (self->where != place::ring) throw tasklet_state_error("run(): the caller is not runnable");
     drain_remote_if_any();
-    if (self->next == self && !threadblock) {
+    if (self->next == self && !threadblock && (reactor_ == nullptr || reactor_->waiters() == 0)) {
         raise_pending(self);
-        return;  // nothing else to run
+        return;  // nothing else to run, nothing that waits for time or I/O
     }
     watchdogs_.push_back({self, threadblock});
     ring_remove(self);
@@ -606,8 +608,8 @@ void scheduler::throw_into(tasklet_state* t, std::exception_ptr e, bool pending)
         switch_to(t);
         return;
     }
-    if (t->where == place::channel || t->where == place::transit)
-        if (!take_off_channel(t)) return;  // completed by another thread: in the ring now
+    if (t->where == place::channel || t->where == place::transit || t->where == place::waiting)
+        if (!unblock(t)) return;  // completed by another thread: in the ring now
     if (t->where == place::none) ring_insert_end(t);
 }
 

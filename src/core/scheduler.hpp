@@ -8,10 +8,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <vector>
 
 #include "channel_access.hpp"
+#include "reactor.hpp"
 #include "sanitizer.hpp"
 #include "stack_pool.hpp"
 #include "stackless/scheduler.hpp"
@@ -156,6 +158,39 @@ class scheduler {
     // Takes a tasklet of this thread off the channel it waits on (it is floating then), or, if
     // another thread completed it first, inserts it in the ring; returns whether it was waiting.
     bool take_off_channel(tasklet_state* t) noexcept;
+    // The same for a tasklet blocked in any way (on a channel, in transit, or waiting on the
+    // reactor): it is floating afterwards, or in the ring if another thread completed its wait
+    // first (false then). Cancels its timer and fd wait.
+    bool unblock(tasklet_state* t) noexcept;
+
+    // --- Time and I/O (reactor.hpp; event_loop.cpp) ---
+    // This thread's reactor, created on first use.
+    reactor& event_loop() {
+        if (reactor_ == nullptr) [[unlikely]]
+            reactor_ = std::make_unique<reactor>(*this);
+        return *reactor_;
+    }
+    reactor* event_loop_if_any() const noexcept { return reactor_.get(); }
+    // The running tasklet, registered with the reactor (a timer, an fd, a remote wait), leaves
+    // the run queue until the reactor wakes it, and the next tasklet runs. Returns why it woke;
+    // an exception thrown into it meanwhile is raised instead (its waits cancelled).
+    wait_result park_in_reactor();
+    // The reactor woke `t` (a timer, an fd): it becomes runnable, unless a channel partner
+    // completed it first. Returns whether it did.
+    bool wake_from_reactor(tasklet_state* t, wait_result why) noexcept;
+    // Around a sleep of the reactor: false if another thread has handed over work meanwhile
+    // (do not sleep). end_reactor_sleep may raise what the binding's thread hooks raise.
+    bool begin_reactor_sleep();
+    void end_reactor_sleep();
+    // At scheduling points while the reactor has waiters, so that timers and I/O are served
+    // even when tasklets never wait.
+    void reactor_tick() {
+        if (reactor_ != nullptr) [[unlikely]]
+            busy_tick();
+    }
+    // A wait that another thread completes (remote_wait.hpp).
+    std::shared_ptr<remote_wait> arm_remote_wait();
+    wait_result wait_remote(remote_wait& w);
     // Tasklets of this thread waiting on shared channels (or in transit) change by `delta`.
     void note_shared_waiters(int delta) noexcept {
         shared_waiters_.fetch_add(delta, std::memory_order_relaxed);
@@ -271,6 +306,11 @@ class scheduler {
     void register_thread() noexcept;
     void unregister_thread() noexcept;
     tasklet_state* idle_wait();
+    // when_ring_empty while the reactor has waiters: sleeps in it until a tasklet is runnable.
+    tasklet_state* wait_for_world(tasklet_state* leaving);
+    __attribute__((noinline, cold)) void busy_tick();
+    bool cancel_remote_wait(tasklet_state* t) noexcept;
+    std::unique_ptr<reactor> reactor_;
     bool has_waiters_other_threads_may_wake() const noexcept;
     enum class idle_verdict {
         sleep,     // marked idle: wait for a hand-over or a recheck
@@ -354,6 +394,7 @@ STACKLESS_ALWAYS_INLINE void scheduler::ring_to_channel(tasklet_state* t, channe
 
 STACKLESS_ALWAYS_INLINE void scheduler::schedule() {
     drain_remote_if_any();
+    reactor_tick();
     tasklet_state* self = running_;
     tasklet_state* next = self->next;
     if (next == self) {

@@ -117,8 +117,13 @@ namespace {
 
 // What insert() does in the scheduler `s` of `t` (its own, or another thread's under the
 // binding's lock).
+// Blocked on a channel, or waiting for time, I/O or another thread.
+bool is_blocked(const tasklet_state* t) noexcept {
+    return t->where == place::channel || t->where == place::waiting;
+}
+
 void put_in_run_queue(scheduler& s, tasklet_state* t) {
-    if (t->where == place::channel)
+    if (is_blocked(t))
         throw tasklet_state_error("tasklet.insert: you cannot run a blocked tasklet");
     if (!t->alive())
         throw tasklet_state_error("tasklet.insert: you cannot run an unbound (dead) tasklet");
@@ -128,7 +133,7 @@ void put_in_run_queue(scheduler& s, tasklet_state* t) {
 // What remove() does in the scheduler `s` of `t` (its own, or another thread's under the
 // binding's lock).
 void take_out_of_run_queue(scheduler& s, tasklet_state* t) {
-    if (t->where == place::channel)
+    if (is_blocked(t))
         throw tasklet_state_error("tasklet.remove: you cannot remove a blocked tasklet");
     if (t == s.running())
         throw tasklet_state_error("tasklet.remove: the current tasklet cannot be removed");
@@ -153,8 +158,7 @@ tasklet& tasklet::remove() {
 void tasklet::run() {
     tasklet_state* t = checked();
     scheduler& s = owner_of(t);
-    if (t->where == place::channel)
-        throw tasklet_state_error("tasklet.run: you cannot run a blocked tasklet");
+    if (is_blocked(t)) throw tasklet_state_error("tasklet.run: you cannot run a blocked tasklet");
     if (!t->alive()) throw tasklet_state_error("tasklet.run: you cannot run a dead tasklet");
     s.switch_to(t);
 }
@@ -162,7 +166,7 @@ void tasklet::run() {
 void tasklet::switch_to() {
     tasklet_state* t = checked();
     scheduler& s = owner_of(t);
-    if (t->where == place::channel)
+    if (is_blocked(t))
         throw tasklet_state_error("tasklet.switch: you cannot switch to a blocked tasklet");
     if (!t->alive())
         throw tasklet_state_error("tasklet.switch: you cannot switch to a dead tasklet");
@@ -192,7 +196,7 @@ bool tasklet::alive() const {
     return checked()->alive();
 }
 bool tasklet::blocked() const {
-    return checked()->where == place::channel;
+    return is_blocked(checked());
 }
 bool tasklet::scheduled() const {
     return checked()->where != place::none;
@@ -278,8 +282,7 @@ void tasklet::remove_remote() {
 void tasklet::run_remote() {
     tasklet_state* t = state_;
     scheduler& s = remote_owner_of(t);
-    if (t->where == place::channel)
-        throw tasklet_state_error("tasklet.run: you cannot run a blocked tasklet");
+    if (is_blocked(t)) throw tasklet_state_error("tasklet.run: you cannot run a blocked tasklet");
     if (!t->alive()) throw tasklet_state_error("tasklet.run: you cannot run a dead tasklet");
     if (t->where == place::none) {
         // As Stackless: right after the thread's running tasklet, or, if that one is out of the
@@ -299,8 +302,8 @@ void tasklet::throw_remote(std::exception_ptr e) {
     if (!t->alive()) throw tasklet_state_error("cannot throw an exception into a dead tasklet");
     t->pending = std::move(e);
     bool waiting = true;
-    if (t->where == place::channel || t->where == place::transit)
-        waiting = s.take_off_channel(t);  // false: completed by another thread, in the ring now
+    if (t->where == place::channel || t->where == place::transit || t->where == place::waiting)
+        waiting = s.unblock(t);  // false: completed by another thread, in the ring now
     if (waiting && t->where == place::none) s.ring_insert_end(t);
     s.wake_up();
 }
@@ -431,7 +434,7 @@ int tasklet::owner_runcount() const noexcept {
 
 tasklet::status_flags tasklet::status() const {
     tasklet_state* t = checked();
-    return {t->alive(), t->where != place::none, t->where == place::channel,
+    return {t->alive(), t->where != place::none, is_blocked(t),
             t == detail::current_scheduler->running(), t->state == life::started};
 }
 
@@ -440,8 +443,8 @@ tasklet::status_flags tasklet::status_from_any_thread() const {
     tasklet_state* t = state_;
     std::lock_guard lock(detail::registry_mutex());  // (its scheduler cannot go meanwhile)
     scheduler* s = t->sched.load(std::memory_order_acquire);
-    return {t->alive(), t->where != place::none, t->where == place::channel,
-            s != nullptr && t == s->running(), t->state == life::started};
+    return {t->alive(), t->where != place::none, is_blocked(t), s != nullptr && t == s->running(),
+            t->state == life::started};
 }
 
 }  // namespace stackless

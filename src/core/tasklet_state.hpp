@@ -33,7 +33,18 @@ enum class place : std::uint8_t {
     ring,     // in the run queue
     channel,  // blocked on a channel
     transit,  // completed by another thread; queued for its own thread's run queue
+    waiting,  // waits on its scheduler's reactor: a deadline, an fd, or another thread's work
 };
+
+// Why a tasklet that waited on its scheduler's reactor runs again.
+enum class wait_result : std::uint8_t {
+    pending,  // not woken by the reactor (a channel partner or an exception woke it)
+    ready,    // the fd became ready, or another thread completed the wait
+    timeout,  // its deadline passed
+    closed,   // the fd was closed (close_fd/forget_fd) while it waited
+};
+
+struct remote_wait;
 
 // The tasklet's function: in place when small (the common lambda), else on the heap.
 class callable_holder {
@@ -102,6 +113,13 @@ struct tasklet_state : tasklet_links, tasklet_header {
     unsigned char* saved = nullptr;  // the used stack, copied out while another owns the slot
     std::uint32_t saved_size = 0;    // bytes of stack in `saved` (0 while resident)
     std::uint32_t saved_capacity = 0;
+
+    // While it waits on the reactor (place::waiting), or on a channel with a deadline.
+    std::uint32_t timer = UINT32_MAX;  // timer_heap::id, or none
+    std::int32_t wait_fd = -1;
+    bool wait_write = false;
+    wait_result woke = wait_result::pending;
+    remote_wait* remote = nullptr;  // a wait that another thread completes
 
     callable_holder fn;
     void* payload = nullptr;

@@ -120,12 +120,34 @@ void scheduler::push_remote(tasklet_state* t) noexcept {
     inbox_tail_ = t;
     remote_pending_.store(true, std::memory_order_relaxed);
     inbox_cv_.notify_one();
+    if (reactor_ != nullptr) reactor_->wake_from_other_thread();
 }
 
 void scheduler::wake_up() noexcept {
     std::lock_guard lock(inbox_mutex_);
     remote_pending_.store(true, std::memory_order_relaxed);
     inbox_cv_.notify_one();
+    if (reactor_ != nullptr) reactor_->wake_from_other_thread();
+}
+
+bool scheduler::begin_reactor_sleep() {
+    {
+        std::lock_guard lock(inbox_mutex_);
+        if (remote_pending_.load(std::memory_order_relaxed)) return false;
+        reactor_->mark_sleeping(true);
+    }
+    const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
+    if (hooks != nullptr && hooks->begin_wait != nullptr) hooks->begin_wait();
+    return true;
+}
+
+void scheduler::end_reactor_sleep() {
+    {
+        std::lock_guard lock(inbox_mutex_);
+        reactor_->mark_sleeping(false);
+    }
+    const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
+    if (hooks != nullptr && hooks->end_wait != nullptr) hooks->end_wait();  // may throw
 }
 
 void scheduler::drain_remote() noexcept {
@@ -138,8 +160,14 @@ void scheduler::drain_remote() noexcept {
     }
     while (t != nullptr) {
         tasklet_state* after = t->next;
-        take_from_transit(t);
-        ring_insert_end(t);  // (in transit counts as scheduled: no hook call)
+        if (t->remote != nullptr) {  // a wait that another thread completed (remote_wait)
+            t->remote = nullptr;
+            t->woke = wait_result::ready;
+            reactor_->note_remote_waiter(-1);
+        } else {
+            take_from_transit(t);
+        }
+        ring_insert_end(t);  // (in transit or waiting counts as scheduled: no hook call)
         t = after;
     }
 }
@@ -176,6 +204,8 @@ bool scheduler::take_off_channel(tasklet_state* t) noexcept {
 tasklet_state* scheduler::when_ring_empty(tasklet_state* leaving) {
     drain_remote_if_any();
     if (head_ != nullptr) return head_;
+    // Tasklets wait for time or I/O: the world will wake one of them.
+    if (reactor_ != nullptr && reactor_->waiters() != 0) return wait_for_world(leaving);
     tasklet_state* wake = wake_target();
     const bool wake_free = wake != leaving && wake->where == place::none;
     // Waiting for other threads is for a tasklet that blocks on a channel (the one leaving, or

@@ -38,6 +38,9 @@ class channel_core {
         bool present = dir > 0 ? balance_ < 0 : balance_ > 0;
         return present && waiters_of_ == current_scheduler ? head_ : nullptr;
     }
+    static bool has_partner_here(const channel_core* ch, int dir) noexcept {
+        return ch->partner(dir) != nullptr;
+    }
     // Completes the operation with partner(dir), which the caller has already exchanged the value
     // with, and schedules both tasklets as the channel's preference says. May switch.
     void hand_over(int dir);
@@ -45,6 +48,10 @@ class channel_core {
     // partner if one waits, else blocks). Its tempval holds the value to send (dir > 0) or
     // receives the value (dir < 0); it is returned. On failure it is cleared.
     tempval& wait(int dir);
+    // wait() with a deadline (steady-clock nanoseconds): nullptr if it passed first (the
+    // tempval is cleared then). A deadline that has passed already never blocks: the operation
+    // completes only with a partner that waits now.
+    tempval* wait_until(int dir, std::int64_t deadline_ns);
     // Unpickling: appends `t` (alive, not started, floating, of this thread) to the waiting list
     // as if it had blocked in direction `dir`. Raises if that cannot be.
     void append_restored(tasklet_state* t, int dir);
@@ -88,7 +95,8 @@ class channel_core {
   private:
     friend struct channel_access;
     friend class shared_channel_lock;
-    tempval& wait_shared(int dir);
+    // may_block false: nullptr instead of blocking.
+    tempval* wait_shared(int dir, bool may_block);
     // The current tasklet `self` is on the waiting list: runs the next tasklet (waiting for
     // other threads if that is the rule) until a partner wakes `self`; raises deadlock_error
     // with `deadlock` if nothing can.

@@ -1,0 +1,216 @@
+// The scheduler's side of time and I/O: parking a tasklet on the reactor, waking it, sleeping in
+// the reactor when nothing is runnable, and the public calls of stackless/time.hpp and
+// stackless/io.hpp.
+#include <cxxabi.h>
+#include <unistd.h>
+
+#include "remote_wait.hpp"
+#include "scheduler.hpp"
+#include "stackless/errors.hpp"
+#include "stackless/io.hpp"
+#include "stackless/time.hpp"
+
+namespace stackless::detail {
+
+wait_result scheduler::park_in_reactor() {
+    tasklet_state* self = running_;
+    self->woke = wait_result::pending;
+    leave_ring(self);
+    self->next = self->prev = nullptr;
+    self->where = place::waiting;
+    tasklet_state* next = head_;
+    if (next == nullptr) {
+        try {
+            next = when_ring_empty(self);  // (the reactor has a waiter: self)
+        } catch (abi::__forced_unwind&) {
+            throw;
+        } catch (...) {
+            if (unblock(self)) ring_insert_end(self);
+            throw;
+        }
+    }
+    switch_to(next);  // (raises what was thrown into it; unblock() cancelled its waits then)
+    return self->woke;
+}
+
+bool scheduler::wake_from_reactor(tasklet_state* t, wait_result why) noexcept {
+    switch (t->where) {
+        case place::waiting:
+            t->woke = why;
+            ring_insert_end(t);  // (it counted as scheduled all along: no hook call)
+            return true;
+        case place::channel:
+        case place::transit:                         // a channel wait with a deadline
+            if (!take_off_channel(t)) return false;  // another thread completed it first
+            t->woke = why;
+            ring_insert_end(t);
+            return true;
+        default:  // a partner completed it and it has not run yet: its wait is over
+            return false;
+    }
+}
+
+bool scheduler::unblock(tasklet_state* t) noexcept {
+    if (reactor_ != nullptr) {
+        reactor_->cancel_timer(t);
+        reactor_->cancel_fd_wait(t);
+    }
+    if (t->where == place::waiting) {
+        if (t->remote != nullptr && !cancel_remote_wait(t)) return false;
+        t->where = place::none;
+        if (t->hooks != nullptr) [[unlikely]]
+            notify_scheduled(t, false);
+        return true;
+    }
+    return take_off_channel(t);
+}
+
+tasklet_state* scheduler::wait_for_world(tasklet_state* leaving) {
+    for (;;) {
+        reactor_->poll(-1, true);
+        drain_remote_if_any();
+        if (head_ != nullptr) return head_;
+        if (reactor_->waiters() == 0) return when_ring_empty(leaving);
+    }
+}
+
+void scheduler::busy_tick() {
+    if (reactor_->waiters() != 0 && reactor_->tick()) reactor_->poll_while_busy();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waits that other threads complete
+
+std::shared_ptr<remote_wait> scheduler::arm_remote_wait() {
+    auto w = std::make_shared<remote_wait>();
+    w->owner = this;
+    w->waiter = running_;
+    return w;
+}
+
+wait_result scheduler::wait_remote(remote_wait& w) {
+    tasklet_state* self = running_;
+    {
+        std::lock_guard lock(w.mutex);
+        if (w.state == remote_wait::phase::completed) return wait_result::ready;
+        if (w.state == remote_wait::phase::cancelled || w.waiter != self)
+            throw error("remote_wait: not armed for this tasklet");
+        // Out of the ring before complete() can see `waiting`: it links the tasklet into this
+        // thread's inbox through the same fields.
+        leave_ring(self);
+        self->next = self->prev = nullptr;
+        self->where = place::waiting;
+        self->remote = &w;
+        w.waiting = true;
+        event_loop().note_remote_waiter(1);
+    }
+    self->woke = wait_result::pending;
+    tasklet_state* next = head_;
+    if (next == nullptr) {
+        try {
+            next = when_ring_empty(self);
+        } catch (abi::__forced_unwind&) {
+            throw;
+        } catch (...) {
+            if (unblock(self)) ring_insert_end(self);
+            throw;
+        }
+    }
+    switch_to(next);
+    return self->woke;
+}
+
+bool scheduler::cancel_remote_wait(tasklet_state* t) noexcept {
+    remote_wait& w = *t->remote;
+    {
+        std::lock_guard lock(w.mutex);
+        if (w.state == remote_wait::phase::armed) {
+            w.state = remote_wait::phase::cancelled;
+            w.waiting = false;
+            t->remote = nullptr;
+            reactor_->note_remote_waiter(-1);
+            return true;
+        }
+    }
+    drain_remote();  // completed: it is in the inbox
+    return false;
+}
+
+void remote_wait::complete() noexcept {
+    std::lock_guard lock(mutex);
+    if (state != phase::armed) return;
+    state = phase::completed;
+    if (waiting) owner->push_remote(waiter);  // (cancelled before its thread could end)
+}
+
+}  // namespace stackless::detail
+
+namespace stackless {
+
+using detail::reactor;
+using detail::scheduler;
+using detail::tasklet_state;
+using detail::wait_result;
+
+void sleep_until(deadline until) {
+    scheduler& s = scheduler::get();
+    if (until.ns() <= reactor::now_ns()) {
+        s.schedule();
+        return;
+    }
+    tasklet_state* self = s.running();
+    s.event_loop().add_timer(self, until.ns());
+    s.park_in_reactor();
+}
+
+namespace {
+
+bool wait_fd(int fd, deadline until, bool write) {
+    scheduler& s = scheduler::get();
+    reactor& r = s.event_loop();
+    if (r.take_readiness(fd, write)) return true;
+    if (until.has_passed()) return false;
+    tasklet_state* self = s.running();
+    r.add_fd_wait(self, fd, write);
+    if (!until.is_never()) {
+        try {
+            r.add_timer(self, until.ns());
+        } catch (...) {
+            r.cancel_fd_wait(self);
+            throw;
+        }
+    }
+    switch (s.park_in_reactor()) {
+        case wait_result::ready:
+            return true;
+        case wait_result::timeout:
+            return false;
+        case wait_result::closed:
+            throw io_error(EBADF, write ? "wait_writable" : "wait_readable",
+                           "the file descriptor was closed while the tasklet waited on it");
+        default:
+            return true;  // (woken by other means: let the caller try its operation again)
+    }
+}
+
+}  // namespace
+
+bool wait_readable(int fd, deadline until) {
+    return wait_fd(fd, until, false);
+}
+
+bool wait_writable(int fd, deadline until) {
+    return wait_fd(fd, until, true);
+}
+
+void forget_fd(int fd) {
+    if (scheduler* s = scheduler::get_if_exists())
+        if (reactor* r = s->event_loop_if_any()) r->forget(fd);
+}
+
+void close_fd(int fd) {
+    forget_fd(fd);
+    if (::close(fd) < 0 && errno != EINTR) throw io_error(errno, "close");
+}
+
+}  // namespace stackless
