@@ -6,7 +6,8 @@
 // wait returns when the fd became ready since the previous wait for the same direction returned,
 // so wait only after an operation said EAGAIN (or read less than asked): data that was already
 // there and not read does not wake a later wait. The socket classes of stackless/net.hpp follow
-// this rule for you.
+// this rule for you. One state is not an edge: once a socket's peer has ended its stream (or
+// reset the connection), every wait for reading returns at once.
 #pragma once
 
 #include "stackless/time.hpp"

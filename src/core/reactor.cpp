@@ -113,7 +113,7 @@ void reactor::register_fd(int fd, fd_entry& e) {
 bool reactor::take_readiness(int fd, bool write) {
     fd_entry& e = entry(fd);
     if (!e.registered) register_fd(fd, e);
-    if (e.always_ready) return true;
+    if (e.always_ready || (!write && e.read_hung_up)) return true;
     bool& ready = write ? e.writable : e.readable;
     if (!ready) return false;
     ready = false;
@@ -177,6 +177,7 @@ std::size_t reactor::dispatch(int ready_count) {
         fd_entry& e = fds_[static_cast<std::size_t>(fd)];
         if (!e.registered) continue;  // forgotten since epoll reported it
         if (what & read_events) {
+            if (what & EPOLLRDHUP) e.read_hung_up = true;
             if (e.reader != nullptr)
                 wake(e.reader, wait_result::ready);
             else

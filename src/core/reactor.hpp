@@ -74,6 +74,11 @@ class reactor {
         bool always_ready = false;  // regular files, which epoll refuses
         bool readable = false;      // became ready since the last wait returned
         bool writable = false;
+        // The peer ended its stream (EPOLLRDHUP, sockets only): that is for good, so every later
+        // wait for reading returns at once. An edge reports it once, and a reader that took the
+        // last data after that edge (a short read: stackless/net.hpp reads again only after a
+        // wait) would otherwise wait for an edge that never comes.
+        bool read_hung_up = false;
     };
     fd_entry& entry(int fd);
     void ensure_epoll();

@@ -2,6 +2,7 @@
 // deadlines, an fd closed while waited on, kills, and what run() does while tasklets wait.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -129,6 +130,39 @@ TEST(FdWait, KillingAWaiterUnregistersItAndAnotherCanWait) {
         ASSERT_EQ(::write(p.write_end, "x", 1), 1);
         stackless::run();
         EXPECT_EQ(log, (events{"unwound", "read x"}));
+    });
+}
+
+// A reader that waits after a short read (io.hpp allows it) while data and the end of the stream
+// arrive together: one edge reports both, and the wait after the short read must still return
+// (the peer's hang-up is a state, not an edge).
+TEST(FdWait, HangUpKeepsASocketReadable) {
+    in_fresh_thread([] {
+        int fds[2];
+        ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+        events log;
+        stackless::spawn([&] {
+            char buf[64];
+            bool wait_first = false;
+            for (;;) {
+                if (wait_first && !stackless::wait_readable(fds[0], 5s)) {
+                    log.push_back("timed out");
+                    return;
+                }
+                ssize_t n = ::read(fds[0], buf, sizeof buf);
+                if (n == 0) break;
+                if (n > 0) log.push_back(std::string(buf, static_cast<std::size_t>(n)));
+                wait_first = true;  // after EAGAIN, or a short read
+            }
+            log.push_back("end");
+        });
+        stackless::schedule();  // the reader waits
+        ASSERT_EQ(::write(fds[1], "abc", 3), 3);
+        ::shutdown(fds[1], SHUT_WR);
+        stackless::run();
+        EXPECT_EQ(log, (events{"abc", "end"}));
+        stackless::close_fd(fds[0]);
+        stackless::close_fd(fds[1]);
     });
 }
 
