@@ -6,6 +6,7 @@
 #include "stackless/errors.hpp"
 #include "stackless/scheduler.hpp"
 #include "stackless/io.hpp"
+#include "stackless/net.hpp"
 #include "stackless/tasklet.hpp"
 #include "stackless/threads.hpp"
 #include "stackless/time.hpp"
