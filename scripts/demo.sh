@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the article's programs: the C++ versions (examples/cpp), then the Python ones
+# Runs the article's programs: the C++ versions (examples/cpp, with an echo server and its
+# clients over loopback sockets), then the Python ones
 # (Listings 1-6, and the migration of a running tasklet to another process).
 set -euo pipefail
 build=${1:-build/release}
-for program in listing1 listing2 sort network_simulation threads; do
+for program in listing1 listing2 sort network_simulation threads echo; do
     echo "== examples/cpp/$program"
     "$build/examples/cpp/$program"
     echo
