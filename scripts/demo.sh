@@ -3,7 +3,7 @@
 # (Listings 1-6, and the migration of a running tasklet to another process).
 set -euo pipefail
 build=${1:-build/release}
-for program in listing1 listing2 sort network_simulation threads; do
+for program in listing1 listing2 sort network_simulation network_latency threads; do
     echo "== examples/cpp/$program"
     "$build/examples/cpp/$program"
     echo
