@@ -74,8 +74,15 @@ tasklet_state* scheduler::wait_for_world(tasklet_state* leaving) {
     }
 }
 
-void scheduler::busy_tick() {
-    if (reactor_->waiters() != 0 && reactor_->tick()) reactor_->poll_while_busy();
+void scheduler::create_event_loop() {
+    reactor_ = std::make_unique<reactor>(*this);
+    attention_.fetch_or(reactor_bit, std::memory_order_relaxed);
+}
+
+void scheduler::attend_slow() {
+    drain_remote_if_any();
+    if (reactor_ != nullptr && reactor_->waiters() != 0 && reactor_->tick())
+        reactor_->poll_while_busy();
 }
 
 // ---------------------------------------------------------------------------------------------

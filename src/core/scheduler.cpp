@@ -510,7 +510,7 @@ void scheduler::end_running(std::exception_ptr escaped) {
 // Scheduling operations
 
 void scheduler::schedule_remove() {
-    reactor_tick();
+    attend();
     tasklet_state* self = running_;
     if (self->handles.load(std::memory_order_relaxed) == 0 && !self->is_main &&
         !is_watchdog(self)) {
