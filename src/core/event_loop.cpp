@@ -13,6 +13,7 @@
 namespace stackless::detail {
 
 wait_result scheduler::park_in_reactor() {
+    attend();
     tasklet_state* self = running_;
     self->woke = wait_result::pending;
     leave_ring(self);
@@ -37,13 +38,13 @@ bool scheduler::wake_from_reactor(tasklet_state* t, wait_result why) noexcept {
     switch (t->where) {
         case place::waiting:
             t->woke = why;
-            ring_insert_end(t);  // (it counted as scheduled all along: no hook call)
+            insert_woken(t);  // (it counted as scheduled all along: no hook call)
             return true;
         case place::channel:
         case place::transit:                         // a channel wait with a deadline
             if (!take_off_channel(t)) return false;  // another thread completed it first
             t->woke = why;
-            ring_insert_end(t);
+            insert_woken(t);
             return true;
         default:  // a partner completed it and it has not run yet: its wait is over
             return false;
@@ -81,8 +82,29 @@ void scheduler::create_event_loop() {
 
 void scheduler::attend_slow() {
     drain_remote_if_any();
-    if (reactor_ != nullptr && reactor_->waiters() != 0 && reactor_->tick())
-        reactor_->poll_while_busy();
+    if (reactor_ == nullptr || reactor_->waiters() == 0 || !reactor_->tick()) return;
+    // What the reactor wakes now runs next, in the order it woke, before the rest of the run
+    // queue (as Go readies a goroutine into runnext): a timer's lateness must not grow with the
+    // number of runnable tasklets.
+    const bool running_in_ring = running_->where == place::ring;
+    wake_cursor_ = running_in_ring ? running_ : nullptr;
+    wake_to_front_ = !running_in_ring;
+    reactor_->poll_while_busy();
+    wake_cursor_ = nullptr;
+    wake_to_front_ = false;
+}
+
+void scheduler::insert_woken(tasklet_state* t) noexcept {
+    if (wake_to_front_) {
+        ring_insert_front(t);
+        wake_to_front_ = false;
+    } else if (wake_cursor_ != nullptr) {
+        ring_insert_after(wake_cursor_, t);
+    } else {
+        ring_insert_end(t);
+        return;
+    }
+    wake_cursor_ = t;
 }
 
 // ---------------------------------------------------------------------------------------------

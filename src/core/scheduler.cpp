@@ -477,6 +477,7 @@ void scheduler::end_running(std::exception_ptr escaped) {
     tasklet_state* self = running_;
     self->state = life::dead;
     if (self->where == place::ring) ring_remove(self);
+    attend();
     --stats_.live_tasklets;
     tasklet_state* wake = wake_target();
     tasklet_state* next = head_;

@@ -317,6 +317,11 @@ class scheduler {
     // when_ring_empty while the reactor has waiters: sleeps in it until a tasklet is runnable.
     tasklet_state* wait_for_world(tasklet_state* leaving);
     void create_event_loop();
+    // Where the reactor's wake-ups go while tasklets are runnable (attend_slow): after
+    // wake_cursor_, or first in the ring; at the end of the ring otherwise.
+    void insert_woken(tasklet_state* t) noexcept;
+    tasklet_state* wake_cursor_ = nullptr;
+    bool wake_to_front_ = false;
     __attribute__((noinline, cold)) void attend_slow();
     bool cancel_remote_wait(tasklet_state* t) noexcept;
     std::unique_ptr<reactor> reactor_;
