@@ -82,29 +82,23 @@ void scheduler::create_event_loop() {
 
 void scheduler::attend_slow() {
     drain_remote_if_any();
-    if (reactor_ == nullptr || reactor_->waiters() == 0 || !reactor_->tick()) return;
-    // What the reactor wakes now runs next, in the order it woke, before the rest of the run
-    // queue (as Go readies a goroutine into runnext): a timer's lateness must not grow with the
-    // number of runnable tasklets.
-    const bool running_in_ring = running_->where == place::ring;
-    wake_cursor_ = running_in_ring ? running_ : nullptr;
-    wake_to_front_ = !running_in_ring;
-    reactor_->poll_while_busy();
-    wake_cursor_ = nullptr;
-    wake_to_front_ = false;
+    if (reactor_ != nullptr && reactor_->waiters() != 0 && reactor_->tick())
+        reactor_->poll_while_busy();
 }
 
 void scheduler::insert_woken(tasklet_state* t) noexcept {
-    if (wake_to_front_) {
-        ring_insert_front(t);
-        wake_to_front_ = false;
-    } else if (wake_cursor_ != nullptr) {
-        ring_insert_after(wake_cursor_, t);
-    } else {
-        ring_insert_end(t);
-        return;
-    }
-    wake_cursor_ = t;
+    // What the reactor wakes runs before the rest of the run queue (as Go readies a goroutine
+    // into runnext), so that a timer's lateness does not grow with the number of runnable
+    // tasklets, and after what it woke earlier and has not run yet, so that deadlines keep
+    // their order.
+    tasklet_state* after = last_woken_;
+    if (after == nullptr || after->where != place::ring)
+        after = running_->where == place::ring ? running_ : nullptr;
+    if (after != nullptr)
+        ring_insert_after(after, t);
+    else
+        ring_insert_front(t);  // (the running tasklet has just left the ring)
+    last_woken_ = t;
 }
 
 // ---------------------------------------------------------------------------------------------

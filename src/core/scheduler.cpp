@@ -219,6 +219,7 @@ void scheduler::maybe_free(tasklet_state* t) noexcept {
         return;
     forget_state(t);
     stack_pool::drop_saved(t);
+    if (t == last_woken_) last_woken_ = nullptr;
     delete t;
 }
 

@@ -317,11 +317,10 @@ class scheduler {
     // when_ring_empty while the reactor has waiters: sleeps in it until a tasklet is runnable.
     tasklet_state* wait_for_world(tasklet_state* leaving);
     void create_event_loop();
-    // Where the reactor's wake-ups go while tasklets are runnable (attend_slow): after
-    // wake_cursor_, or first in the ring; at the end of the ring otherwise.
+    // Puts a tasklet the reactor woke in the ring (event_loop.cpp says where).
     void insert_woken(tasklet_state* t) noexcept;
-    tasklet_state* wake_cursor_ = nullptr;
-    bool wake_to_front_ = false;
+    // The last tasklet the reactor woke (maybe_free forgets it).
+    tasklet_state* last_woken_ = nullptr;
     __attribute__((noinline, cold)) void attend_slow();
     bool cancel_remote_wait(tasklet_state* t) noexcept;
     std::unique_ptr<reactor> reactor_;
