@@ -371,3 +371,34 @@ TEST(TryOperations, NeverBlockAndCompleteWithAWaitingPartner) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Sleep, BusyTaskletsDoNotStarveASleeper) {
+    in_fresh_thread([] {
+        bool stop = false;
+        std::int64_t late_ns = -1;
+        // Two tasklets that never wait: one calls schedule(), two ping-pong over a channel.
+        stackless::spawn([&] {
+            while (!stop) stackless::schedule();
+        });
+        stackless::channel<int> ping;
+        stackless::spawn([&] {
+            while (!stop) ping.send_for(1, 50ms);
+        });
+        stackless::spawn([&] {
+            while (!stop) ping.receive_for(50ms);
+        });
+        stackless::spawn([&] {
+            const auto at = stackless::clock::now() + 20ms;
+            stackless::sleep_until(at);
+            late_ns = (stackless::clock::now() - at).count();
+            stop = true;
+        });
+        stackless::run();
+        ASSERT_GE(late_ns, 0);
+        EXPECT_LT(std::chrono::nanoseconds(late_ns), lateness_bound);
+    });
+}
+
+}  // namespace
