@@ -22,9 +22,12 @@
 # Systems alternate within each round (the order rotates), so that a noisy machine's drifts
 # hit them alike.
 #
-# Output: `cpp <system> echo_rps_c<C> <requests/s>`, `echo_p99_us_c<C> <us>` and
-# `echo_bytes_per_conn_c<C> <bytes>` for systems epoll, go, asio and the extra ones; each run's
-# figures go to stderr. If a system is named `ours`: `cpp ours/<system> <figure> <ratio>` and
+# Output: `cpp <system> echo_rps_c<C> <requests/s>`, `echo_p99_us_c<C> <us>`,
+# `echo_bytes_per_conn_c<C> <bytes>` and `echo_server_cpu_ns_per_req_c<C> <ns>` for systems
+# epoll, go, asio and the extra ones; each run's figures go to stderr. The last is the server's
+# CPU time (all threads, 10 ms ticks) over the timed round trips per request: on 2 cores the
+# load generator, as busy as a fast server, bounds requests/s, and CPU time still tells the
+# servers apart. If a system is named `ours`: `cpp ours/<system> <figure> <ratio>` and
 #   cpp goal echo_rps_c10000 <ours/go> >= 1.2 met|MISSED
 #   cpp goal echo_rps_c10000 <ours/asio> >= 1.0 met|MISSED
 #   cpp goal echo_rps_c10000 <ours/epoll> >= 0.7 met|MISSED
@@ -87,6 +90,9 @@ cleanup() {
 trap cleanup EXIT
 
 rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status" 2>/dev/null; }
+# User + system CPU time of a process (all its threads), in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null; }
+ticks_per_s=$(getconf CLK_TCK)
 
 # One run: run_one NAME SERVER C R appends `NAME C rps p50 p99 bytes_per_conn` to results.
 run_one() {
@@ -114,8 +120,9 @@ run_one() {
     local to from
     exec {to}>"$tmp/to" {from}<"$tmp/from"
     read -r -t 150 line <&"$from"
-    local rss_loaded
+    local rss_loaded cpu_before cpu_after
     rss_loaded=$(rss_kb "$server_pid")
+    cpu_before=$(cpu_ticks "$server_pid")
     echo go >&"$to"
     exec {to}>&-
     local report
@@ -128,6 +135,7 @@ run_one() {
         note "$name, C = $conns: echo_loadgen failed (status $status)"
         return 1
     fi
+    cpu_after=$(cpu_ticks "$server_pid")
     if ! kill -0 "$server_pid" 2>/dev/null; then
         note "$name, C = $conns: the server died during the run"
         return 1
@@ -139,13 +147,18 @@ run_one() {
         note "$name: no VmRSS in /proc/<pid>/status"
         return 1
     fi
-    awk -v name="$name" -v c="$conns" -v idle="$rss_idle" -v loaded="$rss_loaded" '
+    awk -v name="$name" -v c="$conns" -v idle="$rss_idle" -v loaded="$rss_loaded" \
+        -v cpu_ticks="$((cpu_after - cpu_before))" -v tick_ns="$((1000000000 / ticks_per_s))" \
+        -v requests="$((conns * trips))" '
         { v[$1] = $2 }
         END {
             bytes = (loaded - idle) * 1024 / c
-            printf "%s %d %s %s %s %.0f\n", name, c, v["rps"], v["p50_us"], v["p99_us"], bytes
-            printf "echo/run: %-6s C=%-6d rps %8s  p50 %9s us  p99 %9s us  %6.0f bytes/conn\n",
-                name, c, v["rps"], v["p50_us"], v["p99_us"], bytes > "/dev/stderr"
+            cpu = cpu_ticks * tick_ns / requests
+            printf "%s %d %s %s %s %.0f %.0f\n", name, c, v["rps"], v["p50_us"], v["p99_us"],
+                bytes, cpu
+            printf "echo/run: %-6s C=%-6d rps %8s  p50 %9s us  p99 %9s us  %6.0f bytes/conn" \
+                "  %6.0f server CPU ns/request\n", name, c, v["rps"], v["p50_us"], v["p99_us"],
+                bytes, cpu > "/dev/stderr"
         }' <<<"$report" >>"$tmp/results"
 }
 
@@ -170,7 +183,11 @@ note "the echo benchmark took $((SECONDS - start)) s"
 
 touch "$tmp/results"
 awk -v systems="${names[*]}" -v requested="${requested[*]}" -v conns="${conn_counts[*]}" '
-    { key = $1 " " $2; n[key]++; rps[key, n[key]] = $3; p99[key, n[key]] = $5; mem[key, n[key]] = $6 }
+    {
+        key = $1 " " $2
+        n[key]++
+        rps[key, n[key]] = $3; p99[key, n[key]] = $5; mem[key, n[key]] = $6; cpu[key, n[key]] = $7
+    }
     function median(arr, key,    m, i, j, t, v) {
         m = n[key]
         for (i = 1; i <= m; i++) v[i] = arr[key, i] + 0
@@ -198,8 +215,10 @@ awk -v systems="${names[*]}" -v requested="${requested[*]}" -v conns="${conn_cou
                 value[sys[s] " echo_rps_c" cs[i]] = sprintf("%.0f", median(rps, key))
                 value[sys[s] " echo_p99_us_c" cs[i]] = sprintf("%.1f", median(p99, key))
                 value[sys[s] " echo_bytes_per_conn_c" cs[i]] = sprintf("%.0f", median(mem, key))
-                split("echo_rps_c echo_p99_us_c echo_bytes_per_conn_c", fig, " ")
-                for (f = 1; f <= 3; f++)
+                value[sys[s] " echo_server_cpu_ns_per_req_c" cs[i]] = sprintf("%.0f", median(cpu, key))
+                split("echo_rps_c echo_p99_us_c echo_bytes_per_conn_c echo_server_cpu_ns_per_req_c",
+                      fig, " ")
+                for (f = 1; f <= 4; f++)
                     print "cpp " sys[s] " " fig[f] cs[i] " " value[sys[s] " " fig[f] cs[i]]
             }
         if (requested !~ /(^| )ours( |$)/) exit  # goals only if ours was asked for
