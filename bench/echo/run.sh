@@ -65,11 +65,9 @@ add_system() {
 
 # Standard library only, no network: no proxy, and a cache and GOPATH of our own.
 rm -f "$bin/echo_go"  # not last time's, if this build fails
-if command -v go >/dev/null 2>&1 &&
-    (cd "$here/go" && GOPROXY=off GO111MODULE=on GOFLAGS='' GOCACHE="$bin/go-cache" \
+if ! command -v go >/dev/null 2>&1 ||
+    ! (cd "$here/go" && GOPROXY=off GO111MODULE=on GOFLAGS='' GOCACHE="$bin/go-cache" \
         GOPATH="$bin/go-path" go build -o "$bin/echo_go" .); then
-    :
-else
     note "no Go toolchain, or go build failed"
 fi
 add_system epoll "$bin/echo_epoll_server"
