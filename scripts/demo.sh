@@ -4,7 +4,7 @@
 # (Listings 1-6, and the migration of a running tasklet to another process).
 set -euo pipefail
 build=${1:-build/release}
-for program in listing1 listing2 sort network_simulation threads echo; do
+for program in listing1 listing2 sort network_simulation network_latency threads echo; do
     echo "== examples/cpp/$program"
     "$build/examples/cpp/$program"
     echo

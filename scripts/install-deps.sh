@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(
     build-essential cmake make pkg-config
-    libboost-context-dev libboost-fiber-dev
+    libboost-context-dev libboost-fiber-dev libboost-coroutine-dev
     libgtest-dev libbenchmark-dev
     libclang-rt-14-dev
     python3 python3-dev python3-pytest python3-hypothesis

@@ -169,8 +169,7 @@ const char* refusal(const tasklet_state* self, const channel_core* ch) noexcept 
 STACKLESS_ALWAYS_INLINE tempval& channel_core::sleep_on(scheduler& s, tasklet_state* self,
                                                         const char* deadlock) {
     tempval& mine = self->value;
-    s.drain_remote_if_any();
-    s.reactor_tick();
+    s.attend();
     tasklet_state* next = s.head();
     if (next == nullptr) {
         try {

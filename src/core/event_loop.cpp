@@ -13,6 +13,7 @@
 namespace stackless::detail {
 
 wait_result scheduler::park_in_reactor() {
+    attend();
     tasklet_state* self = running_;
     self->woke = wait_result::pending;
     leave_ring(self);
@@ -37,13 +38,13 @@ bool scheduler::wake_from_reactor(tasklet_state* t, wait_result why) noexcept {
     switch (t->where) {
         case place::waiting:
             t->woke = why;
-            ring_insert_end(t);  // (it counted as scheduled all along: no hook call)
+            insert_woken(t);  // (it counted as scheduled all along: no hook call)
             return true;
         case place::channel:
         case place::transit:                         // a channel wait with a deadline
             if (!take_off_channel(t)) return false;  // another thread completed it first
             t->woke = why;
-            ring_insert_end(t);
+            insert_woken(t);
             return true;
         default:  // a partner completed it and it has not run yet: its wait is over
             return false;
@@ -74,8 +75,30 @@ tasklet_state* scheduler::wait_for_world(tasklet_state* leaving) {
     }
 }
 
-void scheduler::busy_tick() {
-    if (reactor_->waiters() != 0 && reactor_->tick()) reactor_->poll_while_busy();
+void scheduler::create_event_loop() {
+    reactor_ = std::make_unique<reactor>(*this);
+    attention_.fetch_or(reactor_bit, std::memory_order_relaxed);
+}
+
+void scheduler::attend_slow() {
+    drain_remote_if_any();
+    if (reactor_ != nullptr && reactor_->waiters() != 0 && reactor_->tick())
+        reactor_->poll_while_busy();
+}
+
+void scheduler::insert_woken(tasklet_state* t) noexcept {
+    // What the reactor wakes runs before the rest of the run queue (as Go readies a goroutine
+    // into runnext), so that a timer's lateness does not grow with the number of runnable
+    // tasklets, and after what it woke earlier and has not run yet, so that deadlines keep
+    // their order.
+    tasklet_state* after = last_woken_;
+    if (after == nullptr || after->where != place::ring)
+        after = running_->where == place::ring ? running_ : nullptr;
+    if (after != nullptr)
+        ring_insert_after(after, t);
+    else
+        ring_insert_front(t);  // (the running tasklet has just left the ring)
+    last_woken_ = t;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // Created on the thread's first wait for time or I/O; a program that never waits pays nothing.
 //
 // The reactor only keeps track of waiters and reports what happened; the scheduler decides when
-// to look (reactor_tick, wait_for_world) and makes the woken tasklets runnable.
+// to look (scheduler::attend, wait_for_world) and makes the woken tasklets runnable.
 #pragma once
 
 #include <cstdint>

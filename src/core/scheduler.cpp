@@ -219,6 +219,7 @@ void scheduler::maybe_free(tasklet_state* t) noexcept {
         return;
     forget_state(t);
     stack_pool::drop_saved(t);
+    if (t == last_woken_) last_woken_ = nullptr;
     delete t;
 }
 
@@ -477,6 +478,7 @@ void scheduler::end_running(std::exception_ptr escaped) {
     tasklet_state* self = running_;
     self->state = life::dead;
     if (self->where == place::ring) ring_remove(self);
+    attend();
     --stats_.live_tasklets;
     tasklet_state* wake = wake_target();
     tasklet_state* next = head_;
@@ -510,7 +512,7 @@ void scheduler::end_running(std::exception_ptr escaped) {
 // Scheduling operations
 
 void scheduler::schedule_remove() {
-    reactor_tick();
+    attend();
     tasklet_state* self = running_;
     if (self->handles.load(std::memory_order_relaxed) == 0 && !self->is_main &&
         !is_watchdog(self)) {

@@ -148,8 +148,15 @@ class scheduler {
     // counts as awake meanwhile (its inbox flag is set; the drain finds the inbox empty).
     void wake_up() noexcept;
     void drain_remote_if_any() noexcept {
-        if (remote_pending_.load(std::memory_order_relaxed)) [[unlikely]]
+        if (attention_.load(std::memory_order_relaxed) & remote_bit) [[unlikely]]
             drain_remote();
+    }
+    // At the scheduling points (schedule, a blocking channel operation): drains the inbox and
+    // lets the reactor look at its timers and fds now and then. One test of one byte when there
+    // is neither, so that programs that use neither threads nor time pay nothing more.
+    void attend() {
+        if (attention_.load(std::memory_order_relaxed) != 0) [[unlikely]]
+            attend_slow();
     }
     void drain_remote() noexcept;
     // A tasklet of this thread completed on a shared channel (by this thread, or drained from
@@ -167,7 +174,7 @@ class scheduler {
     // This thread's reactor, created on first use.
     reactor& event_loop() {
         if (reactor_ == nullptr) [[unlikely]]
-            reactor_ = std::make_unique<reactor>(*this);
+            create_event_loop();
         return *reactor_;
     }
     reactor* event_loop_if_any() const noexcept { return reactor_.get(); }
@@ -182,12 +189,6 @@ class scheduler {
     // (do not sleep). end_reactor_sleep may raise what the binding's thread hooks raise.
     bool begin_reactor_sleep();
     void end_reactor_sleep();
-    // At scheduling points while the reactor has waiters, so that timers and I/O are served
-    // even when tasklets never wait.
-    void reactor_tick() {
-        if (reactor_ != nullptr) [[unlikely]]
-            busy_tick();
-    }
     // A wait that another thread completes (remote_wait.hpp).
     std::shared_ptr<remote_wait> arm_remote_wait();
     wait_result wait_remote(remote_wait& w);
@@ -287,7 +288,14 @@ class scheduler {
 
     // Tasklets that other threads complete (threads.cpp). The flag lets the scheduling points
     // look without the lock.
-    std::atomic<bool> remote_pending_{false};
+    // What the scheduling points must look at: remote_bit, another thread left tasklets in the
+    // inbox (set by that thread); reactor_bit, this thread has a reactor (set once).
+    static constexpr std::uint8_t remote_bit = 1;
+    static constexpr std::uint8_t reactor_bit = 2;
+    std::atomic<std::uint8_t> attention_{0};
+    bool remote_pending() const noexcept {
+        return (attention_.load(std::memory_order_relaxed) & remote_bit) != 0;
+    }
     std::atomic<int> shared_waiters_{0};
     std::mutex inbox_mutex_;
     std::condition_variable inbox_cv_;
@@ -308,7 +316,12 @@ class scheduler {
     tasklet_state* idle_wait();
     // when_ring_empty while the reactor has waiters: sleeps in it until a tasklet is runnable.
     tasklet_state* wait_for_world(tasklet_state* leaving);
-    __attribute__((noinline, cold)) void busy_tick();
+    void create_event_loop();
+    // Puts a tasklet the reactor woke in the ring (event_loop.cpp says where).
+    void insert_woken(tasklet_state* t) noexcept;
+    // The last tasklet the reactor woke (maybe_free forgets it).
+    tasklet_state* last_woken_ = nullptr;
+    __attribute__((noinline, cold)) void attend_slow();
     bool cancel_remote_wait(tasklet_state* t) noexcept;
     std::unique_ptr<reactor> reactor_;
     bool has_waiters_other_threads_may_wake() const noexcept;
@@ -393,8 +406,7 @@ STACKLESS_ALWAYS_INLINE void scheduler::ring_to_channel(tasklet_state* t, channe
 }
 
 STACKLESS_ALWAYS_INLINE void scheduler::schedule() {
-    drain_remote_if_any();
-    reactor_tick();
+    attend();
     tasklet_state* self = running_;
     tasklet_state* next = self->next;
     if (next == self) {

@@ -78,7 +78,7 @@ void count_this_thread_as_a_partner() {
 int sleeping_locked(const thread_registry& r) noexcept {
     int n = 0;
     for (scheduler* s = r.first; s != nullptr; s = s->registry_next_)
-        n += s->idle_ && !s->remote_pending_.load(std::memory_order_relaxed);
+        n += s->idle_ && !s->remote_pending();
     return n;
 }
 
@@ -118,14 +118,14 @@ void scheduler::push_remote(tasklet_state* t) noexcept {
     else
         inbox_head_ = t;
     inbox_tail_ = t;
-    remote_pending_.store(true, std::memory_order_relaxed);
+    attention_.fetch_or(remote_bit, std::memory_order_relaxed);
     inbox_cv_.notify_one();
     if (reactor_ != nullptr) reactor_->wake_from_other_thread();
 }
 
 void scheduler::wake_up() noexcept {
     std::lock_guard lock(inbox_mutex_);
-    remote_pending_.store(true, std::memory_order_relaxed);
+    attention_.fetch_or(remote_bit, std::memory_order_relaxed);
     inbox_cv_.notify_one();
     if (reactor_ != nullptr) reactor_->wake_from_other_thread();
 }
@@ -133,7 +133,7 @@ void scheduler::wake_up() noexcept {
 bool scheduler::begin_reactor_sleep() {
     {
         std::lock_guard lock(inbox_mutex_);
-        if (remote_pending_.load(std::memory_order_relaxed)) return false;
+        if (remote_pending()) return false;
         reactor_->mark_sleeping(true);
     }
     const thread_hooks* hooks = installed_hooks.load(std::memory_order_acquire);
@@ -156,7 +156,7 @@ void scheduler::drain_remote() noexcept {
         std::lock_guard lock(inbox_mutex_);
         t = inbox_head_;
         inbox_head_ = inbox_tail_ = nullptr;
-        remote_pending_.store(false, std::memory_order_relaxed);
+        attention_.fetch_and(static_cast<std::uint8_t>(~remote_bit), std::memory_order_relaxed);
     }
     while (t != nullptr) {
         tasklet_state* after = t->next;
@@ -233,7 +233,7 @@ scheduler::idle_verdict scheduler::begin_idle(bool announce) {
         // A thread that woke one of ours and then went to sleep counts as asleep below, so
         // that tasklet must be seen here: it was handed over before that thread took this
         // lock to sleep, and then it is a reason to run on, not a deadlock.
-        if (remote_pending_.load(std::memory_order_relaxed)) return idle_verdict::woken;
+        if (remote_pending()) return idle_verdict::woken;
         // (Decided and marked at once: two threads that each wait for the other cannot both
         // see the other as running.)
         if (verdict == 0) {
@@ -273,9 +273,7 @@ tasklet_state* scheduler::idle_wait() {
         if (verdict == idle_verdict::woken) continue;
         {
             std::unique_lock lock(inbox_mutex_);
-            inbox_cv_.wait_for(lock, recheck_period, [&] {
-                return recheck_ || remote_pending_.load(std::memory_order_relaxed);
-            });
+            inbox_cv_.wait_for(lock, recheck_period, [&] { return recheck_ || remote_pending(); });
             recheck_ = false;
         }
         end_idle();

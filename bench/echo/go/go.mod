@@ -1,0 +1,3 @@
+module stackless/bench/echo/go
+
+go 1.19

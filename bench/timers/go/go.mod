@@ -1,0 +1,3 @@
+module stackless/bench/timers/go
+
+go 1.19
