@@ -49,7 +49,8 @@ valgrind: build
 # The echo and timer benchmarks exit non-zero when a program fails: make says so and goes on.
 bench: build
 	@BUILD_DIR=$(abspath $(BUILD)) bench/run_native.sh
-	-@BUILD_DIR=$(abspath $(BUILD)) bench/echo/run.sh
+	-@BUILD_DIR=$(abspath $(BUILD)) ECHO_EXTRA_SERVERS="ours=$(abspath $(BUILD))/bench/bench_echo_ours" \
+	  bench/echo/run.sh
 	-@BUILD_DIR=$(abspath $(BUILD)) TIMER_EXTRA="ours=$(abspath $(BUILD))/bench/timer_ours" \
 	  bench/timers/run.sh
 	@./stackless bench/python/bench.py
