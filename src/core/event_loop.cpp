@@ -13,12 +13,16 @@
 namespace stackless::detail {
 
 wait_result scheduler::park_in_reactor() {
-    attend();
     tasklet_state* self = running_;
     self->woke = wait_result::pending;
     leave_ring(self);
     self->next = self->prev = nullptr;
     self->where = place::waiting;
+    // A scheduling point, once the tasklet waits: what the reactor finds may be this tasklet's
+    // own fd or timer (an fd registered by this very wait reports that it is ready already, as a
+    // connect that completed at once does), and a wake of a tasklet still in the ring would be
+    // lost. Woken here, it is back in the ring, and switch_to(self) returns at once.
+    attend();
     tasklet_state* next = head_;
     if (next == nullptr) {
         try {

@@ -166,6 +166,38 @@ TEST(FdWait, HangUpKeepsASocketReadable) {
     });
 }
 
+// A wait registers a new fd, which is ready already (a fresh socket is writable, as a connect that
+// completed at once is): the event is queued at registration, and the reactor may find it at the
+// scheduling point of the very park that waits for it (every busy_tick_period-th one, when its
+// busy epoll period has passed). That wake must reach the parking tasklet. A sleeper keeps the
+// reactor counting ticks (and ends a lost wait by a deadlock error, at worst); a random number of
+// schedule() calls before each wait lands that park on the ticking point in some of the 1,000
+// rounds.
+TEST(FdWait, ReadinessFoundWhileParkingIsNotLost) {
+    in_fresh_thread([] {
+        stackless::tasklet sleeper = stackless::spawn([] { stackless::sleep_for(30s); });
+        stackless::schedule();
+        unsigned random = 12345;
+        int late = 0;
+        for (int round = 0; round < 1000; ++round) {
+            int fds[2];
+            ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+            const auto spin_until = stackless::clock::now() + 600us;  // past the busy period
+            while (stackless::clock::now() < spin_until) {
+            }
+            random = random * 1103515245 + 12345;
+            for (unsigned i = (random >> 16) % 64; i > 0; --i) stackless::schedule();
+            const auto start = stackless::clock::now();
+            if (!stackless::wait_writable(fds[0], 2s) || stackless::clock::now() - start > 1s)
+                ++late;
+            stackless::close_fd(fds[0]);
+            stackless::close_fd(fds[1]);
+        }
+        EXPECT_EQ(late, 0);
+        sleeper.kill();
+    });
+}
+
 TEST(FdWait, BadDescriptorRaises) {
     in_fresh_thread([] {
         EXPECT_THROW(stackless::wait_readable(-1), stackless::io_error);
