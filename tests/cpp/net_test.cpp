@@ -380,7 +380,7 @@ TEST(NetDeadline, Write) {
 // A listener with a full accept queue drops new handshakes, so a connection attempt waits.
 TEST(NetDeadline, Connect) {
     in_fresh_thread([] {
-        stackless::sleep_for(1ms);  // (the thread's loop opens its fds)
+        connected_tcp_pair();  // (the thread's loop opens its fds at the connection's wait)
         const int fds_before = open_fd_count();
         net::listener server = net::listen_tcp(net::endpoint("127.0.0.1", 0), 0);
         std::vector<net::socket> queued;
