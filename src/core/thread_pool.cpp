@@ -1,7 +1,10 @@
 #include "thread_pool.hpp"
 
+#include <pthread.h>
+
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <utility>
 
@@ -25,6 +28,23 @@ std::size_t threads_from_environment() noexcept {
     if (end == text || *end != '\0' || errno != 0 || n < 1 || n > INT_MAX) return default_threads;
     return static_cast<std::size_t>(n);
 }
+
+// Blocks every signal in the calling thread while this object lives, and so in the threads it
+// starts meanwhile, which inherit the mask.
+class signals_blocked {
+  public:
+    signals_blocked() noexcept {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved_);
+    }
+    ~signals_blocked() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+    signals_blocked(const signals_blocked&) = delete;
+    signals_blocked& operator=(const signals_blocked&) = delete;
+
+  private:
+    sigset_t saved_;
+};
 
 }  // namespace
 
@@ -87,6 +107,9 @@ void thread_pool::start_worker() {
     const std::size_t index = workers_.size();
     workers_.emplace_back();
     try {
+        // Pool threads take no signal meant for the program: its handlers expect to run in its
+        // own threads (and a binding's, such as CPython's, in the one that handles them).
+        const signals_blocked inherited_by_the_worker;
         // (It waits for our lock before it looks at the queue.)
         workers_.back().thread = std::thread([this, index] { work(index); });
     } catch (...) {

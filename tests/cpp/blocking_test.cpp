@@ -3,10 +3,12 @@
 // thread ends while a call is pending, and the pool's size. Wall times are asserted only within
 // generous bounds.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -308,6 +310,19 @@ TEST(Blocking, AJobThatCallsBlockingRunsTheInnerCallItself) {
         return stackless::blocking([] { return std::this_thread::get_id(); }) == outer;
     });
     EXPECT_TRUE(same_thread);
+}
+
+TEST(Blocking, PoolThreadsTakeNoSignals) {
+    const bool all_blocked = stackless::blocking([] {
+        sigset_t mask;
+        pthread_sigmask(SIG_BLOCK, nullptr, &mask);
+        return sigismember(&mask, SIGINT) == 1 && sigismember(&mask, SIGTERM) == 1 &&
+               sigismember(&mask, SIGCHLD) == 1;
+    });
+    EXPECT_TRUE(all_blocked);
+    sigset_t mine;
+    pthread_sigmask(SIG_BLOCK, nullptr, &mine);
+    EXPECT_EQ(sigismember(&mine, SIGINT), 0);  // the caller's mask is left as it was
 }
 
 TEST(Blocking, ThePoolSizeIsAtLeastOne) {
