@@ -2,6 +2,7 @@
 // tasklets that wait on time and file descriptors.
 #pragma once
 
+#include "stackless/blocking.hpp"
 #include "stackless/channel.hpp"
 #include "stackless/errors.hpp"
 #include "stackless/scheduler.hpp"
