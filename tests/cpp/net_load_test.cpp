@@ -134,8 +134,9 @@ TEST(NetLoad, HundredThousandConnectionsLeaveNothingBehind) {
         const long growth = net_test::resident_bytes() - resident_before;
         // (Under AddressSanitizer freed memory waits in its quarantine, up to 256 MiB, so the
         // resident size says nothing there; its leak checker looks at the heap at exit instead.)
-        if (!address_sanitizer)
+        if (!address_sanitizer) {
             EXPECT_LT(growth, 8L << 20) << "resident memory grew by " << growth << " bytes";
+        }
         stackless_test::expect_idle_scheduler();
     });
 }
