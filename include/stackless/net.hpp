@@ -22,9 +22,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "stackless/errors.hpp"
 #include "stackless/time.hpp"
@@ -40,6 +42,17 @@ struct construct;  // (net_*.cpp: makes sockets and listeners from fds already s
 class address_error : public error {
   public:
     using error::error;
+};
+
+// getaddrinfo() failed: code() is its EAI_* value (EAI_NONAME: no such host).
+class resolve_error : public error {
+  public:
+    // (EAI_SYSTEM: `system_errno` says what failed.)
+    resolve_error(int gai_code, const std::string& host, int system_errno = 0);
+    int code() const noexcept { return code_; }
+
+  private:
+    int code_;
 };
 
 // A connection that ended in the middle of a message that read_exact was reading.
@@ -62,6 +75,8 @@ class endpoint {
     // An IP literal and a port: "127.0.0.1", "::1", "fe80::1%eth0". No name lookup (resolve()
     // does that); raises address_error for anything else.
     endpoint(std::string_view ip, std::uint16_t port);
+    // The same, without raising: nullopt for anything but an IP literal.
+    static std::optional<endpoint> try_parse_ip(std::string_view ip, std::uint16_t port);
     // "127.0.0.1:8080" or "[::1]:8080". Raises address_error.
     static endpoint parse(std::string_view address_and_port);
     // A Unix-domain socket path; "@name" is Linux's abstract namespace (no file), as in Go.
@@ -91,6 +106,11 @@ class endpoint {
     socklen_t size_;
 };
 std::ostream& operator<<(std::ostream& out, const endpoint& e);
+
+// The addresses of `host` (a name or an IP literal) for TCP to `port`, in getaddrinfo's order of
+// preference. Names are looked up by getaddrinfo on stackless::blocking's threads, so the other
+// tasklets run meanwhile; IP literals are parsed at once. Raises resolve_error.
+std::vector<endpoint> resolve(std::string_view host, std::uint16_t port);
 
 enum class shutdown_how { read = SHUT_RD, write = SHUT_WR, both = SHUT_RDWR };
 
@@ -154,6 +174,9 @@ class socket {
 
 // Connects to a TCP endpoint (IPv4 or IPv6). io_error "connect" (ECONNREFUSED, ...).
 socket connect_tcp(const endpoint& to, deadline until = {});
+// Resolves host (resolve()) and tries its addresses in order until one connects; the deadline
+// covers the connection attempts, not the lookup. Raises what the last attempt raised.
+socket connect_tcp(std::string_view host, std::uint16_t port, deadline until = {});
 // Connects to a Unix-domain stream socket ("@name": abstract). When the listener's backlog is
 // full the kernel refuses at once (EAGAIN) and offers no readiness to wait for, so the attempt
 // is repeated with growing pauses (1 ms to 50 ms) until the deadline.

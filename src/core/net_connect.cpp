@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <exception>
 
 #include "net_impl.hpp"
 
@@ -48,6 +49,20 @@ socket connect_tcp(const endpoint& to, deadline until) {
         finish_connect(fd.get(), until);
     }
     return impl::construct::make_socket(fd.release());
+}
+
+socket connect_tcp(std::string_view host, std::uint16_t port, deadline until) {
+    std::exception_ptr last_failure;
+    for (const endpoint& address : resolve(host, port)) {
+        try {
+            return connect_tcp(address, until);
+        } catch (const io_error&) {
+            // Refused, unreachable, ...: the next address may answer. (A timeout ends it all:
+            // the deadline is common to every attempt.)
+            last_failure = std::current_exception();
+        }
+    }
+    std::rethrow_exception(last_failure);  // (resolve() returns at least one address)
 }
 
 socket connect_unix(std::string_view path, deadline until) {

@@ -30,14 +30,12 @@ std::uint16_t parse_port(std::string_view text, std::string_view whole) {
     return static_cast<std::uint16_t>(value);
 }
 
-// The interface of an IPv6 scope ("eth0" or its index).
-std::uint32_t parse_scope(std::string_view text, std::string_view whole) {
+// The interface of an IPv6 scope ("eth0" or its index); 0 if there is no such interface.
+std::uint32_t parse_scope(std::string_view text) {
     std::uint32_t index = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), index);
     if (!text.empty() && ec == std::errc() && end == text.data() + text.size()) return index;
-    index = if_nametoindex(std::string(text).c_str());
-    if (index == 0) bad_address("no such network interface", whole);
-    return index;
+    return if_nametoindex(std::string(text).c_str());
 }
 
 }  // namespace
@@ -47,24 +45,33 @@ endpoint::endpoint() noexcept : data_{}, size_(0) {
 }
 
 endpoint::endpoint(std::string_view ip, std::uint16_t port) : endpoint() {
+    std::optional<endpoint> parsed = try_parse_ip(ip, port);
+    if (!parsed) bad_address("not an IP address", ip);
+    *this = *parsed;
+}
+
+std::optional<endpoint> endpoint::try_parse_ip(std::string_view ip, std::uint16_t port) {
     const std::string text(ip);  // (inet_pton wants a terminated string)
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&data_);
+    endpoint e;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&e.data_);
     if (inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
         v4->sin_family = AF_INET;
         v4->sin_port = htons(port);
-        size_ = sizeof(sockaddr_in);
-        return;
+        e.size_ = sizeof(sockaddr_in);
+        return e;
     }
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&data_);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&e.data_);
     const std::size_t percent = text.find('%');
-    const std::string address = text.substr(0, percent);
-    if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) != 1)
-        bad_address("not an IP address", ip);
-    if (percent != std::string::npos)
-        v6->sin6_scope_id = parse_scope(std::string_view(text).substr(percent + 1), ip);
+    if (inet_pton(AF_INET6, text.substr(0, percent).c_str(), &v6->sin6_addr) != 1)
+        return std::nullopt;
+    if (percent != std::string::npos) {
+        v6->sin6_scope_id = parse_scope(std::string_view(text).substr(percent + 1));
+        if (v6->sin6_scope_id == 0) return std::nullopt;
+    }
     v6->sin6_family = AF_INET6;
     v6->sin6_port = htons(port);
-    size_ = sizeof(sockaddr_in6);
+    e.size_ = sizeof(sockaddr_in6);
+    return e;
 }
 
 endpoint endpoint::parse(std::string_view text) {

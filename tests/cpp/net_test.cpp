@@ -84,6 +84,50 @@ TEST(NetEndpoint, UnixPaths) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Names
+
+TEST(NetResolve, LiteralsNeedNoLookup) {
+    in_fresh_thread([] {
+        EXPECT_EQ(net::resolve("127.0.0.1", 80), (std::vector{net::endpoint("127.0.0.1", 80)}));
+        EXPECT_EQ(net::resolve("::1", 443), (std::vector{net::endpoint("::1", 443)}));
+        EXPECT_FALSE(net::endpoint::try_parse_ip("localhost", 1));
+        EXPECT_EQ(net::endpoint::try_parse_ip("10.1.2.3", 4)->to_string(), "10.1.2.3:4");
+    });
+}
+
+TEST(NetResolve, LocalhostIsALoopbackAddress) {
+    in_fresh_thread([] {
+        const std::vector<net::endpoint> found = net::resolve("localhost", 8080);
+        ASSERT_FALSE(found.empty());
+        for (const net::endpoint& e : found) {
+            EXPECT_TRUE(e.address() == "127.0.0.1" || e.address() == "::1") << e;
+            EXPECT_EQ(e.port(), 8080);
+        }
+    });
+}
+
+// (".invalid" is reserved: no resolver knows it. Without a network the lookup may fail another
+// way, which is a resolve_error too.)
+TEST(NetResolve, UnknownNameIsAResolveError) {
+    in_fresh_thread([] {
+        EXPECT_THROW(net::resolve("no-such-host.invalid", 1), net::resolve_error);
+        EXPECT_THROW(net::connect_tcp("no-such-host.invalid", 1, 10s), net::resolve_error);
+    });
+}
+
+TEST(NetResolve, ConnectByName) {
+    in_fresh_thread([] {
+        net::listener server = loopback_listener();
+        net::socket client = net::connect_tcp("localhost", server.local_endpoint().port(), 10s);
+        net::socket served = server.accept(10s);
+        client.write_all("by name");
+        char buffer[7];
+        ASSERT_TRUE(served.read_exact(buffer, 7, 10s));
+        EXPECT_EQ(std::string(buffer, 7), "by name");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Data
 
 TEST(NetSocket, EchoRoundTripsOverTcp) {
