@@ -13,8 +13,9 @@
 // stackless::timeout_error when it passes; a failed system call raises stackless::io_error with
 // errno and the operation ("connect", "read", "write", "accept", ...). Writing to a connection
 // the peer closed raises io_error (EPIPE), never SIGPIPE. A socket belongs to the thread whose
-// tasklets use it: its waits go to that thread's loop. One tasklet at a time may read from a
-// socket, and one at a time may write to it (another gets stackless::error).
+// tasklets use it: its waits go to that thread's loop (to hand it to another thread, release()
+// the fd and adopt() it there). One tasklet at a time may read from a socket, and one at a time
+// may write to it (another gets stackless::error).
 #pragma once
 
 #include <sys/socket.h>
