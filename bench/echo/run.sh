@@ -33,6 +33,9 @@
 #   cpp goal echo_rps_c10000 <ours/epoll> >= 0.7 met|MISSED
 #   cpp goal echo_bytes_per_conn_c10000 <ours/go> <= 0.5 met|MISSED
 set -uo pipefail
+# A load generator that died leaves its FIFO without a reader: writing `go` must fail there, not
+# end this script by SIGPIPE before it reports.
+trap '' PIPE
 
 BUILD_DIR=${BUILD_DIR:-/work/main/build/release}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -95,6 +98,9 @@ ticks_per_s=$(getconf CLK_TCK)
 # One run: run_one NAME SERVER C R appends `NAME C rps p50 p99 bytes_per_conn` to results.
 run_one() {
     local name=$1 server=$2 conns=$3 trips=$4 port= line= i status
+    # (Emptied first: the child truncates it only when it starts, and the loop below could
+    # read the last server's port meanwhile, then connect to a server that is gone.)
+    : >"$tmp/server.out"
     "$server" --port 0 >"$tmp/server.out" &
     server_pid=$!
     for ((i = 0; i < 200 && ${#port} == 0; i++)); do  # up to 10 s
