@@ -2,11 +2,13 @@
 // selects meeting, try_select and deadlines, kill and throw, send_exception, channel preference,
 // what a selecting tasklet looks like, and the errors. Fairness and scale: select_scale_test.cpp.
 #include <gtest/gtest.h>
+#include <pthread.h>
 
 #include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "stackless/stackless.hpp"
 #include "test_util.hpp"
@@ -496,6 +498,33 @@ TEST(Select, ThreadExitKillsASelectingTasklet) {
         schedule();
     });
     EXPECT_EQ(log, (events{"unwound"}));
+}
+
+// A forced unwind (pthread_cancel, pthread_exit) through a waiting select takes it off its
+// channels. (Skipped under the sanitizers, whose runtimes misreport forced unwinds:
+// threads_test.cpp.)
+TEST(Select, PthreadCancelOfAThreadInSelectTakesItOffItsChannels) {
+#if defined(__SANITIZE_ADDRESS__)
+    GTEST_SKIP() << "the sanitizers' runtimes misreport forced unwinds";
+#endif
+    channel<int> a, b;  // private to the waiting thread while it waits
+    events log;
+    std::thread waiter([&] {
+        mark_on_destroy frame(log, "waiting thread's frame");
+        try {
+            select_until(1h, on_receive(a), on_send(b, 1));  // sleeps in its reactor
+        } catch (...) {
+            log.push_back("caught by catch (...)");
+            throw;
+        }
+        log.push_back("select returned");
+    });
+    while (b.balance() != 1) std::this_thread::yield();
+    pthread_cancel(waiter.native_handle());
+    waiter.join();
+    EXPECT_EQ(log, (events{"caught by catch (...)", "waiting thread's frame"}));
+    EXPECT_EQ(a.balance(), 0);
+    EXPECT_EQ(b.balance(), 0);
 }
 
 TEST(Select, HandlerExceptionsPropagate) {
