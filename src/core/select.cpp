@@ -80,7 +80,9 @@ select_choice select_choose(const select_case_view* cases, int count, std::int64
     if (closing)
         throw channel_closed_error(
             "select: send/receive operation on a closed channel (no case was ready)");
-    if (deadline_ns != deadline::never().ns() && deadline_ns <= reactor::now_ns())
+    // (try_select's deadline::passed() needs no look at the clock.)
+    if (deadline_ns <= deadline::passed().ns() ||
+        (deadline_ns != deadline::never().ns() && deadline_ns <= reactor::now_ns()))
         return {-1, false};
     if (s.running()->block_trap)
         throw error("select: this tasklet does not like to be blocked (block_trap is set)");
