@@ -27,6 +27,10 @@
 
 namespace stackless {
 
+namespace detail {
+struct channel_handle_access;
+}
+
 template <class T>
 class channel {
   public:
@@ -183,11 +187,13 @@ class channel {
     }
     // The value `t`, blocked in send() on this channel, offers (nullptr if it is not such a
     // sender, or sends an exception).
+    // (A tasklet in select offers the value of its case: its entry's, see select.hpp.)
     const T* offered_by(const tasklet& t) const {
-        for (const tasklet& w : waiting()) {
-            if (!(w == t)) continue;
-            if (balance() <= 0) return nullptr;
-            detail::tempval& v = detail::header_of(t.state())->value;
+        if (balance() <= 0) return nullptr;
+        for (detail::tasklet_header* e = core_->first_entry(); e != nullptr;
+             e = detail::channel_core::next_entry(e)) {
+            if (detail::channel_core::waiter_of(e) != t.state()) continue;
+            detail::tempval& v = e->value;
             if (v.empty() || v.holds_exception()) return nullptr;
             return &v.template peek<T>();
         }
@@ -214,14 +220,18 @@ class channel {
     bool closing() const noexcept { return core_->closing(); }
     bool closed() const noexcept { return core_->closed(); }
 
-    // The first tasklet blocked on the channel (empty handle if none); follow next().
+    // The first tasklet blocked on the channel (empty handle if none); follow next(). A tasklet
+    // blocked in select() stands where its case waits; its own next() is empty (it waits on
+    // several channels), so walk such a list with waiting().
     tasklet queue() const { return tasklet::from_state(core_->head()); }
-    // Every tasklet blocked on the channel, first to last.
+    // Every tasklet blocked on the channel, first to last (a tasklet in select once per case it
+    // has on this channel).
     std::vector<tasklet> waiting() const {
         std::vector<tasklet> out;
-        int n = balance() < 0 ? -balance() : balance();
-        tasklet t = queue();
-        for (int i = 0; i < n && t; ++i, t = t.next()) out.push_back(t);
+        const int n = balance() < 0 ? -balance() : balance();
+        detail::tasklet_header* e = core_->first_entry();
+        for (int i = 0; i < n && e != nullptr; ++i, e = detail::channel_core::next_entry(e))
+            out.push_back(tasklet::from_state(detail::channel_core::waiter_of(e)));
         return out;
     }
 
@@ -264,6 +274,7 @@ class channel {
     }
 
   private:
+    friend struct detail::channel_handle_access;  // select.hpp
     explicit channel(detail::channel_core* core) noexcept : core_(core) { core_->retain(); }
     detail::channel_core* core_;
 };

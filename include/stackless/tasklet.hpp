@@ -161,7 +161,8 @@ class tasklet {
     bool is_main() const;
     // The channel a blocked tasklet waits on, as the payload its binding gave the channel
     // (channel::set_payload), and the direction: -1 receiving, 1 sending; {nullptr, 0} if the
-    // tasklet is not blocked.
+    // tasklet is not blocked on one channel (also in select(), which waits on several, and while
+    // it waits for time or I/O).
     struct blocking {
         void* channel_payload;
         int direction;

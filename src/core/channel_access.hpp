@@ -52,6 +52,16 @@ struct channel_access {
         tell_unscheduled(t);
     }
 
+    // Whether select() may queue proxies on the channel: waiters of another thread are never
+    // completed by select's rules, so only a channel private to a thread qualifies, and the
+    // calling thread's `s` must be the one whose tasklets wait on it (if any do).
+    static bool private_to_a_thread(const channel_core* ch) noexcept {
+        return ch->mode_ == channel_core::sharing::private_to_a_thread;
+    }
+    static bool others_wait_on(const channel_core* ch, const scheduler* s) noexcept {
+        return ch->waiters_of_ != nullptr && ch->waiters_of_ != s;
+    }
+
     // Whether another thread may still complete a waiter of this channel: a shared channel, or
     // one that becomes shared when another thread meets its waiters (a binding's).
     static bool other_threads_may_complete(const channel_core* ch) noexcept {

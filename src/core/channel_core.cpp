@@ -7,6 +7,7 @@
 
 #include "channel_access.hpp"
 #include "scheduler.hpp"
+#include "select_proxies.hpp"
 #include "stackless/errors.hpp"
 
 namespace stackless::detail {
@@ -22,7 +23,15 @@ tempval& channel_core::first_value() {
 }
 
 tasklet_state* channel_core::head() const noexcept {
-    return state_of(head_);
+    return select_proxies::visible(state_of(head_));
+}
+
+tasklet_header* channel_core::next_entry(tasklet_header* entry) noexcept {
+    return state_of(entry)->next;
+}
+
+tasklet_state* channel_core::waiter_of(tasklet_header* entry) noexcept {
+    return select_proxies::visible(state_of(entry));
 }
 
 void channel_core::set_preference(int preference) {
@@ -110,11 +119,30 @@ __attribute__((noinline)) void hand_over_switching(scheduler& s, tasklet_state* 
     }
 }
 
+// The waiter popped is a select's proxy: its selecting tasklet is the partner, scheduled by the
+// same rules. (Out of line: plain waiters pay one test of a flag on a line the pop has read.)
+__attribute__((noinline)) void hand_over_to_select(scheduler& s, const channel_core* ch,
+                                                   tasklet_state* proxy, int dir) {
+    // The rules are read first: completing the select takes its other proxies off their
+    // channels, which frees a channel that only those proxies held.
+    const bool all = ch->schedule_all();
+    const bool partner_first = all || ch->preference() == -dir;
+    tasklet_state* selecting = select_proxies::complete(proxy);
+    if (partner_first)
+        hand_over_switching(s, s.running(), selecting, all);
+    else
+        s.ring_insert_end(selecting);
+}
+
 }  // namespace
 
 void channel_core::hand_over(int dir) {
     scheduler& s = *current_scheduler;  // partner() found a waiter of this thread
     tasklet_state* target = channel_access::pop_head(this);
+    if (target->is_select_proxy) [[unlikely]] {
+        hand_over_to_select(s, this, target, dir);
+        return;
+    }
     if (schedule_all_ || preference_ == -dir) {
         hand_over_switching(s, s.running(), target, schedule_all_);
         return;

@@ -6,6 +6,7 @@
 
 #include "remote_wait.hpp"
 #include "scheduler.hpp"
+#include "select_proxies.hpp"
 #include "stackless/errors.hpp"
 #include "stackless/io.hpp"
 #include "stackless/time.hpp"
@@ -50,6 +51,11 @@ bool scheduler::wake_from_reactor(tasklet_state* t, wait_result why) noexcept {
             t->woke = why;
             insert_woken(t);
             return true;
+        case place::selecting:  // a select with a deadline
+            select_proxies::withdraw(t);
+            t->woke = why;
+            insert_woken(t);
+            return true;
         default:  // a partner completed it and it has not run yet: its wait is over
             return false;
     }
@@ -65,6 +71,10 @@ bool scheduler::unblock(tasklet_state* t) noexcept {
         t->where = place::none;
         if (t->hooks != nullptr) [[unlikely]]
             notify_scheduled(t, false);
+        return true;
+    }
+    if (t->where == place::selecting) {
+        select_proxies::withdraw(t);
         return true;
     }
     return take_off_channel(t);

@@ -11,6 +11,7 @@
 
 #include "channel_access.hpp"
 #include "sanitizer.hpp"
+#include "select_proxies.hpp"
 #include "stackless/errors.hpp"
 
 namespace stackless::detail {
@@ -95,7 +96,9 @@ scheduler::~scheduler() {
     // and leave it in this scheduler's inbox (its binding took what it had to off them before).
     drain_remote();
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
-        if (t->where != place::channel && t->where != place::waiting) continue;
+        if (t->where != place::channel && t->where != place::waiting &&
+            t->where != place::selecting)
+            continue;
         t->hooks = nullptr;
         unblock(t);
     }
@@ -112,6 +115,7 @@ scheduler::~scheduler() {
             t->blocked_on = nullptr;
             t->all_next = t->all_prev = nullptr;
             if (t->state == life::started) t->state = life::dead;  // its stack goes with the pool
+            select_proxies::free_all(t);  // (a select its stack will not return to)
             stack_pool::drop_saved(t);
             t->slot = nullptr;
             if (t->handles.load(std::memory_order_acquire) == 0) delete t;
@@ -176,9 +180,11 @@ int scheduler::kill_survivors() noexcept {
 void scheduler::abandon_survivors() noexcept {
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
         if (t->is_main || t->state != life::started) continue;
-        if (t->where == place::channel || t->where == place::transit || t->where == place::waiting)
+        if (t->where == place::channel || t->where == place::transit ||
+            t->where == place::waiting || t->where == place::selecting)
             unblock(t);
         if (t->where == place::ring) ring_remove(t);
+        select_proxies::free_all(t);  // (its stack, which would have freed them, is dropped)
         if (t->slot != nullptr && t->slot->owner == t) {
             t->slot->owner = nullptr;
             pool_.give_back(t->slot);
@@ -363,9 +369,10 @@ void scheduler::make_runnable(tasklet_state* next) noexcept {
 
 bool scheduler::try_discard(tasklet_state* t) noexcept {
     // Its binding may go on without this stack (tasklet_hooks::discard_stack); not while the
-    // C++ runtime is handling an exception on it.
+    // C++ runtime is handling an exception on it, nor while it is in select() (its stack frees
+    // the proxies).
     if (t->hooks == nullptr || t->hooks->discard_stack == nullptr || t->eh.caught != nullptr ||
-        t->eh.uncaught != 0 || !t->hooks->discard_stack(t->payload))
+        t->eh.uncaught != 0 || t->select_next != nullptr || !t->hooks->discard_stack(t->payload))
         return false;
     // Still started (alive, killed at thread exit like the others), but without a home slot:
     // its next run starts its function afresh on a new stack, as a first run does.
@@ -501,6 +508,9 @@ void scheduler::end_running(std::exception_ptr escaped) {
                 wake->block_dir < 0
                     ? "Deadlock: the main tasklet is receiving without a sender available"
                     : "Deadlock: the main tasklet is sending without a receiver available"));
+        } else if (wake->where == place::selecting && !wake->pending) {
+            wake->pending = std::make_exception_ptr(deadlock_error(
+                "Deadlock: the main tasklet is in select() without a partner available"));
         }
     }
     dying_ = self;
@@ -610,7 +620,8 @@ void scheduler::throw_into(tasklet_state* t, std::exception_ptr e, bool pending)
         switch_to(t);
         return;
     }
-    if (t->where == place::channel || t->where == place::transit || t->where == place::waiting)
+    if (t->where == place::channel || t->where == place::transit || t->where == place::waiting ||
+        t->where == place::selecting)
         if (!unblock(t)) return;  // completed by another thread: in the ring now
     if (t->where == place::none) ring_insert_end(t);
 }
@@ -627,6 +638,7 @@ void scheduler::abandon(tasklet_state* t) {
         pool_.give_back(t->slot);
     }
     stack_pool::drop_saved(t);
+    select_proxies::free_all(t);  // (a select its stack will not return to)
     t->slot = nullptr;
     t->resident = false;
     t->ctx = nullptr;

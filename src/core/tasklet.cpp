@@ -3,6 +3,7 @@
 #include <mutex>
 
 #include "scheduler.hpp"
+#include "select_proxies.hpp"
 #include "stackless/scheduler.hpp"
 #include "stackless/tasklet.hpp"
 #include "tasklet_state.hpp"
@@ -115,13 +116,20 @@ void tasklet::setup_erased(const std::type_info& type, void* args) {
 
 namespace {
 
-// What insert() does in the scheduler `s` of `t` (its own, or another thread's under the
-// binding's lock).
-// Blocked on a channel, or waiting for time, I/O or another thread.
-bool is_blocked(const tasklet_state* t) noexcept {
-    return t->where == place::channel || t->where == place::waiting;
+// A neighbour in the chain a tasklet is linked into (empty handle if none). On a channel, a
+// select's proxy stands for its selecting tasklet: a proxy is never a tasklet handle.
+tasklet neighbour(tasklet_state* s) noexcept {
+    s = detail::select_proxies::visible(s);
+    return s != nullptr ? tasklet::from_state(s) : tasklet::adopt(nullptr);
 }
 
+// Blocked on a channel (or several, in select), or waiting for time, I/O or another thread.
+bool is_blocked(const tasklet_state* t) noexcept {
+    return t->where == place::channel || t->where == place::waiting || t->where == place::selecting;
+}
+
+// What insert() does in the scheduler `s` of `t` (its own, or another thread's under the
+// binding's lock).
 void put_in_run_queue(scheduler& s, tasklet_state* t) {
     if (is_blocked(t))
         throw tasklet_state_error("tasklet.insert: you cannot run a blocked tasklet");
@@ -221,11 +229,11 @@ void tasklet::set_block_trap(bool trap) {
 
 tasklet tasklet::next() const {
     tasklet_state* t = checked();
-    return t->next != nullptr ? from_state(t->next) : tasklet(adopt_tag{}, nullptr);
+    return neighbour(t->next);
 }
 tasklet tasklet::prev() const {
     tasklet_state* t = checked();
-    return t->prev != nullptr ? from_state(t->prev) : tasklet(adopt_tag{}, nullptr);
+    return neighbour(t->prev);
 }
 
 std::uint64_t tasklet::thread_id() const {
@@ -302,7 +310,8 @@ void tasklet::throw_remote(std::exception_ptr e) {
     if (!t->alive()) throw tasklet_state_error("cannot throw an exception into a dead tasklet");
     t->pending = std::move(e);
     bool waiting = true;
-    if (t->where == place::channel || t->where == place::transit || t->where == place::waiting)
+    if (t->where == place::channel || t->where == place::transit || t->where == place::waiting ||
+        t->where == place::selecting)
         waiting = s.unblock(t);  // false: completed by another thread, in the ring now
     if (waiting && t->where == place::none) s.ring_insert_end(t);
     s.wake_up();
@@ -319,12 +328,12 @@ void tasklet::kill_remote() {
 
 tasklet tasklet::next_from_any_thread() const {
     if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
-    return state_->next != nullptr ? from_state(state_->next) : tasklet(adopt_tag{}, nullptr);
+    return neighbour(state_->next);
 }
 
 tasklet tasklet::prev_from_any_thread() const {
     if (state_ == nullptr) throw tasklet_state_error("tasklet: empty handle");
-    return state_->prev != nullptr ? from_state(state_->prev) : tasklet(adopt_tag{}, nullptr);
+    return neighbour(state_->prev);
 }
 
 bool tasklet::block_trap_from_any_thread() const {

@@ -34,6 +34,9 @@ enum class place : std::uint8_t {
     channel,  // blocked on a channel
     transit,  // completed by another thread; queued for its own thread's run queue
     waiting,  // waits on its scheduler's reactor: a deadline, an fd, or another thread's work
+    // blocked in select(): its proxies, one per case, wait on the channels in its place
+    // (select_proxies.hpp); its own links are unused
+    selecting,
 };
 
 // Why a tasklet that waited on its scheduler's reactor runs again.
@@ -99,6 +102,9 @@ struct tasklet_links {
     life state = life::unbound;
     bool block_trap = false;
     bool exit_requested = false;  // tasklet_exit was raised in it
+    // A select's stand-in on a channel's waiting list, not a tasklet (select_proxies.hpp). Here
+    // because the partner that pops a waiter reads this line anyway.
+    bool is_select_proxy = false;
 };
 
 struct tasklet_state : tasklet_links, tasklet_header {
@@ -124,6 +130,13 @@ struct tasklet_state : tasklet_links, tasklet_header {
     callable_holder fn;
     void* payload = nullptr;
     bool function_takes_pending = false;  // see tasklet::set_function_takes_pending
+
+    // select() (select_proxies.hpp).
+    // A proxy's case index; in a selecting tasklet, the case a partner completed (-1: none yet).
+    std::int32_t select_case = -1;
+    tasklet_state* select_owner = nullptr;  // a proxy's selecting tasklet
+    // The next proxy of the same select; in a selecting tasklet, its first proxy.
+    tasklet_state* select_next = nullptr;
 
     // Every state of a scheduler, so that the scheduler can detach them when its thread ends.
     tasklet_state* all_next = nullptr;

@@ -73,7 +73,14 @@ class channel_core {
     bool closed() const noexcept { return closing_ && balance_ == 0; }
     void close() noexcept { closing_ = true; }
     void open() noexcept { closing_ = false; }
+    // The first waiting tasklet (for a select's proxy, the selecting tasklet: select.hpp).
     tasklet_state* head() const noexcept;
+    // The waiting list, first to last, for channel<T>::waiting() and offered_by(): an entry is a
+    // waiting tasklet, or a proxy that a selecting tasklet put there in its place, whose value is
+    // that of its case; waiter_of() gives the tasklet an entry stands for.
+    tasklet_header* first_entry() const noexcept { return head_; }
+    static tasklet_header* next_entry(tasklet_header* entry) noexcept;
+    static tasklet_state* waiter_of(tasklet_header* entry) noexcept;
     // A binding's object for this channel (the CPython binding's channel object), or nullptr.
     void* payload() const noexcept { return payload_; }
     void set_payload(void* payload) noexcept { payload_ = payload; }
