@@ -247,6 +247,7 @@ void complete_now(std::remove_reference_t<Case>& c) {
 template <class... Cases>
 int run_select(std::int64_t deadline_ns, Cases&&... cases) {
     constexpr int count = sizeof...(Cases);
+    static_assert(count <= 32767, "select: at most 32,767 cases");
     const select_case_view views[count] = {
         cases.template view<std::is_lvalue_reference_v<Cases>>()...};
     const select_choice choice = select_choose(views, count, deadline_ns);

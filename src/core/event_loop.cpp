@@ -67,7 +67,8 @@ bool scheduler::unblock(tasklet_state* t) noexcept {
         reactor_->cancel_fd_wait(t);
     }
     if (t->where == place::waiting) {
-        if (t->remote != nullptr && !cancel_remote_wait(t)) return false;
+        if (reactor_ != nullptr && reactor_->remote_of(t) != nullptr && !cancel_remote_wait(t))
+            return false;
         t->where = place::none;
         if (t->hooks != nullptr) [[unlikely]]
             notify_scheduled(t, false);
@@ -132,14 +133,13 @@ wait_result scheduler::wait_remote(remote_wait& w) {
         if (w.state == remote_wait::phase::completed) return wait_result::ready;
         if (w.state == remote_wait::phase::cancelled || w.waiter != self)
             throw error("remote_wait: not armed for this tasklet");
+        event_loop().add_remote(self, &w);  // (first: it may fail)
         // Out of the ring before complete() can see `waiting`: it links the tasklet into this
         // thread's inbox through the same fields.
         leave_ring(self);
         self->next = self->prev = nullptr;
         self->where = place::waiting;
-        self->remote = &w;
         w.waiting = true;
-        event_loop().note_remote_waiter(1);
     }
     self->woke = wait_result::pending;
     tasklet_state* next = head_;
@@ -158,14 +158,13 @@ wait_result scheduler::wait_remote(remote_wait& w) {
 }
 
 bool scheduler::cancel_remote_wait(tasklet_state* t) noexcept {
-    remote_wait& w = *t->remote;
+    remote_wait& w = *reactor_->remote_of(t);
     {
         std::lock_guard lock(w.mutex);
         if (w.state == remote_wait::phase::armed) {
             w.state = remote_wait::phase::cancelled;
             w.waiting = false;
-            t->remote = nullptr;
-            reactor_->note_remote_waiter(-1);
+            reactor_->erase_remote(t);
             return true;
         }
     }

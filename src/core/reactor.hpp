@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <unordered_map>
 #include <vector>
 
 #include "tasklet_state.hpp"
@@ -15,6 +16,7 @@
 namespace stackless::detail {
 
 class scheduler;
+struct remote_wait;
 
 class reactor {
   public:
@@ -28,7 +30,9 @@ class reactor {
     // Tasklets this reactor may still wake: timers, fd waits and waits completed by other
     // threads. While there are any, a thread with nothing to run sleeps here instead of
     // returning from run() or reporting a deadlock.
-    std::size_t waiters() const noexcept { return timers_.live() + fd_waiters_ + remote_waiters_; }
+    std::size_t waiters() const noexcept {
+        return timers_.live() + fd_waiters_ + remote_waits_.size();
+    }
 
     // --- Timers: `t` is woken (wait_result::timeout) at `when` unless cancelled first.
     void add_timer(tasklet_state* t, std::int64_t when);
@@ -45,8 +49,15 @@ class reactor {
     // Wakes the fd's waiters with wait_result::closed and forgets the fd.
     void forget(int fd) noexcept;
 
-    // --- Waits that another thread completes (the thread pool, remote_wait).
-    void note_remote_waiter(int delta) noexcept { remote_waiters_ += delta; }
+    // --- Waits that another thread completes (the thread pool, remote_wait): which one a
+    // parked tasklet waits for. (Here rather than in every tasklet's state: they are rare and
+    // cost a thread hand-off each, microseconds, against a map's tens of nanoseconds.)
+    void add_remote(tasklet_state* t, remote_wait* w) { remote_waits_.emplace(t, w); }
+    remote_wait* remote_of(tasklet_state* t) const noexcept {
+        auto it = remote_waits_.find(t);
+        return it == remote_waits_.end() ? nullptr : it->second;
+    }
+    void erase_remote(tasklet_state* t) noexcept { remote_waits_.erase(t); }
 
     // Wakes what is due: expired timers, and fds that epoll reports ready, waiting up to
     // `timeout_ns` (0: just look; -1: no limit) for the first event. `sleep_hooks`: the thread
@@ -91,7 +102,7 @@ class reactor {
     timer_heap timers_;
     std::vector<fd_entry> fds_;
     std::size_t fd_waiters_ = 0;
-    std::size_t remote_waiters_ = 0;
+    std::unordered_map<tasklet_state*, remote_wait*> remote_waits_;
     std::size_t woken_ = 0;  // by the current poll()
     int epoll_fd_ = -1;
     int event_fd_ = -1;      // in the epoll set; written by other threads to end a sleep

@@ -103,7 +103,7 @@ int select_wait::wait(const select_case_view* cases, int count, std::int64_t dea
         link = &proxy->select_next;
         proxy->is_select_proxy = true;
         proxy->select_owner = self;
-        proxy->select_case = i;
+        proxy->select_case = static_cast<std::int16_t>(i);
         proxy->sched.store(&s, std::memory_order_relaxed);
         if (cases[i].dir > 0) cases[i].offer(cases[i].a_case, proxy->value);
     }

@@ -47,8 +47,6 @@ enum class wait_result : std::uint8_t {
     closed,   // the fd was closed (close_fd/forget_fd) while it waited
 };
 
-struct remote_wait;
-
 // The tasklet's function: in place when small (the common lambda), else on the heap.
 class callable_holder {
   public:
@@ -105,6 +103,12 @@ struct tasklet_links {
     // A select's stand-in on a channel's waiting list, not a tasklet (select_proxies.hpp). Here
     // because the partner that pops a waiter reads this line anyway.
     bool is_select_proxy = false;
+    // (The rest fill the line's spare bytes, so that tasklet_state stays within 256 bytes.)
+    bool function_takes_pending = false;  // see tasklet::set_function_takes_pending
+    bool wait_write = false;              // its fd wait is for writing
+    wait_result woke = wait_result::pending;
+    // A proxy's case index; in a selecting tasklet, the case a partner completed (-1: none yet).
+    std::int16_t select_case = -1;
 };
 
 struct tasklet_state : tasklet_links, tasklet_header {
@@ -120,22 +124,19 @@ struct tasklet_state : tasklet_links, tasklet_header {
     std::uint32_t saved_size = 0;    // bytes of stack in `saved` (0 while resident)
     std::uint32_t saved_capacity = 0;
 
-    // While it waits on the reactor (place::waiting), or on a channel with a deadline.
+    // While it waits on the reactor (place::waiting), or on a channel with a deadline. (A wait
+    // that another thread completes is found in the reactor: reactor::remote_of.)
     std::uint32_t timer = UINT32_MAX;  // timer_heap::id, or none
     std::int32_t wait_fd = -1;
-    bool wait_write = false;
-    wait_result woke = wait_result::pending;
-    remote_wait* remote = nullptr;  // a wait that another thread completes
 
     callable_holder fn;
-    void* payload = nullptr;
-    bool function_takes_pending = false;  // see tasklet::set_function_takes_pending
-
-    // select() (select_proxies.hpp).
-    // A proxy's case index; in a selecting tasklet, the case a partner completed (-1: none yet).
-    std::int32_t select_case = -1;
-    tasklet_state* select_owner = nullptr;  // a proxy's selecting tasklet
-    // The next proxy of the same select; in a selecting tasklet, its first proxy.
+    union {
+        void* payload = nullptr;  // a tasklet's: its binding's object
+        // A select proxy's (it has no binding, so no payload): its selecting tasklet.
+        tasklet_state* select_owner;
+    };
+    // select() (select_proxies.hpp): the next proxy of the same select; in a selecting tasklet,
+    // its first proxy.
     tasklet_state* select_next = nullptr;
 
     // Every state of a scheduler, so that the scheduler can detach them when its thread ends.
@@ -150,6 +151,8 @@ struct tasklet_state : tasklet_links, tasklet_header {
 };
 
 static_assert(sizeof(tasklet_links) <= 64, "the switch's fields must fit one cache line");
+// Four cache lines: the state pool's stride, and most of what a blocked tasklet costs.
+static_assert(sizeof(tasklet_state) <= 256, "a tasklet's state must stay within 256 bytes");
 
 // Gives this thread's free states to the other threads (its scheduler is ending).
 void donate_free_states() noexcept;

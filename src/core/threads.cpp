@@ -160,11 +160,10 @@ void scheduler::drain_remote() noexcept {
     }
     while (t != nullptr) {
         tasklet_state* after = t->next;
-        if (t->remote != nullptr) {  // a wait that another thread completed (remote_wait)
-            t->remote = nullptr;
+        if (t->where == place::waiting) {  // a wait that another thread completed (remote_wait)
+            reactor_->erase_remote(t);
             t->woke = wait_result::ready;
-            reactor_->note_remote_waiter(-1);
-        } else {
+        } else {  // in transit from a shared channel
             take_from_transit(t);
         }
         ring_insert_end(t);  // (in transit or waiting counts as scheduled: no hook call)
