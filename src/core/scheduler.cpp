@@ -178,6 +178,7 @@ int scheduler::kill_survivors() noexcept {
 }
 
 void scheduler::abandon_survivors() noexcept {
+    last_woken_ = nullptr;  // (those dropped here may be freed)
     for (tasklet_state* t = all_; t != nullptr; t = t->all_next) {
         if (t->is_main || t->state != life::started) continue;
         if (t->where == place::channel || t->where == place::transit ||
@@ -225,7 +226,6 @@ void scheduler::maybe_free(tasklet_state* t) noexcept {
         return;
     forget_state(t);
     stack_pool::drop_saved(t);
-    if (t == last_woken_) last_woken_ = nullptr;
     delete t;
 }
 
@@ -485,7 +485,7 @@ void scheduler::end_running(std::exception_ptr escaped) {
     tasklet_state* self = running_;
     self->state = life::dead;
     if (self->where == place::ring) ring_remove(self);
-    attend();
+    if (self == last_woken_) last_woken_ = nullptr;  // (it may be freed once it ended)
     --stats_.live_tasklets;
     tasklet_state* wake = wake_target();
     tasklet_state* next = head_;
@@ -646,6 +646,7 @@ void scheduler::abandon(tasklet_state* t) {
     t->state = life::unbound;
     t->pending = nullptr;
     t->exit_requested = false;
+    if (t == last_woken_) last_woken_ = nullptr;  // (it may be freed once unbound)
     --stats_.live_tasklets;
 }
 

@@ -319,7 +319,8 @@ class scheduler {
     void create_event_loop();
     // Puts a tasklet the reactor woke in the ring (event_loop.cpp says where).
     void insert_woken(tasklet_state* t) noexcept;
-    // The last tasklet the reactor woke (maybe_free forgets it).
+    // The last tasklet the reactor woke, until it ends or is dropped (end_running, abandon and
+    // abandon_survivors forget it: it may be freed then).
     tasklet_state* last_woken_ = nullptr;
     __attribute__((noinline, cold)) void attend_slow();
     bool cancel_remote_wait(tasklet_state* t) noexcept;
