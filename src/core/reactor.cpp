@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "scheduler.hpp"
@@ -214,8 +215,20 @@ std::size_t reactor::poll(std::int64_t timeout_ns, bool may_sleep) {
         limit.tv_sec = timeout_ns / 1'000'000'000;
         limit.tv_nsec = timeout_ns % 1'000'000'000;
     }
-    int n = epoll_pwait2(epoll_fd_, reinterpret_cast<epoll_event*>(events_.data()), max_events,
-                         timeout_ns < 0 ? nullptr : &limit, nullptr);
+    auto* events = reinterpret_cast<epoll_event*>(events_.data());
+    static std::atomic<bool> no_pwait2{false};
+    int n = -1;
+    errno = ENOSYS;
+    if (!no_pwait2.load(std::memory_order_relaxed))
+        n = epoll_pwait2(epoll_fd_, events, max_events, timeout_ns < 0 ? nullptr : &limit, nullptr);
+    if (n < 0 && errno == ENOSYS) {
+        no_pwait2.store(true, std::memory_order_relaxed);
+        // Kernels before 5.11 lack nanosecond timeouts: whole milliseconds, rounded up, so that a
+        // timer never fires early.
+        const std::int64_t ms = timeout_ns < 0 ? -1 : (timeout_ns + 999'999) / 1'000'000;
+        n = epoll_wait(epoll_fd_, events, max_events,
+                       static_cast<int>(std::min<std::int64_t>(ms, INT32_MAX)));
+    }
     const int wait_errno = errno;
     if (sleep) {
         try {
@@ -225,7 +238,7 @@ std::size_t reactor::poll(std::int64_t timeout_ns, bool may_sleep) {
             throw;
         }
     }
-    if (n < 0 && wait_errno != EINTR) throw io_error(wait_errno, "epoll_pwait2");
+    if (n < 0 && wait_errno != EINTR) throw io_error(wait_errno, "epoll_wait");
     if (n > 0) dispatch(n);
     last_epoll_ns_ = now_ns();
     fire_due_timers(last_epoll_ns_);
