@@ -37,6 +37,10 @@ import sys, textwrap; sys.path.insert(0, '$here/tests/python')
 import test_channels_across_threads as t
 exec(compile(t.STRESS.replace('int(sys.argv[1])', '1'), 'stress', 'exec'))"
 "${vg[@]}" "$build/tests/cpp/stackless_tests" --gtest_filter='SharedChannel.*' --gtest_brief=1
+# The event loop: fd waits, deadlines, select (not the tests that bound wall times: valgrind runs
+# some fifty times slower).
+"${vg[@]}" "$build/tests/cpp/stackless_tests" \
+    --gtest_filter='FdWait.*:ChannelDeadline.*:TryOperations.*:Select.*' --gtest_brief=1
 for seed in 3 6 9; do
     "${vg[@]}" /usr/bin/python3 "$here/tests/python/random_operations.py" "$seed"
 done
