@@ -33,10 +33,9 @@ void run_blocking(const std::shared_ptr<blocking_job>& job) {
         return;
     }
     scheduler& s = scheduler::get();
-    // Armed as scheduler::arm_remote_wait() arms one, before the pool can complete it.
+    // Armed before the pool can complete it.
     remote_wait& w = job->completion();
-    w.owner = &s;
-    w.waiter = s.running();
+    s.arm_remote_wait(w);
     if (!thread_pool::instance().submit(job)) {
         job->execute();
         return;

@@ -232,21 +232,23 @@ STACKLESS_ALWAYS_INLINE tempval& channel_core::sleep_on(scheduler& s, tasklet_st
     return mine;
 }
 
+void channel_core::share_on_contact_or_refuse() {
+    if (mode_ != sharing::share_on_contact) {
+        current_value().reset();
+        throw wrong_thread_error(
+            "channel: tasklets of another thread are waiting on this channel; make it with "
+            "stackless::across_threads to use it from several threads");
+    }
+    share();
+}
+
 tempval& channel_core::wait(int dir) {
     scheduler& s = scheduler::get();
     tasklet_state* self = s.running();
     tempval& mine = self->value;
     if (waiters_of_ != &s && waiters_of_ != nullptr) [[unlikely]] {
         // Shared, or another thread's tasklets wait on it.
-        if (!shared()) {
-            if (mode_ != sharing::share_on_contact) {
-                mine.reset();
-                throw wrong_thread_error(
-                    "channel: tasklets of another thread are waiting on this channel; make it "
-                    "with stackless::across_threads to use it from several threads");
-            }
-            share();
-        }
+        if (!shared()) share_on_contact_or_refuse();
         return *wait_shared(dir, true);
     }
     if (const char* why = refusal(self, this)) [[unlikely]] {
@@ -271,15 +273,7 @@ tempval* channel_core::wait_until(int dir, std::int64_t deadline_ns) {
             mine.reset();
             return nullptr;
         }
-        if (!shared()) {
-            if (mode_ != sharing::share_on_contact) {
-                mine.reset();
-                throw wrong_thread_error(
-                    "channel: tasklets of another thread are waiting on this channel; make it "
-                    "with stackless::across_threads to use it from several threads");
-            }
-            share();
-        }
+        if (!shared()) share_on_contact_or_refuse();
         return wait_shared(dir, false);
     }
     reactor& loop = s.event_loop();

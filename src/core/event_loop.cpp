@@ -14,11 +14,19 @@
 namespace stackless::detail {
 
 wait_result scheduler::park_in_reactor() {
-    tasklet_state* self = running_;
+    leave_ring_to_wait(running_);
+    return switch_away_waiting();
+}
+
+void scheduler::leave_ring_to_wait(tasklet_state* self) noexcept {
     self->woke = wait_result::pending;
     leave_ring(self);
     self->next = self->prev = nullptr;
     self->where = place::waiting;
+}
+
+wait_result scheduler::switch_away_waiting() {
+    tasklet_state* self = running_;
     // A scheduling point, once the tasklet waits: what the reactor finds may be this tasklet's
     // own fd or timer (an fd registered by this very wait reports that it is ready already, as a
     // connect that completed at once does), and a wake of a tasklet still in the ring would be
@@ -119,11 +127,9 @@ void scheduler::insert_woken(tasklet_state* t) noexcept {
 // ---------------------------------------------------------------------------------------------
 // Waits that other threads complete
 
-std::shared_ptr<remote_wait> scheduler::arm_remote_wait() {
-    auto w = std::make_shared<remote_wait>();
-    w->owner = this;
-    w->waiter = running_;
-    return w;
+void scheduler::arm_remote_wait(remote_wait& w) noexcept {
+    w.owner = this;
+    w.waiter = running_;
 }
 
 wait_result scheduler::wait_remote(remote_wait& w) {
@@ -136,25 +142,10 @@ wait_result scheduler::wait_remote(remote_wait& w) {
         event_loop().add_remote(self, &w);  // (first: it may fail)
         // Out of the ring before complete() can see `waiting`: it links the tasklet into this
         // thread's inbox through the same fields.
-        leave_ring(self);
-        self->next = self->prev = nullptr;
-        self->where = place::waiting;
+        leave_ring_to_wait(self);
         w.waiting = true;
     }
-    self->woke = wait_result::pending;
-    tasklet_state* next = head_;
-    if (next == nullptr) {
-        try {
-            next = when_ring_empty(self);
-        } catch (abi::__forced_unwind&) {
-            throw;
-        } catch (...) {
-            if (unblock(self)) ring_insert_end(self);
-            throw;
-        }
-    }
-    switch_to(next);
-    return self->woke;
+    return switch_away_waiting();
 }
 
 bool scheduler::cancel_remote_wait(tasklet_state* t) noexcept {

@@ -163,7 +163,7 @@ void reactor::wake(tasklet_state* t, wait_result why) noexcept {
     if (owner_.wake_from_reactor(t, why)) ++woken_;
 }
 
-std::size_t reactor::dispatch(int ready_count) {
+void reactor::dispatch(int ready_count) {
     auto* events = reinterpret_cast<epoll_event*>(events_.data());
     for (int i = 0; i < ready_count; ++i) {
         const int fd = events[i].data.fd;
@@ -191,7 +191,6 @@ std::size_t reactor::dispatch(int ready_count) {
                 e.writable = true;
         }
     }
-    return static_cast<std::size_t>(ready_count);
 }
 
 std::size_t reactor::poll(std::int64_t timeout_ns, bool may_sleep) {

@@ -68,8 +68,6 @@ class reactor {
     // Looked at every so often while tasklets are runnable, so that timers and I/O are not
     // starved by tasklets that never wait.
     void poll_while_busy();
-    // The nearest deadline, or timer_heap::never.
-    std::int64_t earliest_deadline() noexcept { return timers_.earliest(); }
 
     // Called by another thread under the scheduler's inbox lock: if this thread sleeps in
     // poll(), make it return.
@@ -95,7 +93,7 @@ class reactor {
     void ensure_epoll();
     void register_fd(int fd, fd_entry& e);
     void fire_due_timers(std::int64_t now);
-    std::size_t dispatch(int ready_count);
+    void dispatch(int ready_count);
     void wake(tasklet_state* t, wait_result why) noexcept;
 
     scheduler& owner_;

@@ -1,9 +1,10 @@
 // A wait of one tasklet that another thread completes: the thread pool's jobs (blocking()) and
 // anything else that finishes work for a tasklet outside its thread.
 //
-//   auto w = scheduler::get().arm_remote_wait();   // in the tasklet
-//   hand `w` to another thread, which calls w->complete() when done
-//   scheduler::get().wait_remote(*w);               // parks until then
+//   scheduler::get().arm_remote_wait(w);   // in the tasklet (w outlives the wait: the thread
+//                                          // pool keeps it in its job)
+//   hand `w` to another thread, which calls w.complete() when done
+//   scheduler::get().wait_remote(w);       // parks until then
 //
 // complete() may come before, during or after the wait, from any thread, even after the
 // tasklet's thread has ended or the tasklet was killed (it then does nothing).

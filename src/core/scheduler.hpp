@@ -182,6 +182,10 @@ class scheduler {
     // the run queue until the reactor wakes it, and the next tasklet runs. Returns why it woke;
     // an exception thrown into it meanwhile is raised instead (its waits cancelled).
     wait_result park_in_reactor();
+    // Its two halves: the running tasklet leaves the ring to wait (where = waiting); then the
+    // next tasklet runs until the reactor or another thread wakes it.
+    void leave_ring_to_wait(tasklet_state* self) noexcept;
+    wait_result switch_away_waiting();
     // The reactor woke `t` (a timer, an fd): it becomes runnable, unless a channel partner
     // completed it first. Returns whether it did.
     bool wake_from_reactor(tasklet_state* t, wait_result why) noexcept;
@@ -190,7 +194,7 @@ class scheduler {
     bool begin_reactor_sleep();
     void end_reactor_sleep();
     // A wait that another thread completes (remote_wait.hpp).
-    std::shared_ptr<remote_wait> arm_remote_wait();
+    void arm_remote_wait(remote_wait& w) noexcept;
     wait_result wait_remote(remote_wait& w);
     // Tasklets of this thread waiting on shared channels (or in transit) change by `delta`.
     void note_shared_waiters(int delta) noexcept {

@@ -53,7 +53,6 @@ class timer_heap {
     }
 
     std::size_t live() const noexcept { return live_; }
-    std::size_t entries() const noexcept { return heap_.size(); }
 
     // The earliest live deadline, or `never`.
     std::int64_t earliest() noexcept {

@@ -102,6 +102,10 @@ class channel_core {
   private:
     friend struct channel_access;
     friend class shared_channel_lock;
+    // The channel is private and tasklets of another thread wait on it: a binding's channel
+    // becomes shared; any other raises wrong_thread_error (clearing the running tasklet's
+    // tempval). Out of line and cold: blocking operations pass by it on every call.
+    __attribute__((noinline, cold)) void share_on_contact_or_refuse();
     // may_block false: nullptr instead of blocking.
     tempval* wait_shared(int dir, bool may_block);
     // The current tasklet `self` is on the waiting list: runs the next tasklet (waiting for
